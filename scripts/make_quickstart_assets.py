@@ -1,0 +1,70 @@
+"""Rebuild the bundled quickstart subset (src/uclip/assets/quickstart/) from the full data.
+
+The subset mirrors the full data directory's layout, so the quickstart reads it with the same
+loaders. Usage: python scripts/make_quickstart_assets.py [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar", "en")
+FLORES = {
+    "cs": "ces_Latn", "fi": "fin_Latn", "hr": "hrv_Latn", "hu": "hun_Latn", "ro": "ron_Latn",
+    "ja": "jpn_Jpan", "zh": "zho_Hans", "hi": "hin_Deva", "ru": "rus_Cyrl", "ar": "arb_Arab",
+    "en": "eng_Latn",
+}
+N_IMAGES = 7100  # Multi30K training images: 2,400 query + 4,000 bank-V + 667 bank-M images
+N_XM3600 = 1000
+N_FLORES = 500
+N_TATOEBA = 400
+
+
+def gz_lines(path: Path, n: int | None) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    return lines[:n] if n else lines
+
+
+def write_gz(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(path, "wb", mtime=0) as fh:
+        fh.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--out", default="src/uclip/assets/quickstart")
+    ns = parser.parse_args()
+    src, out = Path(ns.data_dir), Path(ns.out)
+    if out.exists():
+        shutil.rmtree(out)
+    m30k, dst = src / "multi30k/data", out / "multi30k/data"
+    split = (m30k / "task1/image_splits/train.txt").read_text().splitlines()[:N_IMAGES]
+    (dst / "task1/image_splits").mkdir(parents=True)
+    (dst / "task1/image_splits/train.txt").write_text("\n".join(split) + "\n")
+    for k in range(1, 6):
+        write_gz(dst / f"task2/raw/train.{k}.en.gz", gz_lines(m30k / f"task2/raw/train.{k}.en.gz", N_IMAGES))
+    for lang in ("de", "fr", "cs"):
+        write_gz(dst / f"task1/raw/train.{lang}.gz", gz_lines(m30k / f"task1/raw/train.{lang}.gz", N_IMAGES))
+    for lang in ("cs", "fi", "hr", "hu", "ro"):
+        name = f"text_bank/tatoeba_{lang}-en.tsv.gz"
+        write_gz(out / name, gz_lines(src / name, N_TATOEBA + 1))
+    (out / "xm3600").mkdir(parents=True)
+    (out / "flores200").mkdir(parents=True)
+    for lang in LANGS:
+        rows = json.loads((src / f"xm3600/captions_{lang}.json").read_text())[:N_XM3600]
+        (out / f"xm3600/captions_{lang}.json").write_text(json.dumps(rows, ensure_ascii=False))
+        code = FLORES[lang]
+        lines = (src / f"flores200/{code}.devtest").read_text().splitlines()[:N_FLORES]
+        (out / f"flores200/{code}.devtest").write_text("\n".join(lines) + "\n")
+    print(f"wrote {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.2f} MB to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The ``uclip`` command: parse arguments, call the library, print or save results.
+
+User errors (:class:`uclip.errors.UclipError`) are printed as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from uclip.errors import UclipError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# quickstart -------------------------------------------------------------------------------------
+def cmd_quickstart(ns: argparse.Namespace) -> int:
+    from uclip.app.quickstart import QuickstartArgs, run_quickstart
+    from uclip.eval.report import markdown_table
+
+    args = QuickstartArgs(
+        out=Path(ns.out),
+        data_dir=Path(ns.data_dir) if ns.data_dir else None,
+        progress=not ns.no_progress,
+        seed=ns.seed,
+    )
+    if ns.langs:
+        args.langs = tuple(ns.langs.split(","))
+    if ns.full:
+        args.n_train, args.n_bank_v, args.n_bank_m = 100_000, 5000, 8000
+        args.xm3600_pairs, args.flores_pairs = 3600, 1012
+        if not ns.langs:
+            from uclip.eval.datasets import XM3600_LANGS
+
+            args.langs = tuple(lang for lang in XM3600_LANGS if lang != "en")
+    for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
+        value = getattr(ns, key)
+        if value is not None:
+            setattr(args, key, value)
+    results = run_quickstart(args)
+    print()
+    print(markdown_table(results["summary"]))
+    print(f"per-language results: {Path(ns.out) / 'results.md'} (json, csv beside it)")
+    print(f"model: {Path(ns.out) / 'model'}   weights: {results['weights']}")
+    print(f"wall time: {results['timings']['total_s']:.0f} s")
+    return 0
+
+
+def add_quickstart(sub: Any) -> None:
+    p = sub.add_parser(
+        "quickstart",
+        help="train uCLIP heads offline on real encoders (text-anchor setting) and evaluate",
+    )
+    p.add_argument("--out", default="quickstart-out", help="output directory (model, results, cache)")
+    p.add_argument("--data-dir", help="data directory (default: UCLIP_DATA, ../shared/data, bundled subset)")
+    p.add_argument("--langs", help="comma-separated XM3600 language codes (default: 10 languages)")
+    p.add_argument("--full", action="store_true", help="all 35 non-English XM3600 languages, full eval sets, 100k captions")
+    for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
+        p.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
+
+
+# info / train -----------------------------------------------------------------------------------
+def cmd_info(ns: argparse.Namespace) -> int:
+    from uclip.app.train import count_parameters, load_run_config
+
+    run = load_run_config(ns.config)
+    info = {"config": str(ns.config), **count_parameters(run.model, build_frozen=not ns.no_frozen)}
+    info["embed_dim"] = run.model.embed_dim
+    _print_json(info)
+    return 0
+
+
+def add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="parameter counts and encoders of a config")
+    p.add_argument("config")
+    p.add_argument("--no-frozen", action="store_true", help="skip building encoders to count frozen parameters")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from uclip.app.train import run_training
+
+    model, result = run_training(
+        ns.config,
+        ns.out,
+        data_dir=ns.data_dir,
+        resume=ns.resume,
+        random_init=ns.random_init,
+        cache_dir=ns.cache_dir,
+    )
+    _print_json(
+        {
+            "model_dir": str(Path(ns.out) / "model"),
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "resumed_from_step": result.resumed_from,
+            "weights": model.spec()["weights"],
+        }
+    )
+    return 0
+
+
+def add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train uCLIP heads from a config (configs/*.json)")
+    p.add_argument("config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--cache-dir")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--random-init", action="store_true", help="random-init encoders (pipeline tests only)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_encoders(ns: argparse.Namespace) -> int:
+    from uclip.encoders.registry import list_specs
+
+    rows = [
+        {"name": s.name, "family": s.family, "dim": s.dim, "hf_id": s.hf_id, "languages": s.languages}
+        for s in list_specs()
+    ]
+    from uclip.eval.report import markdown_table
+
+    print(markdown_table(rows))
+    return 0
+
+
+def add_encoders(sub: Any) -> None:
+    p = sub.add_parser("encoders", help="list the encoder registry")
+    p.set_defaults(func=cmd_encoders)
+
+
+COMMANDS: list[Callable[[Any], None]] = [add_quickstart, add_info, add_train, add_encoders]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uclip", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, format="%(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(ns.func(ns) or 0)
+    except UclipError as exc:
+        print(f"uclip: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("uclip: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

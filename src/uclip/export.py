@@ -1,0 +1,277 @@
+"""Export the trained part of a uCLIP model: the projection heads f_C and f_M.
+
+uCLIP trains only the two heads (paper, Sec. "Inter Alignment": ê^C = f_C(ẽ^C), ê^M = f_M(ẽ^M));
+the encoders stay frozen and are referenced by name. So an export is small:
+
+* :func:`export_hf` — a Hugging Face-style directory: ``config.json``, ``model.safetensors`` (both
+  heads, keys ``f_c.*`` / ``f_m.*``) and ``README.md``, a model card naming the encoders, whether
+  their weights were real or random-init, and the data/training config recorded with the model.
+* :func:`export_onnx` — ``f_c.onnx`` and ``f_m.onnx``: each head in eval mode (BatchNorm uses its
+  running statistics), input ``embedding`` (batch, in_dim) -> output ``projection`` (batch,
+  out_dim), L2-normalised, dynamic batch axis; plus ``onnx.json`` with shapes and checksums.
+
+``model`` is a loaded model (``.heads.f_c``, ``.heads.f_m``, ``.spec()``) or a model directory,
+loaded with ``uclip.load`` (encoders are built lazily, so exporting never loads them).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from uclip.errors import UclipError
+from uclip.serve.index import sha256_file
+
+EXPORT_FORMAT_VERSION = 1
+HEAD_NAMES = ("f_c", "f_m")
+ENCODER_ROLES = (
+    ("anchor_encoder", "anchor (CLIP text) tower, input of f_C"),
+    ("image_encoder", "CLIP image tower, input of f_C"),
+    ("multilingual_encoder", "multilingual text tower, input of f_M"),
+)
+TRAINING_KEYS = ("train", "training", "train_args", "args", "data", "dataset", "datasets", "run")
+
+
+def _resolve(model: Any) -> tuple[Any, dict[str, Any]]:
+    """(model, recorded config.json payload or {}) from a model object or a model directory."""
+    if isinstance(model, str | os.PathLike):
+        from uclip import load
+
+        directory = Path(model)
+        loaded = load(directory)
+        try:
+            payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            payload = {}
+        return loaded, payload if isinstance(payload, dict) else {}
+    if not hasattr(model, "heads") or not all(hasattr(model.heads, h) for h in HEAD_NAMES):
+        raise UclipError("export needs a uCLIP model with heads f_c and f_m, or a model directory")
+    payload = dict(getattr(model, "metadata", {}) or {})
+    return model, payload
+
+
+def _prepare(out_dir: str | os.PathLike[str], overwrite: bool, names: tuple[str, ...]) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UclipError(f"export target {out} exists and is not a directory")
+    clash = [n for n in names if (out / n).exists()]
+    if clash and not overwrite:
+        raise UclipError(f"{out / clash[0]} already exists; pass overwrite=True or another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _head_dims(head: nn.Module) -> dict[str, int]:
+    if hasattr(head, "config"):
+        return dict(head.config())
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return {"in_dim": linears[0].in_features, "out_dim": linears[-1].out_features}
+
+
+def _encoder_rows(spec: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One row per frozen tower: role, registry name, HF id (if the registry knows it), weights."""
+    rows = []
+    weights = str(spec.get("weights", "unknown"))
+    for key, role in ENCODER_ROLES:
+        name = spec.get(key)
+        if not name:
+            continue
+        rows.append({"role": role, "name": str(name), "hf_id": _hf_id(str(name)), "weights": weights})
+    return rows
+
+
+def _hf_id(name: str) -> str:
+    """The Hugging Face id of a registry encoder, or "-" when the registry has none."""
+    try:
+        from uclip.encoders.registry import get_spec
+
+        spec = get_spec(name)
+    except (ImportError, UclipError, KeyError):
+        return "-"
+    for attr in ("hf_id", "repo_id", "model_id", "hf_repo", "source"):
+        value = getattr(spec, attr, None)
+        if value:
+            return str(value)
+    return "-"
+
+
+def model_card(spec: Mapping[str, Any], payload: Mapping[str, Any], dims: Mapping[str, Any]) -> str:
+    """README.md text: encoders, heads, data and training config, limitations."""
+    rows = _encoder_rows(spec)
+    random_init = spec.get("weights") == "random-init" or spec.get("random_init") is True
+    lines = [
+        "---",
+        "library_name: uclip",
+        "tags: [uclip, multilingual, clip, image-text-retrieval, projection-heads]",
+        "language: [multilingual]",
+        "---",
+        "",
+        "# uCLIP projection heads",
+        "",
+        "The two trained projection heads of a uCLIP model (Multilingual CLIP from frozen "
+        "English CLIP and a frozen multilingual sentence encoder). The encoders are **not** in "
+        "this repository: load them by the names below.",
+        "",
+    ]
+    if random_init:
+        lines += [
+            "> **Warning: built on random-init encoder weights.** This export is a test artefact; "
+            "its retrieval quality is meaningless.",
+            "",
+        ]
+    lines += ["## Encoders (frozen)", "", "| role | name | Hugging Face id | weights |", "|---|---|---|---|"]
+    lines += [f"| {r['role']} | `{r['name']}` | {r['hf_id']} | {r['weights']} |" for r in rows]
+    if not rows:
+        lines.append("| - | not recorded in the model spec | - | - |")
+    lines += [
+        "",
+        "## Heads",
+        "",
+        "Each head is Linear → BatchNorm1d → ReLU → Linear → L2-normalise. f_C maps CLIP text and "
+        "image embeddings, f_M maps multilingual text embeddings, into one shared space "
+        "(cosine similarity).",
+        "",
+        "| head | dims |",
+        "|---|---|",
+    ]
+    lines += [f"| `{h}` | {json.dumps(dims[h])} |" for h in HEAD_NAMES]
+    training = {k: payload[k] for k in TRAINING_KEYS if k in payload}
+    lines += ["", "## Data and training configuration", ""]
+    if training:
+        lines += [
+            "As recorded with the checkpoint:",
+            "",
+            "```json",
+            json.dumps(training, indent=2, ensure_ascii=False, default=str),
+            "```",
+        ]
+    else:
+        lines.append("Not recorded in the checkpoint (no training config was saved with it).")
+    lines += [
+        "",
+        "## Model spec",
+        "",
+        "```json",
+        json.dumps(dict(spec), indent=2, ensure_ascii=False, default=str),
+        "```",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from safetensors.torch import load_file",
+        "state = load_file('model.safetensors')  # keys f_c.* and f_m.*",
+        "```",
+        "",
+        "With uclip, load the original model directory with `uclip.load(dir)`; `f_c.onnx` / "
+        "`f_m.onnx` (from `export_onnx`) run the heads without torch.",
+        "",
+        "## Limitations",
+        "",
+        "Quality depends on the frozen encoders and on the languages the multilingual encoder "
+        "covers; the heads were trained only on the data named above.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_hf(
+    model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write a Hugging Face-style export of the heads to ``out_dir`` and return it.
+
+    Files: ``config.json`` (architecture, head dims, model spec, source config),
+    ``model.safetensors`` (``f_c.<param>`` and ``f_m.<param>``, float32), ``README.md``.
+    """
+    from safetensors.torch import save_file
+
+    model, payload = _resolve(model)
+    out = _prepare(out_dir, overwrite, ("config.json", "model.safetensors", "README.md"))
+    spec = json.loads(json.dumps(model.spec(), default=str))
+    heads = {h: getattr(model.heads, h) for h in HEAD_NAMES}
+    dims = {h: _head_dims(m) for h, m in heads.items()}
+    state = {
+        f"{h}.{k}": v.detach().cpu().contiguous()
+        for h, m in heads.items()
+        for k, v in m.state_dict().items()
+    }
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "uclip": "heads"})
+    config = {
+        "model_type": "uclip-heads",
+        "architectures": ["UCLIPHeads"],
+        "export_format_version": EXPORT_FORMAT_VERSION,
+        "heads": dims,
+        "spec": spec,
+        "source_config": payload,
+        "model_safetensors_sha256": sha256_file(out / "model.safetensors"),
+    }
+    (out / "config.json").write_text(
+        json.dumps(config, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+    )
+    (out / "README.md").write_text(model_card(spec, payload, dims), encoding="utf-8")
+    return out
+
+
+def export_onnx(
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    opset: int = 17,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Export f_C and f_M to ONNX (eval mode, dynamic batch axis). Returns {head: path}.
+
+    Uses the TorchScript-based exporter (``dynamo=False``): the heads are plain
+    Linear/BatchNorm/ReLU/normalise graphs, and it needs only the ``onnx`` package (the dynamo
+    exporter would also need ``onnxscript``).
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise UclipError("ONNX export needs onnx: pip install 'uclip[export]'") from exc
+
+    model, _ = _resolve(model)
+    names = tuple(f"{h}.onnx" for h in HEAD_NAMES) + ("onnx.json",)
+    out = _prepare(out_dir, overwrite, names)
+    manifest: dict[str, Any] = {
+        "export_format_version": EXPORT_FORMAT_VERSION,
+        "opset": opset,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "input": "embedding",
+        "output": "projection",
+        "heads": {},
+    }
+    paths: dict[str, Path] = {}
+    for h in HEAD_NAMES:
+        # A copy in eval mode: BatchNorm must use running statistics, and the caller's module
+        # (maybe mid-training) is left untouched.
+        head = copy.deepcopy(getattr(model.heads, h)).float().cpu().eval()
+        dims = _head_dims(head)
+        path = out / f"{h}.onnx"
+        dummy = torch.randn(2, dims["in_dim"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(
+                head,
+                (dummy,),
+                str(path),
+                dynamo=False,
+                input_names=["embedding"],
+                output_names=["projection"],
+                dynamic_axes={"embedding": {0: "batch"}, "projection": {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        onnx.checker.check_model(str(path))
+        manifest["heads"][h] = {**dims, "file": path.name, "sha256": sha256_file(path)}
+        paths[h] = path
+    (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return paths

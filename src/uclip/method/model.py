@@ -1,0 +1,259 @@
+"""The uCLIP model: frozen encoders + the two trained projection heads f_C and f_M.
+
+At inference (paper, Fig. 3 and "Multilingual Image–Text Retrieval"): an image is encoded by the
+CLIP image tower and projected by f_C; text in any language is encoded by the multilingual tower
+and projected by f_M; both land in one 512-d space compared by cosine similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from uclip.errors import UclipError
+from uclip.method.heads import ProjectionHead
+
+CONFIG_NAME = "config.json"
+HEADS_NAME = "heads.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class UCLIPConfig:
+    """What a trained model is made of. Encoder fields are registry names (``uclip.encoders``).
+
+    ``anchor_encoder`` is CLIP's text tower (the English anchor e^C); ``image_encoder`` is CLIP's
+    image tower, or ``None`` in the text-anchor setting where the "visual" bank holds English
+    caption embeddings of the anchor tower (the offline quickstart).
+    """
+
+    anchor_encoder: str
+    multilingual_encoder: str
+    anchor_dim: int
+    multilingual_dim: int
+    image_encoder: str | None = None
+    embed_dim: int = 512
+    random_init: bool = False
+    encoder_paths: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UCLIPConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise UclipError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+class UCLIPHeads(nn.Module):
+    """f_C (shared by CLIP text and image embeddings) and f_M (multilingual text embeddings)."""
+
+    def __init__(self, anchor_dim: int, multilingual_dim: int, embed_dim: int = 512) -> None:
+        super().__init__()
+        self.f_c = ProjectionHead(anchor_dim, embed_dim)
+        self.f_m = ProjectionHead(multilingual_dim, embed_dim)
+
+    def forward(
+        self, e_c: torch.Tensor, e_m: torch.Tensor, v_c: torch.Tensor, m_m: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project the four (perturbed) embeddings of a batch (paper, "Inter Alignment"):
+        ê^C = f_C(ẽ^C), v̂^C = f_C(ṽ^C), ê^M = f_M(ẽ^M), m̂^M = f_M(m̃^M). Each is a separate call,
+        as in the reference code, so BatchNorm sees one source at a time in training."""
+        return self.f_c(e_c), self.f_m(e_m), self.f_c(v_c), self.f_m(m_m)
+
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class UCLIPModel(nn.Module):
+    """Frozen encoders (built lazily from the registry) + :class:`UCLIPHeads`."""
+
+    def __init__(self, config: UCLIPConfig, heads: UCLIPHeads | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.heads = heads or UCLIPHeads(config.anchor_dim, config.multilingual_dim, config.embed_dim)
+        self._encoders: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}
+
+    # encoders ---------------------------------------------------------------------------------
+    def encoder(self, role: str) -> Any:
+        """The frozen tower for ``role`` in {"anchor", "image", "multilingual"}, built on first use."""
+        name = {
+            "anchor": self.config.anchor_encoder,
+            "image": self.config.image_encoder,
+            "multilingual": self.config.multilingual_encoder,
+        }.get(role)
+        if name is None:
+            if role == "image":
+                raise UclipError(
+                    "this model has no image tower (text-anchor setting): use encode_anchor_text "
+                    "for caption-indexed search, or train with a CLIP image encoder"
+                )
+            raise UclipError(f"unknown encoder role {role!r}")
+        if name not in self._encoders:
+            from uclip.encoders.registry import build_encoder
+
+            self._encoders[name] = build_encoder(
+                name,
+                random_init=self.config.random_init,
+                path=self.config.encoder_paths.get(name),
+            )
+        return self._encoders[name]
+
+    def use_encoders(self, encoders: dict[str, Any]) -> None:
+        """Reuse already-built encoders, keyed by registry name (saves rebuilding a tower)."""
+        self._encoders.update(encoders)
+
+    # projection of cached features ------------------------------------------------------------
+    @torch.inference_mode()
+    def project_clip(self, features: torch.Tensor) -> torch.Tensor:
+        """f_C on CLIP-space features (image or anchor text), (B, anchor_dim) -> (B, embed_dim)."""
+        self._check_dim(features, self.config.anchor_dim, "CLIP/anchor")
+        return self.heads.eval().f_c(features.float())
+
+    @torch.inference_mode()
+    def project_multilingual(self, features: torch.Tensor) -> torch.Tensor:
+        """f_M on multilingual-encoder features, (B, multilingual_dim) -> (B, embed_dim)."""
+        self._check_dim(features, self.config.multilingual_dim, "multilingual")
+        return self.heads.eval().f_m(features.float())
+
+    @staticmethod
+    def _check_dim(features: torch.Tensor, dim: int, what: str) -> None:
+        if features.ndim != 2 or features.shape[1] != dim:
+            raise UclipError(
+                f"{what} features have shape {tuple(features.shape)}, expected (B, {dim}): "
+                "they were made by a different encoder than this model's"
+            )
+
+    # inference API ----------------------------------------------------------------------------
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Text in any language -> multilingual tower -> f_M; (B, embed_dim), L2-normalised."""
+        return self.project_multilingual(self.encoder("multilingual").encode(list(texts)))
+
+    def encode_image(self, images: Sequence[Any]) -> torch.Tensor:
+        """Images (PIL or paths) -> CLIP image tower -> f_C; (B, embed_dim), L2-normalised."""
+        return self.project_clip(self.encoder("image").encode(list(images)))
+
+    def encode_anchor_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """English text -> anchor (CLIP text) tower -> f_C; (B, embed_dim), L2-normalised."""
+        return self.project_clip(self.encoder("anchor").encode(list(texts)))
+
+    @staticmethod
+    def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity matrix (A, B) of two L2-normalised embedding sets."""
+        return a @ b.T
+
+    def zero_shot_classifier(
+        self, class_names: Sequence[str], templates: Sequence[str] = ("{}",)
+    ) -> torch.Tensor:
+        """Class embeddings (C, embed_dim) for any language: each class is the renormalised mean of
+        its prompts ``template.format(name)``. Pass full translated prompts with ``("{}",)``."""
+        if not class_names:
+            raise UclipError("zero_shot_classifier needs at least one class name")
+        if not templates or any("{}" not in t for t in templates):
+            raise UclipError("each template must contain '{}' where the class name goes")
+        prompts = [t.format(c) for c in class_names for t in templates]
+        emb = self.encode_text(prompts).view(len(class_names), len(templates), -1).mean(1)
+        return torch.nn.functional.normalize(emb, dim=-1)
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description: encoders, weights (real / random-init), dims."""
+        return {
+            "method": "uclip",
+            **asdict(self.config),
+            "weights": "random-init" if self.config.random_init else "real",
+            "setting": "image" if self.config.image_encoder else "text-anchor",
+        }
+
+    # persistence ------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str], **metadata: Any) -> Path:
+        """Write ``config.json`` + ``heads.safetensors`` atomically (temp dir, then rename)."""
+        out = Path(directory)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
+        save_file(state, str(tmp / HEADS_NAME), metadata={"format": "uclip-heads"})
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.config),
+            "spec": self.spec(),
+            "versions": library_versions(),
+            **self.metadata,
+            **metadata,
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+        replace_dir(tmp, out)
+        return out
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            _rmtree(old)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        _rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded with every saved model and result."""
+    import numpy
+    import transformers
+
+    import uclip
+
+    return {
+        "uclip": uclip.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPModel:
+    """Load a model saved by :meth:`UCLIPModel.save` (or a training run's output directory)."""
+    path = Path(directory)
+    config_file, heads_file = path / CONFIG_NAME, path / HEADS_NAME
+    if not config_file.is_file() or not heads_file.is_file():
+        raise UclipError(
+            f"{path} is not a uclip model directory (needs {CONFIG_NAME} and {HEADS_NAME}): "
+            "pass the output directory of `uclip train` or `uclip quickstart`"
+        )
+    try:
+        payload = json.loads(config_file.read_text())
+        config = UCLIPConfig.from_dict({**payload["model"], **config_overrides})
+        state = load_file(str(heads_file))
+    except (json.JSONDecodeError, KeyError, OSError) as exc:
+        raise UclipError(f"cannot read model in {path}: {exc}") from exc
+    except SafetensorError as exc:
+        raise UclipError(f"corrupt heads file {heads_file}: {exc}") from exc
+    model = UCLIPModel(config)
+    try:
+        model.heads.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UclipError(f"heads in {heads_file} do not match config.json dims: {exc}") from exc
+    model.metadata = {k: v for k, v in payload.items() if k not in {"model", "spec", "versions"}}
+    return model.eval()

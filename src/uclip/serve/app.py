@@ -1,0 +1,301 @@
+"""HTTP API and web page for multilingual image search over a :class:`SearchIndex`.
+
+Endpoints (OpenAPI schema at ``/openapi.json``):
+
+* ``GET /search?q=...&k=...`` — ranked images for a text in any language.
+* ``GET /images/{id}`` — the image file of result ``id``.
+* ``GET /health``, ``GET /info`` — liveness; index mode, size and model banner.
+* ``GET /`` — the search page (``static/``), offline: no CDN, a strict Content-Security-Policy.
+
+Every 4xx has the body ``{"detail": "<one line: what was wrong, what to do>"}``. ``k`` larger than
+the index is clamped: the response's ``k`` is the number of results returned. FastAPI's ``/docs``
+and ``/redoc`` pages are off because they load their scripts from a CDN.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from uclip.errors import UclipError
+from uclip.serve.index import (
+    IMAGE_SUFFIXES,
+    MissingImageError,
+    SearchIndex,
+    SearchModel,
+    UnknownImageError,
+    UnsafeImagePathError,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_QUERY_CHARS = 512
+MAX_K = 100
+DEFAULT_K = 24
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+IMAGE_MEDIA_TYPES = sorted(
+    {t for s in IMAGE_SUFFIXES if (t := mimetypes.types_map.get(s)) and t.startswith("image/")}
+)
+
+
+class SearchResult(BaseModel):
+    id: int = Field(description="Row of the image in the index; fetch it at `url`.")
+    path: str = Field(description="Image path relative to the indexed folder.")
+    score: float = Field(description="Cosine similarity between query and image embedding.")
+    url: str = Field(description="Where the image is served (`/images/{id}`).")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    k: int = Field(description="Number of results returned (the request's k, clamped to size).")
+    mode: str = Field(description="'image' (image tower) or 'caption' (found via captions).")
+    results: list[SearchResult]
+
+
+class Health(BaseModel):
+    status: str
+    images: int
+    mode: str
+
+
+class Info(BaseModel):
+    mode: str
+    banner: str
+    images: int
+    dim: int
+    backend: str
+    max_k: int
+    max_query_chars: int
+    spec: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What was wrong and what to do.")
+
+
+_HINTS = {
+    "q": f"send a search text of 1 to {MAX_QUERY_CHARS} characters",
+    "k": f"send an integer from 1 to {MAX_K}",
+    "image_id": "use an id from the results of /search",
+}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's error list -> one line naming the parameter, the problem and the fix."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        name = loc[-1] if loc else "request"
+        where = f"{loc[0]} parameter '{name}'" if len(loc) > 1 else name
+        hint = _HINTS.get(name)
+        parts.append(f"invalid {where}: {err.get('msg', 'invalid value')}" + (f"; {hint}" if hint else ""))
+    return " | ".join(parts) or "invalid request"
+
+
+def create_app(
+    index: SearchIndex,
+    model: SearchModel,
+    *,
+    max_k: int = MAX_K,
+    max_query_chars: int = MAX_QUERY_CHARS,
+) -> FastAPI:
+    """The search app for ``index``; queries are encoded by ``model.encode_text`` (any language).
+
+    The caller is responsible for ``model`` being the one the index was built with
+    (:meth:`SearchIndex.load` with ``model=`` checks it).
+    """
+    app = FastAPI(
+        title="uclip multilingual image search",
+        version="1",
+        description=(
+            "Search an image folder with text in any language (uCLIP: multilingual encoder + f_M "
+            "for queries, CLIP image tower or English captions + f_C for images)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.index = index
+    app.state.model = model
+    # Tokenizers and some encoders are not safe to call from several threads at once; encoding
+    # one short query is fast, the similarity search after it runs unlocked.
+    encode_lock = threading.Lock()
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    errors = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _validation_message(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"detail": str(exc.detail)},
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def page_view() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/search", response_model=SearchResponse, responses=errors)
+    def search(
+        request: Request,
+        q: str = Query(
+            min_length=1,
+            max_length=max_query_chars,
+            description="Search text in any language; must not be only whitespace.",
+        ),
+        k: int = Query(DEFAULT_K, ge=1, le=max_k, description="Number of results wanted."),
+    ) -> SearchResponse:
+        query = q.strip()
+        if not query:
+            raise StarletteHTTPException(
+                422, f"invalid query parameter 'q': it is only whitespace; {_HINTS['q']}"
+            )
+        try:
+            with encode_lock:
+                query_emb = model.encode_text([query])
+            scores, ids = index.search(query_emb, k)
+        except UclipError as exc:
+            raise StarletteHTTPException(400, str(exc)) from exc
+        prefix = request.scope.get("root_path", "")
+        results = [
+            SearchResult(id=int(i), path=index.paths[i], score=float(s), url=f"{prefix}/images/{i}")
+            for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True)
+            if i >= 0  # FAISS IVF pads with -1 when the probed lists hold fewer than k
+        ]
+        return SearchResponse(query=query, k=len(results), mode=index.mode, results=results)
+
+    @app.get(
+        "/images/{image_id}",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_MEDIA_TYPES},
+                "description": "The image file.",
+            },
+            403: {"model": ErrorResponse},
+            404: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+        },
+    )
+    def image(image_id: int = PathParam(ge=0, description="An id from /search results.")) -> FileResponse:
+        try:
+            file = index.image_file(image_id)
+        except (UnknownImageError, MissingImageError) as exc:
+            raise StarletteHTTPException(404, str(exc)) from exc
+        except UnsafeImagePathError as exc:
+            raise StarletteHTTPException(403, str(exc)) from exc
+        # The content type comes from the indexed name (always an image suffix), not the target.
+        media_type = mimetypes.guess_type(index.paths[image_id])[0] or "application/octet-stream"
+        return FileResponse(file, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", images=len(index), mode=index.mode)
+
+    @app.get("/info", response_model=Info)
+    def info() -> Info:
+        return Info(
+            mode=index.mode,
+            banner=index.banner(),
+            images=len(index),
+            dim=index.dim,
+            backend=index.backend,
+            max_k=max_k,
+            max_query_chars=max_query_chars,
+            spec=index.spec,
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def serve(
+    index_path: str | os.PathLike[str],
+    model: SearchModel | str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    images_root: str | os.PathLike[str] | None = None,
+    log_level: str = "info",
+) -> None:
+    """Load the index (checking it matches ``model``) and serve it with uvicorn until stopped.
+
+    ``model`` is a loaded model or a model directory (``uclip.load``). Binds to loopback by
+    default; pass ``host="0.0.0.0"`` deliberately to expose it.
+    """
+    import uvicorn
+
+    if isinstance(model, str | os.PathLike):
+        from uclip import load
+
+        model = load(model)
+    index = SearchIndex.load(index_path, model, images_root=images_root)
+    uvicorn.run(create_app(index, model), host=host, port=port, log_level=log_level)
+
+
+class BackgroundServer:
+    """Run an ASGI app with uvicorn in a daemon thread on a free loopback port.
+
+    For tests and benchmarks: ``with BackgroundServer(app) as server: httpx.get(server.url)``.
+    The socket is bound before the thread starts, so there is no port race.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", log_level: str = "warning") -> None:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, 0))
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self, timeout: float = 15.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise UclipError(f"the server on {self.url} did not start within {timeout} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,825 @@
+"""Search index for multilingual image search (uCLIP, "Multilingual Image–Text Retrieval").
+
+At query time a text in any language goes through the multilingual tower and f_M; the collection
+was embedded once, either
+
+* ``mode="image"``: each image through the CLIP image tower and f_C (the paper's setting), or
+* ``mode="caption"``: each image's caption text(s) through the English anchor tower and f_C,
+  averaged and renormalised. This is the offline, text-anchor setting where no real image tower
+  exists: images are found *through their captions*.
+
+Both land in the shared unit sphere, so ranking is by cosine similarity = dot product.
+
+On disk an index is a directory::
+
+    index.json        format, version, mode, images root, relative image paths + sha256 of each
+                      image, model spec + sha256 of the head weights, sha256 of every data file
+    embeddings.npy    (N, D) float32, L2-normalised rows, row i = image i
+    index.faiss       only for the FAISS backends
+    .partial/         only while a build runs: finished chunks, so a killed build resumes
+
+Images are fingerprinted by the sha256 of their bytes rather than size+mtime: mtimes change on
+copy/rsync and a rewritten file can keep its mtime, while hashing reads each file once more, which
+is cheap next to decoding and encoding it (same choice as ``features.cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from uclip.errors import UclipError
+from uclip.features.banks import IMAGE_EXTENSIONS
+
+INDEX_FORMAT = "uclip-search-index"
+INDEX_VERSION = 1
+INDEX_FILE = "index.json"
+EMBEDDINGS_FILE = "embeddings.npy"
+FAISS_FILE = "index.faiss"
+PARTIAL_DIR = ".partial"
+
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
+"""Files indexed from a folder (the project's one list); everything else is ignored."""
+
+DEFAULT_FAISS_THRESHOLD = 50_000
+"""``backend="auto"``: exact numpy search below this many images, FAISS from here on."""
+DEFAULT_IVF_THRESHOLD = 100_000
+"""``backend="auto"``/``"faiss"``: above this many images FAISS uses an IVF (approximate) index."""
+DEFAULT_NPROBE = 32
+
+Mode = Literal["image", "caption"]
+Backend = Literal["auto", "numpy", "faiss"]
+Captions = Mapping[str, "str | Sequence[str]"]
+
+
+class SearchModel(Protocol):
+    """What the index needs from a model (``uclip.method.model.UCLIPModel`` fits)."""
+
+    def encode_text(self, texts: Sequence[str]) -> Any: ...
+
+    def encode_image(self, images: Sequence[Any]) -> Any: ...
+
+    def encode_anchor_text(self, texts: Sequence[str]) -> Any: ...
+
+    def spec(self) -> dict[str, Any]: ...
+
+
+class UnknownImageError(UclipError):
+    """An image id outside ``0 .. len(index) - 1``."""
+
+
+class MissingImageError(UclipError):
+    """The index lists the image but its file is gone from the images folder."""
+
+
+class UnsafeImagePathError(UclipError):
+    """A stored path that escapes the images folder (``..``, absolute, symlink out)."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked result: ``id`` is the row in the index, ``path`` is relative to its root."""
+
+    id: int
+    path: str
+    score: float
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    """The value as it will read back from index.json (tuples -> lists, etc.)."""
+    try:
+        return json.loads(json.dumps(obj, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise UclipError(f"model.spec() is not JSON-serialisable ({exc}); fix the model's spec") from exc
+
+
+def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write via a temporary file in the same directory and rename: a kill leaves all or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    data = json.dumps(obj, indent=1, ensure_ascii=False).encode()
+    _write_atomic(path, lambda fh: fh.write(data))
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    _write_atomic(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _normalize_rows(x: np.ndarray) -> np.ndarray:
+    # Guards cosine = dot product even for a model that forgets to normalise (or a caption mean).
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def check_relative_path(rel: str) -> PurePosixPath:
+    """A stored image path must be a plain relative POSIX path inside the root; else raise."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        raise UnsafeImagePathError(f"invalid image path {rel!r} in the index: rebuild the index")
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+        raise UnsafeImagePathError(
+            f"image path {rel!r} points outside the images folder: rebuild the index"
+        )
+    return pure
+
+
+def model_fingerprint(model: Any) -> str | None:
+    """sha256 over the head weights (``model.heads.state_dict()``), or None if there are none.
+
+    The spec says *which* encoders and dims a model has; two trainings of the same spec differ
+    only in their heads, and an index embedded with one must not be queried with the other."""
+    heads = getattr(model, "heads", None)
+    if heads is None or not hasattr(heads, "state_dict"):
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(heads.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# collecting images and captions
+
+
+def list_images(images_dir: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """Image files under ``images_dir``, as sorted relative POSIX paths.
+
+    Returns ``(paths, skipped)``. Hidden files and folders (``.name``) are not visited; a symlink
+    whose target lies outside the folder is skipped (listed in ``skipped``) so the index never
+    refers to a file outside its root. Directory symlinks are not followed (no cycles).
+    """
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise UclipError(f"images folder {root} does not exist or is not a directory")
+    root_real = root.resolve()
+    paths: list[str] = []
+    skipped: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            try:
+                real = full.resolve(strict=True)
+            except (OSError, RuntimeError):
+                skipped.append(rel)  # dangling or looping symlink
+                continue
+            if not real.is_relative_to(root_real) or not real.is_file():
+                skipped.append(rel)
+                continue
+            paths.append(rel)
+    paths.sort()
+    skipped.sort()
+    return paths, skipped
+
+
+def load_captions(source: str | os.PathLike[str] | Captions | None) -> Captions | None:
+    """Captions as ``{relative image path: caption or [captions]}``.
+
+    ``source`` may be that mapping, a JSON file holding it, or None (then each image's sidecar
+    text file ``<image stem>.txt``, one caption per line, is used at build time)."""
+    if source is None or isinstance(source, Mapping):
+        return source
+    path = Path(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UclipError(f"cannot read captions file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UclipError(
+            f"captions file {path} must hold a JSON object {{relative image path: caption or "
+            "[captions]}}"
+        )
+    return data
+
+
+def _captions_for(root: Path, paths: Sequence[str], captions: Captions | None) -> list[list[str]]:
+    out: list[list[str]] = []
+    missing: list[str] = []
+    for rel in paths:
+        if captions is None:
+            sidecar = (root / rel).with_suffix(".txt")
+            texts = sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else []
+        else:
+            value = captions.get(rel, [])
+            texts = [value] if isinstance(value, str) else list(value)
+        texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+        if not texts:
+            missing.append(rel)
+        out.append(texts)
+    if missing:
+        where = "a sidecar <image stem>.txt file" if captions is None else "the captions mapping"
+        raise UclipError(
+            f"caption mode needs a caption for every image, {len(missing)} of {len(paths)} have "
+            f"none in {where} (first: {missing[0]}); add captions or use mode='image'"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the index
+
+
+class SearchIndex:
+    """Embeddings of an image folder plus what is needed to search and serve it safely.
+
+    Use :func:`build_index` to make one and :meth:`load` to open one. ``paths[i]`` is the image of
+    row ``i`` relative to ``root``.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        paths: list[str],
+        embeddings: np.ndarray,
+        meta: dict[str, Any],
+        faiss_index: Any = None,
+    ) -> None:
+        self.root = Path(root)
+        self.paths = paths
+        self.embeddings = embeddings
+        self.meta = meta
+        self._faiss = faiss_index
+        self._root_real = self.root.resolve()
+
+    # properties ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @property
+    def mode(self) -> str:
+        return str(self.meta["mode"])
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.meta["model"]["spec"])
+
+    @property
+    def backend(self) -> str:
+        """``"numpy"`` (exact), ``"faiss-flat"`` (exact) or ``"faiss-ivf"`` (approximate)."""
+        return "numpy" if self._faiss is None else str(self.meta["backend"]["kind"])
+
+    def banner(self) -> str:
+        """One human sentence: how images are found and with which towers (for the web page)."""
+        return describe_index(self.mode, self.spec)
+
+    # loading ------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        model: Any = None,
+        *,
+        images_root: str | os.PathLike[str] | None = None,
+        backend: Literal["numpy", "faiss"] | None = None,
+        nprobe: int | None = None,
+    ) -> SearchIndex:
+        """Open an index directory, verifying its files and (if given) that ``model`` matches.
+
+        Raises :class:`UclipError` for a missing or corrupt file (sha256 mismatch, truncation),
+        an unknown format version, a stored path escaping the root, or a model whose spec or
+        head weights differ from the ones the index was built with (queries would land in a
+        different space). ``images_root`` overrides the stored root (index moved with its
+        images); ``backend="numpy"`` searches exactly even when a FAISS file exists.
+        """
+        directory = Path(path)
+        meta_file = directory / INDEX_FILE
+        if not meta_file.is_file():
+            hint = (
+                " (a build was interrupted: run the build again to resume)"
+                if (directory / PARTIAL_DIR).is_dir()
+                else ""
+            )
+            raise UclipError(f"no search index at {directory}: {INDEX_FILE} is missing{hint}")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UclipError(f"{meta_file} is corrupt ({exc}); rebuild the index") from exc
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            raise UclipError(f"{meta_file} is not a uclip search index; rebuild the index")
+        if meta.get("version") != INDEX_VERSION:
+            raise UclipError(
+                f"index format version {meta.get('version')} is not supported (this uclip reads "
+                f"version {INDEX_VERSION}); rebuild the index"
+            )
+        try:
+            paths = [entry["path"] for entry in meta["images"]]
+            emb_meta = meta["embeddings"]
+            count, dim = int(meta["count"]), int(meta["dim"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UclipError(f"{meta_file} lacks field {exc}; rebuild the index") from exc
+        for rel in paths:
+            check_relative_path(rel)
+
+        embeddings = _load_checked_npy(directory / EMBEDDINGS_FILE, emb_meta.get("sha256"))
+        if embeddings.shape != (count, dim) or len(paths) != count:
+            raise UclipError(
+                f"{directory / EMBEDDINGS_FILE} has shape {embeddings.shape}, index.json says "
+                f"({count}, {dim}) for {len(paths)} paths; rebuild the index"
+            )
+
+        if model is not None:
+            check_model(meta, model, directory)
+
+        root = Path(images_root) if images_root is not None else Path(meta["images_root"])
+        if not root.is_dir():
+            raise UclipError(
+                f"images folder {root} of index {directory} is not there: pass images_root= "
+                "(--images-root) where the images are now"
+            )
+
+        faiss_index = None
+        stored = meta.get("backend", {})
+        if stored.get("kind", "numpy") != "numpy" and backend != "numpy":
+            faiss_index = _load_faiss(directory / FAISS_FILE, stored.get("sha256"))
+            if nprobe is not None or "nprobe" in stored:
+                _set_nprobe(faiss_index, nprobe or stored["nprobe"])
+        elif backend == "faiss":
+            faiss_index = _faiss_index_for(embeddings, kind="faiss-flat")
+            meta = {**meta, "backend": {"kind": "faiss-flat"}}
+        return cls(root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index)
+
+    # searching ----------------------------------------------------------------------------
+    def search(self, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows by cosine similarity for each query.
+
+        ``query_emb``: (D,) or (B, D) L2-normalised (numpy or torch). ``k`` larger than the index
+        is clamped to its size. Returns ``(scores, ids)``, each (B, k'), best first; ties are
+        broken by the smaller id so results are deterministic. Exact for "numpy" and
+        "faiss-flat"; "faiss-ivf" visits ``nprobe`` clusters only.
+        """
+        q = _to_numpy(query_emb)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise UclipError(
+                f"query embedding has shape {tuple(q.shape)}, this index holds {self.dim}-d "
+                "embeddings: encode queries with the model the index was built with"
+            )
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise UclipError(f"k must be a positive integer, got {k!r}")
+        k = min(int(k), len(self))
+        if self._faiss is not None:
+            scores, ids = self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
+            return scores.astype(np.float32), ids.astype(np.int64)
+        sims = q @ self.embeddings.T  # (B, N)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else None
+        if top is None:
+            top = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        rows = []
+        for b in range(q.shape[0]):
+            cand = top[b]
+            order = np.lexsort((cand, -sims[b, cand]))  # primary: score desc, then id asc
+            rows.append(cand[order])
+        ids = np.stack(rows).astype(np.int64)
+        return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids
+
+    def search_text(self, model: SearchModel, query: str, k: int) -> list[SearchHit]:
+        """Encode ``query`` (any language) with ``model.encode_text`` and return ranked hits."""
+        scores, ids = self.search(model.encode_text([query]), k)
+        return [
+            SearchHit(id=int(i), path=self.paths[int(i)], score=float(s))
+            for s, i in zip(scores[0], ids[0], strict=True)
+            if i >= 0  # FAISS IVF pads with -1 when the probed clusters hold fewer than k
+        ]
+
+    # serving ------------------------------------------------------------------------------
+    def image_file(self, image_id: int) -> Path:
+        """The real path of image ``image_id``, re-validated to lie inside the images root.
+
+        Raises :class:`UnknownImageError` (bad id), :class:`MissingImageError` (file gone) or
+        :class:`UnsafeImagePathError` (stored path or a symlink leads outside the root).
+        """
+        if isinstance(image_id, bool) or not 0 <= int(image_id) < len(self):
+            raise UnknownImageError(
+                f"no image with id {image_id}: ids run from 0 to {len(self) - 1}"
+            )
+        rel = self.paths[int(image_id)]
+        check_relative_path(rel)
+        try:
+            real = (self.root / rel).resolve(strict=True)
+        except FileNotFoundError as exc:
+            raise MissingImageError(
+                f"image {image_id} ({rel}) is no longer in the images folder; rebuild the index"
+            ) from exc
+        except (OSError, RuntimeError) as exc:
+            raise UnsafeImagePathError(f"image {image_id} ({rel}) cannot be resolved") from exc
+        if not real.is_relative_to(self._root_real):
+            raise UnsafeImagePathError(
+                f"image {image_id} ({rel}) resolves outside the images folder; refusing to serve it"
+            )
+        if not real.is_file():
+            raise MissingImageError(f"image {image_id} ({rel}) is not a regular file")
+        return real
+
+    def changed_images(self) -> list[str]:
+        """Relative paths whose file is missing or whose sha256 differs from build time."""
+        changed = []
+        for entry in self.meta["images"]:
+            file = self.root / entry["path"]
+            if not file.is_file() or sha256_file(file) != entry["sha256"]:
+                changed.append(entry["path"])
+        return changed
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def check_model(meta: Mapping[str, Any], model: Any, where: Path | str) -> None:
+    """Raise if ``model`` is not the model the index in ``where`` was built with."""
+    stored = meta["model"]
+    current = _json_roundtrip(model.spec())
+    if current != stored["spec"]:
+        keys = sorted(
+            k
+            for k in set(current) | set(stored["spec"])
+            if current.get(k) != stored["spec"].get(k)
+        )
+        raise UclipError(
+            f"index {where} was built with a different model (spec differs in {keys}); "
+            "load it with that model or rebuild the index with this one"
+        )
+    fingerprint = model_fingerprint(model)
+    if stored.get("heads_sha256") and fingerprint and fingerprint != stored["heads_sha256"]:
+        raise UclipError(
+            f"index {where} was built with different head weights (same spec, other training "
+            "run); load it with that model or rebuild the index with this one"
+        )
+
+
+def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
+    if not file.is_file():
+        raise UclipError(f"{file} is missing; rebuild the index")
+    if not expected_sha or sha256_file(file) != expected_sha:
+        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
+    if array.dtype != np.float32 or array.ndim != 2:
+        raise UclipError(f"{file} holds {array.dtype} {array.shape}, expected float32 (N, D)")
+    return array
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise UclipError(
+            "the FAISS backend needs faiss-cpu: pip install faiss-cpu, or use backend='numpy'"
+        ) from exc
+    return faiss
+
+
+def _load_faiss(file: Path, expected_sha: str | None) -> Any:
+    if not file.is_file():
+        raise UclipError(f"{file} is missing; rebuild the index (or load with backend='numpy')")
+    if not expected_sha or sha256_file(file) != expected_sha:
+        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+    return _faiss().read_index(str(file))
+
+
+def _set_nprobe(index: Any, nprobe: int) -> None:
+    if hasattr(index, "nprobe"):
+        index.nprobe = int(nprobe)
+
+
+def _faiss_index_for(embeddings: np.ndarray, kind: str, nlist: int | None = None) -> Any:
+    """IndexFlatIP (exact inner product) or IndexIVFFlat over inner product (approximate)."""
+    faiss = _faiss()
+    n, d = embeddings.shape
+    data = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if kind == "faiss-flat":
+        index = faiss.IndexFlatIP(d)
+    else:
+        # ~4 sqrt(N) lists, but k-means wants >= 39 training points per list.
+        nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(data)
+    index.add(data)
+    return index
+
+
+def resolve_backend(
+    backend: Backend, n: int, faiss_threshold: int, ivf_threshold: int
+) -> Literal["numpy", "faiss-flat", "faiss-ivf"]:
+    """The concrete backend for ``n`` images (see the module constants for the defaults)."""
+    if backend not in ("auto", "numpy", "faiss"):
+        raise UclipError(f"backend must be 'auto', 'numpy' or 'faiss', got {backend!r}")
+    if backend == "numpy" or (backend == "auto" and n < faiss_threshold):
+        return "numpy"
+    return "faiss-ivf" if n > ivf_threshold else "faiss-flat"
+
+
+def describe_index(mode: str, spec: Mapping[str, Any]) -> str:
+    """Banner text: which setting, which towers, and whether their weights are real."""
+    towers = []
+    for role, key in (
+        ("image tower", "image_encoder"),
+        ("anchor tower", "anchor_encoder"),
+        ("query tower", "multilingual_encoder"),
+    ):
+        if spec.get(key) and not (mode == "caption" and key == "image_encoder"):
+            towers.append(f"{role} = {spec[key]}")
+    weights = spec.get("weights", "unknown")
+    tower_text = "; ".join(towers) if towers else "model " + json.dumps(dict(spec))[:200]
+    if mode == "caption":
+        head = "caption-indexed: images are found through their captions (no image tower used)"
+    else:
+        head = "image-indexed: images were embedded by the image tower"
+    text = f"{head}; {tower_text}; weights: {weights}"
+    if weights == "random-init":
+        text += " (random-init: results are meaningless, for testing only)"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# building
+
+
+def build_index(
+    model: SearchModel,
+    images_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    mode: Mode = "image",
+    captions: str | os.PathLike[str] | Captions | None = None,
+    backend: Backend = "auto",
+    faiss_threshold: int = DEFAULT_FAISS_THRESHOLD,
+    ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
+    nprobe: int = DEFAULT_NPROBE,
+    batch_size: int = 32,
+    chunk_size: int = 512,
+    progress: bool = True,
+) -> SearchIndex:
+    """Embed every image of ``images_dir`` and write a search index directory to ``out``.
+
+    ``mode="image"``: ``model.encode_image`` on each image (PIL RGB), ``batch_size`` at a time.
+    ``mode="caption"``: ``model.encode_anchor_text`` on each image's captions (``captions``: a
+    mapping or JSON file ``{relative path: caption | [captions]}``; default: sidecar
+    ``<stem>.txt`` files), mean per image, renormalised.
+
+    Resumable: images are processed in chunks of ``chunk_size``; each finished chunk is saved
+    atomically under ``out/.partial``. Re-running the same build (same folder content, model,
+    mode, captions, chunk size) after a kill skips finished chunks; anything else starts over.
+    ``index.json`` is written last, so ``out`` is either a complete index or not one.
+    """
+    if mode not in ("image", "caption"):
+        raise UclipError(f"mode must be 'image' or 'caption', got {mode!r}")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UclipError(f"{name} must be a positive integer, got {value!r}")
+    root = Path(images_dir)
+    paths, skipped = list_images(root)
+    if not paths:
+        raise UclipError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}; check the folder"
+        )
+    texts = _captions_for(root, paths, load_captions(captions)) if mode == "caption" else None
+    kind = resolve_backend(backend, len(paths), faiss_threshold, ivf_threshold)
+
+    out_dir = Path(out)
+    _prepare_out_dir(out_dir, root)
+    spec = _json_roundtrip(model.spec())
+    heads_sha = model_fingerprint(model)
+    key = _sha256_json(
+        {
+            "version": INDEX_VERSION,
+            "mode": mode,
+            "spec": spec,
+            "heads": heads_sha,
+            "paths": paths,
+            # stat is cheap and catches files edited between a killed build and its resume
+            "stat": [_stat_key(root / p) for p in paths],
+            "captions": texts,
+            "chunk_size": chunk_size,
+        }
+    )
+    chunks = _ChunkStore(out_dir / PARTIAL_DIR, key)
+
+    n_chunks = (len(paths) + chunk_size - 1) // chunk_size
+    bar = tqdm(total=len(paths), desc=f"indexing ({mode})", unit="img", disable=not progress)
+    parts: list[np.ndarray] = []
+    image_sha: list[str] = []
+    try:
+        for c in range(n_chunks):
+            lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(paths))
+            done = chunks.read(c)
+            if done is None:
+                emb, shas = _embed_chunk(
+                    model, root, paths[lo:hi], texts[lo:hi] if texts else None, mode, batch_size
+                )
+                chunks.write(c, emb, shas)
+            else:
+                emb, shas = done
+            parts.append(emb)
+            image_sha.extend(shas)
+            bar.update(hi - lo)
+    finally:
+        bar.close()
+
+    embeddings = np.concatenate(parts, axis=0)
+    if not np.isfinite(embeddings).all():
+        raise UclipError("the model produced non-finite embeddings; check the model and images")
+    _write_npy(out_dir / EMBEDDINGS_FILE, embeddings)
+    backend_meta: dict[str, Any] = {"kind": kind}
+    faiss_index = None
+    if kind != "numpy":
+        faiss_index = _faiss_index_for(embeddings, kind)
+        if kind == "faiss-ivf":
+            backend_meta.update(nlist=int(faiss_index.nlist), nprobe=int(nprobe))
+            _set_nprobe(faiss_index, nprobe)
+        serialized = _faiss().serialize_index(faiss_index)
+        _write_atomic(out_dir / FAISS_FILE, lambda fh: fh.write(serialized.tobytes()))
+        backend_meta["file"] = FAISS_FILE
+        backend_meta["sha256"] = sha256_file(out_dir / FAISS_FILE)
+    else:
+        (out_dir / FAISS_FILE).unlink(missing_ok=True)
+
+    meta = {
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION,
+        "mode": mode,
+        "images_root": str(root.resolve()),
+        "count": len(paths),
+        "dim": int(embeddings.shape[1]),
+        "image_fingerprint": "sha256 of file bytes",
+        "images": [{"path": p, "sha256": s} for p, s in zip(paths, image_sha, strict=True)],
+        "skipped": skipped,
+        "embeddings": {
+            "file": EMBEDDINGS_FILE,
+            "dtype": "float32",
+            "sha256": sha256_file(out_dir / EMBEDDINGS_FILE),
+        },
+        "backend": backend_meta,
+        "model": {"spec": spec, "heads_sha256": heads_sha},
+        "captions_sha256": _sha256_json(texts) if texts else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(out_dir / INDEX_FILE, meta)
+    shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
+    return SearchIndex(root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index)
+
+
+def _stat_key(file: Path) -> tuple[int, int]:
+    st = file.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _prepare_out_dir(out_dir: Path, images_root: Path) -> None:
+    """Refuse to write into a folder that holds something other than an index (or nothing)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UclipError(f"index output {out_dir} exists and is not a directory")
+    if out_dir.resolve() == images_root.resolve():
+        raise UclipError("the index output must not be the images folder itself; pick another")
+    if out_dir.is_dir():
+        ours = {INDEX_FILE, EMBEDDINGS_FILE, FAISS_FILE, PARTIAL_DIR}
+        foreign = [p.name for p in out_dir.iterdir() if p.name not in ours]
+        if foreign:
+            raise UclipError(
+                f"index output {out_dir} is not empty and not an index (holds {foreign[0]!r}); "
+                "choose an empty or new directory"
+            )
+        # An old complete index is replaced: drop its marker first so a kill mid-build never
+        # leaves an index.json that describes half-new files.
+        (out_dir / INDEX_FILE).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _embed_chunk(
+    model: SearchModel,
+    root: Path,
+    paths: Sequence[str],
+    texts: Sequence[Sequence[str]] | None,
+    mode: str,
+    batch_size: int,
+) -> tuple[np.ndarray, list[str]]:
+    """Embeddings (n, D) and sha256 of each image file for one chunk."""
+    shas: list[str] = []
+    parts: list[np.ndarray] = []
+    if mode == "image":
+        for lo in range(0, len(paths), batch_size):
+            images = []
+            for rel in paths[lo : lo + batch_size]:
+                try:
+                    data = (root / rel).read_bytes()
+                except OSError as exc:
+                    raise UclipError(f"cannot read image {root / rel} ({exc}); rerun the build") from exc
+                shas.append(hashlib.sha256(data).hexdigest())
+                try:
+                    with Image.open(io.BytesIO(data)) as img:
+                        images.append(img.convert("RGB"))
+                except (UnidentifiedImageError, OSError) as exc:
+                    raise UclipError(
+                        f"cannot decode image {root / rel} ({exc}); remove or fix it and rerun "
+                        "(finished chunks are kept)"
+                    ) from exc
+            parts.append(_to_numpy(model.encode_image(images)))
+    else:
+        assert texts is not None
+        shas = [sha256_file(root / rel) for rel in paths]
+        flat = [t for caps in texts for t in caps]
+        encoded = np.concatenate(
+            [
+                _to_numpy(model.encode_anchor_text(flat[lo : lo + batch_size]))
+                for lo in range(0, len(flat), batch_size)
+            ]
+        )
+        # Mean of an image's caption embeddings, renormalised: the centroid direction on the
+        # sphere, so an image with many captions is not favoured over one with a single caption.
+        bounds = np.cumsum([0] + [len(caps) for caps in texts])
+        parts.append(np.stack([encoded[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+    emb = np.concatenate(parts, axis=0)
+    if emb.ndim != 2 or emb.shape[0] != len(paths):
+        raise UclipError(
+            f"the model returned embeddings of shape {emb.shape} for {len(paths)} inputs"
+        )
+    return _normalize_rows(emb), shas
+
+
+class _ChunkStore:
+    """Finished chunks of an interrupted build: ``chunk_<i>.npy`` + ``chunk_<i>.json``.
+
+    The json (sha256 of the npy + image hashes) is written after the npy, so a chunk counts as
+    finished only when both are complete and agree. A different build key wipes the store."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.dir = directory
+        state = directory / "state.json"
+        try:
+            stale = json.loads(state.read_text()).get("key") != key
+        except (OSError, ValueError, AttributeError):
+            stale = True
+        if stale:
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            _write_json(state, {"key": key})
+
+    def read(self, c: int) -> tuple[np.ndarray, list[str]] | None:
+        npy, info = self.dir / f"chunk_{c:06d}.npy", self.dir / f"chunk_{c:06d}.json"
+        try:
+            meta = json.loads(info.read_text())
+            if sha256_file(npy) != meta["sha256"]:
+                return None
+            return np.load(npy, allow_pickle=False), list(meta["image_sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, c: int, emb: np.ndarray, shas: list[str]) -> None:
+        npy = self.dir / f"chunk_{c:06d}.npy"
+        _write_npy(npy, emb)
+        _write_json(
+            self.dir / f"chunk_{c:06d}.json", {"sha256": sha256_file(npy), "image_sha256": shas}
+        )
