@@ -14,8 +14,16 @@ from pathlib import Path
 
 LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar", "en")
 FLORES = {
-    "cs": "ces_Latn", "fi": "fin_Latn", "hr": "hrv_Latn", "hu": "hun_Latn", "ro": "ron_Latn",
-    "ja": "jpn_Jpan", "zh": "zho_Hans", "hi": "hin_Deva", "ru": "rus_Cyrl", "ar": "arb_Arab",
+    "cs": "ces_Latn",
+    "fi": "fin_Latn",
+    "hr": "hrv_Latn",
+    "hu": "hun_Latn",
+    "ro": "ron_Latn",
+    "ja": "jpn_Jpan",
+    "zh": "zho_Hans",
+    "hi": "hin_Deva",
+    "ru": "rus_Cyrl",
+    "ar": "arb_Arab",
     "en": "eng_Latn",
 }
 N_IMAGES = 7100  # Multi30K training images: 2,400 query + 4,000 bank-V + 667 bank-M images
@@ -49,9 +57,15 @@ def main() -> None:
     (dst / "task1/image_splits").mkdir(parents=True)
     (dst / "task1/image_splits/train.txt").write_text("\n".join(split) + "\n")
     for k in range(1, 6):
-        write_gz(dst / f"task2/raw/train.{k}.en.gz", gz_lines(m30k / f"task2/raw/train.{k}.en.gz", N_IMAGES))
+        write_gz(
+            dst / f"task2/raw/train.{k}.en.gz",
+            gz_lines(m30k / f"task2/raw/train.{k}.en.gz", N_IMAGES),
+        )
     for lang in ("de", "fr", "cs"):
-        write_gz(dst / f"task1/raw/train.{lang}.gz", gz_lines(m30k / f"task1/raw/train.{lang}.gz", N_IMAGES))
+        write_gz(
+            dst / f"task1/raw/train.{lang}.gz",
+            gz_lines(m30k / f"task1/raw/train.{lang}.gz", N_IMAGES),
+        )
     for lang in ("cs", "fi", "hr", "hu", "ro"):
         name = f"text_bank/tatoeba_{lang}-en.tsv.gz"
         write_gz(out / name, gz_lines(src / name, N_TATOEBA + 1))
@@ -63,7 +77,8 @@ def main() -> None:
         code = FLORES[lang]
         lines = (src / f"flores200/{code}.devtest").read_text().splitlines()[:N_FLORES]
         (out / f"flores200/{code}.devtest").write_text("\n".join(lines) + "\n")
-    print(f"wrote {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.2f} MB to {out}")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"wrote {size / 1e6:.2f} MB to {out}")
 
 
 if __name__ == "__main__":

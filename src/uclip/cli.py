@@ -40,9 +40,9 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
         args.n_train, args.n_bank_v, args.n_bank_m = 100_000, 5000, 8000
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
         if not ns.langs:
-            from uclip.eval.datasets import XM3600_LANGS
+            from uclip.eval.datasets import XM3600_LANGUAGES
 
-            args.langs = tuple(lang for lang in XM3600_LANGS if lang != "en")
+            args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang != "en")
     for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
         value = getattr(ns, key)
         if value is not None:
@@ -61,10 +61,18 @@ def add_quickstart(sub: Any) -> None:
         "quickstart",
         help="train uCLIP heads offline on real encoders (text-anchor setting) and evaluate",
     )
-    p.add_argument("--out", default="quickstart-out", help="output directory (model, results, cache)")
-    p.add_argument("--data-dir", help="data directory (default: UCLIP_DATA, ../shared/data, bundled subset)")
+    p.add_argument(
+        "--out", default="quickstart-out", help="output directory (model, results, cache)"
+    )
+    p.add_argument(
+        "--data-dir", help="data directory (default: UCLIP_DATA, ../shared/data, bundled subset)"
+    )
     p.add_argument("--langs", help="comma-separated XM3600 language codes (default: 10 languages)")
-    p.add_argument("--full", action="store_true", help="all 35 non-English XM3600 languages, full eval sets, 100k captions")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="all 35 non-English XM3600 languages, full eval sets, 100k captions",
+    )
     for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +94,9 @@ def cmd_info(ns: argparse.Namespace) -> int:
 def add_info(sub: Any) -> None:
     p = sub.add_parser("info", help="parameter counts and encoders of a config")
     p.add_argument("config")
-    p.add_argument("--no-frozen", action="store_true", help="skip building encoders to count frozen parameters")
+    p.add_argument(
+        "--no-frozen", action="store_true", help="skip building encoders to count frozen parameters"
+    )
     p.set_defaults(func=cmd_info)
 
 
@@ -119,8 +129,12 @@ def add_train(sub: Any) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--random-init", action="store_true", help="random-init encoders (pipeline tests only)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in --out"
+    )
+    p.add_argument(
+        "--random-init", action="store_true", help="random-init encoders (pipeline tests only)"
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -128,7 +142,13 @@ def cmd_encoders(ns: argparse.Namespace) -> int:
     from uclip.encoders.registry import list_specs
 
     rows = [
-        {"name": s.name, "family": s.family, "dim": s.dim, "hf_id": s.hf_id, "languages": s.languages}
+        {
+            "name": s.name,
+            "family": s.family,
+            "dim": s.dim,
+            "hf_id": s.hf_id,
+            "languages": s.languages,
+        }
         for s in list_specs()
     ]
     from uclip.eval.report import markdown_table

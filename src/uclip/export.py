@@ -84,23 +84,20 @@ def _encoder_rows(spec: Mapping[str, Any]) -> list[dict[str, str]]:
         name = spec.get(key)
         if not name:
             continue
-        rows.append({"role": role, "name": str(name), "hf_id": _hf_id(str(name)), "weights": weights})
+        rows.append(
+            {"role": role, "name": str(name), "hf_id": _hf_id(str(name)), "weights": weights}
+        )
     return rows
 
 
 def _hf_id(name: str) -> str:
-    """The Hugging Face id of a registry encoder, or "-" when the registry has none."""
+    """The Hugging Face id of a registry encoder, or "-" when the registry does not know it."""
     try:
         from uclip.encoders.registry import get_spec
 
-        spec = get_spec(name)
-    except (ImportError, UclipError, KeyError):
+        return str(get_spec(name).hf_id or "-")
+    except (ImportError, UclipError, AttributeError):
         return "-"
-    for attr in ("hf_id", "repo_id", "model_id", "hf_repo", "source"):
-        value = getattr(spec, attr, None)
-        if value:
-            return str(value)
-    return "-"
 
 
 def model_card(spec: Mapping[str, Any], payload: Mapping[str, Any], dims: Mapping[str, Any]) -> str:
@@ -127,7 +124,12 @@ def model_card(spec: Mapping[str, Any], payload: Mapping[str, Any], dims: Mappin
             "its retrieval quality is meaningless.",
             "",
         ]
-    lines += ["## Encoders (frozen)", "", "| role | name | Hugging Face id | weights |", "|---|---|---|---|"]
+    lines += [
+        "## Encoders (frozen)",
+        "",
+        "| role | name | Hugging Face id | weights |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['role']} | `{r['name']}` | {r['hf_id']} | {r['weights']} |" for r in rows]
     if not rows:
         lines.append("| - | not recorded in the model spec | - | - |")
@@ -182,9 +184,7 @@ def model_card(spec: Mapping[str, Any], payload: Mapping[str, Any], dims: Mappin
     return "\n".join(lines)
 
 
-def export_hf(
-    model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False
-) -> Path:
+def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write a Hugging Face-style export of the heads to ``out_dir`` and return it.
 
     Files: ``config.json`` (architecture, head dims, model spec, source config),

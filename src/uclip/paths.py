@@ -32,5 +32,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
             "(the full data lives in ../shared/data)"
         )
     if not path.is_dir():
-        raise UclipError(f"data directory {path} does not exist: pass --data-dir DIR or set UCLIP_DATA")
+        raise UclipError(
+            f"data directory {path} does not exist: pass --data-dir DIR or set UCLIP_DATA"
+        )
     return path

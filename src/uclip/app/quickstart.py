@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
+from uclip.app.train import RunConfig, model_config, train_run
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
 from uclip.eval.datasets import load_flores, load_xm3600
 from uclip.eval.metrics import retrieval_recall
 from uclip.eval.report import write_table
 from uclip.features.cache import EmbeddingCache
-from uclip.app.train import RunConfig, model_config, train_run
 from uclip.method.objective import UCLIPHyperParams
 from uclip.paths import ASSETS_DIR, default_data_dir
 from uclip.train.args import TrainArgs
@@ -66,7 +66,7 @@ class QuickstartArgs:
 
 
 def pick_data_dir(data_dir: Path | None) -> tuple[Path, str]:
-    """The data to use and a label for it: an explicit dir, the shared data, or the bundled subset."""
+    """The data to use and a label: an explicit dir, the shared data, or the bundled subset."""
     if data_dir is not None:
         if not Path(data_dir).is_dir():
             raise UclipError(f"data directory {data_dir} does not exist: fix --data-dir")
@@ -87,7 +87,7 @@ def _recall(queries: torch.Tensor, candidates: torch.Tensor) -> dict[str, float]
 
 
 def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
-    """Run the whole quickstart; returns the results payload also written to ``out/results.json``."""
+    """Run the whole quickstart; returns the payload also written to ``out/results.json``."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     data_dir, data_label = pick_data_dir(args.data_dir)
@@ -128,8 +128,13 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         "method": run.method.to_dict(),
         "train": run.train.to_dict(),
     }
-    model, result = train_run(
-        run, data_dir, out, cache, resume=(out / "train" / "checkpoints").is_dir(), encoders=encoders
+    model, _ = train_run(
+        run,
+        data_dir,
+        out,
+        cache,
+        resume=(out / "train" / "checkpoints").is_dir(),
+        encoders=encoders,
     )
     timings["embed_and_train_s"] = time.perf_counter() - t
 

@@ -1,7 +1,8 @@
 """``uclip train CONFIG``: embed once through the cache, retrieve once, train the heads.
 
 Config sections (JSON or YAML, see ``configs/``):
-- ``model``: ``anchor_encoder``, ``multilingual_encoder``, optional ``image_encoder``, ``embed_dim``;
+- ``model``: ``anchor_encoder``, ``multilingual_encoder``, optional ``image_encoder``,
+  ``embed_dim``;
 - ``data``: either ``{"corpus": "multi30k", "n_train", "n_bank_v", "n_bank_m"}`` (text-anchor
   setting from Multi30K, image-disjoint splits), or ``{"train_captions": [text files],
   "image_bank": image folder or .npy embeddings, "text_bank": [text files]}`` (paper setting);
@@ -44,7 +45,9 @@ def model_config(section: dict[str, Any], random_init: bool = False) -> UCLIPCon
     """A :class:`UCLIPConfig` from a config's ``model`` section; dims come from the registry."""
     for key in ("anchor_encoder", "multilingual_encoder"):
         if key not in section:
-            raise UclipError(f"config section 'model' needs '{key}' (an encoder name, see `uclip encoders`)")
+            raise UclipError(
+                f"config section 'model' needs '{key}' (an encoder name, see `uclip encoders`)"
+            )
     anchor = get_spec(section["anchor_encoder"])
     multilingual = get_spec(section["multilingual_encoder"])
     image = section.get("image_encoder")
@@ -69,7 +72,9 @@ def load_run_config(path: str | Path, random_init: bool = False) -> RunConfig:
     raw = load_config_file(path)
     unknown = set(raw) - SECTIONS
     if unknown:
-        raise UclipError(f"unknown config section(s) {sorted(unknown)} in {path}; known: {sorted(SECTIONS)}")
+        raise UclipError(
+            f"unknown config section(s) {sorted(unknown)} in {path}; known: {sorted(SECTIONS)}"
+        )
     if "model" not in raw:
         raise UclipError(f"config {path} has no 'model' section")
     return RunConfig(
@@ -91,7 +96,9 @@ def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str
         "encoders": {},
     }
     frozen = 0
-    names = [n for n in (config.anchor_encoder, config.image_encoder, config.multilingual_encoder) if n]
+    names = [
+        n for n in (config.anchor_encoder, config.image_encoder, config.multilingual_encoder) if n
+    ]
     for name in names:
         spec = get_spec(name)
         entry: dict[str, Any] = {"dim": spec.dim, "hf_id": spec.hf_id, "family": spec.family}
@@ -141,7 +148,9 @@ def prepare_training_data(
             seed=int(data.get("seed", 0)),
         )
         captions, bank_m_texts = corpora.train_captions, corpora.bank_m_texts
-        image_bank: Any = cache.embed(anchor, corpora.bank_v_captions, progress=progress, desc="bank V")
+        image_bank: Any = cache.embed(
+            anchor, corpora.bank_v_captions, progress=progress, desc="bank V"
+        )
         sources: dict[str, Any] = dict(corpora.sources)
     elif "train_captions" in data:
         captions = read_text_files([_resolve(data_dir, p) for p in data["train_captions"]])
@@ -151,10 +160,16 @@ def prepare_training_data(
             image_bank = MemoryBank.from_npy(bank_source)
         elif bank_source.is_dir():
             image = encoder(run.model.image_encoder or "")
-            image_bank = cache.embed(image, list_images(bank_source), progress=progress, desc="bank V")
+            image_bank = cache.embed(
+                image, list_images(bank_source), progress=progress, desc="bank V"
+            )
         else:
             raise UclipError(f"image_bank {bank_source} is neither an image folder nor a .npy file")
-        sources = {"train": data["train_captions"], "bank_v": str(bank_source), "bank_m": data.get("text_bank")}
+        sources = {
+            "train": data["train_captions"],
+            "bank_v": str(bank_source),
+            "bank_m": data.get("text_bank"),
+        }
     else:
         raise UclipError("config section 'data' needs 'corpus': 'multi30k' or 'train_captions'")
     if not bank_m_texts:
@@ -162,7 +177,11 @@ def prepare_training_data(
     e_c = cache.embed(anchor, captions, progress=progress, desc="captions · anchor")
     e_m = cache.embed(multilingual, captions, progress=progress, desc="captions · multilingual")
     text_bank = cache.embed(multilingual, bank_m_texts, progress=progress, desc="bank M")
-    sources["sizes"] = {"train": len(captions), "bank_v": len(image_bank), "bank_m": len(bank_m_texts)}
+    sources["sizes"] = {
+        "train": len(captions),
+        "bank_v": len(image_bank),
+        "bank_m": len(bank_m_texts),
+    }
     return e_c, e_m, image_bank, text_bank, sources
 
 
@@ -183,7 +202,9 @@ def train_run(
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
     torch.manual_seed(run.train.seed)  # head initialisation
     heads = UCLIPHeads(run.model.anchor_dim, run.model.multilingual_dim, run.model.embed_dim)
-    trainer = Trainer(UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method), run.train, out / "train")
+    trainer = Trainer(
+        UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method), run.train, out / "train"
+    )
     result = trainer.train(resume=resume)
     model = UCLIPModel(run.model, heads=heads)
     model.use_encoders(encoders)

@@ -104,7 +104,9 @@ def check_images(name: str, batch: Sequence[ImageInput]) -> list[Image.Image]:
     items = list(batch)
     if not items:
         raise UclipError(f"empty image list given to image encoder {name}: pass at least one image")
-    return [load_image(item, name=f"image encoder {name}", position=i) for i, item in enumerate(items)]
+    return [
+        load_image(item, name=f"image encoder {name}", position=i) for i, item in enumerate(items)
+    ]
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -159,7 +161,9 @@ def resolve_weights_dir(name: str, hf_id: str, path: str | os.PathLike[str] | No
         raise weights_unavailable(name, hf_id) from None
 
 
-def load_failed(name: str, hf_id: str, path: str | os.PathLike[str] | None, err: Exception) -> UclipError:
+def load_failed(
+    name: str, hf_id: str, path: str | os.PathLike[str] | None, err: Exception
+) -> UclipError:
     """One-line error for weights that exist but cannot be loaded (wrong or partial directory)."""
     if path is None:
         return weights_unavailable(name, hf_id)
@@ -190,9 +194,10 @@ def dir_weights_id(hf_id: str, directory: Path) -> str:
     return f"{hf_id}@sha256:{digest.hexdigest()[:16]}"
 
 
-def random_init_weights_id(seed: int, arch_name: str, arch: dict[str, Any], tokenizer: str) -> str:
-    """Cache key of random-init weights: the seed and a hash of the exact architecture."""
-    blob = json.dumps({"arch": arch, "tokenizer": tokenizer}, sort_keys=True)
+def random_init_weights_id(seed: int, arch_name: str, arch: dict[str, Any], inputs: str) -> str:
+    """Cache key of random-init weights: the seed and a hash of the exact architecture and of
+    how inputs are prepared (``inputs``: tokenizer kind, text prefix)."""
+    blob = json.dumps({"arch": arch, "inputs": inputs}, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return f"random-init:seed={seed}:{arch_name}:sha256={digest}"
 

@@ -515,7 +515,10 @@ class E5SmallFloat:
 
     def _windows(self, texts: list[str], prefix: str) -> tuple[list[list[int]], list[int]]:
         """Token windows of at most ``max_length - 2`` content tokens and their text index."""
-        content = self.tokenizer([prefix + t for t in texts], add_special_tokens=False)["input_ids"]
+        # verbose=False: texts over 512 tokens are expected here, they are windowed below.
+        content = self.tokenizer(
+            [prefix + t for t in texts], add_special_tokens=False, verbose=False
+        )["input_ids"]
         width = self.max_length - 2
         bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
         windows, owner = [], []

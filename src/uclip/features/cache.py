@@ -293,7 +293,7 @@ def _prepare_dir(plan: _Plan) -> None:
         }
         _write_atomic(info, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     for tmp in plan.directory.glob(f".*{_TMP_SUFFIX}"):
-        if False:
+        if _is_stale_tmp(tmp):
             logger.info("removing temporary file %s left by an interrupted run", tmp)
             tmp.unlink(missing_ok=True)
 
@@ -341,7 +341,8 @@ def _load_image(path: Path) -> Any:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except OSError as exc:
+    # PIL reports corrupt files as OSError, some decoders as SyntaxError/ValueError.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UclipError(f"cannot read image {path} ({exc}): remove it or re-save it") from None
 
 
@@ -382,7 +383,7 @@ def _write_shard(path: Path, emb: torch.Tensor, plan: _Plan) -> None:
         "dtype": plan.dtype,
         "encoder": str(plan.encoder.name),
         "weights_id": str(plan.encoder.weights_id),
-        "sha256": hashlib.sha256(emb.numpy().tobytes()).hexdigest(),
+        "sha256": hashlib.sha256(emb.numpy()).hexdigest(),
     }
     _write_atomic(path, safetensors.torch.save({_TENSOR_KEY: emb}, metadata=metadata))
 
@@ -419,7 +420,7 @@ def _verify_shard(data: bytes, plan: _Plan, count: int) -> tuple[str | None, tor
             return f"metadata {key}={meta.get(key)!r}, expected {value!r}", None
     if tuple(emb.shape) != (count, plan.encoder.dim) or emb.dtype != STORAGE_DTYPES[plan.dtype]:
         return f"tensor {tuple(emb.shape)} {emb.dtype} does not match its metadata", None
-    if hashlib.sha256(emb.numpy().tobytes()).hexdigest() != meta.get("sha256"):
+    if hashlib.sha256(emb.numpy()).hexdigest() != meta.get("sha256"):
         return "sha256 mismatch", None
     return None, emb
 

@@ -26,9 +26,11 @@ TATOEBA_LANGS = ("cs", "fi", "hr", "hu", "ro")
 def read_lines(path: Path) -> list[str]:
     """Non-empty stripped lines of a UTF-8 text file (``.gz`` read transparently)."""
     if not path.is_file():
-        raise UclipError(f"missing data file {path}: check --data-dir (see MANIFEST.md for the layout)")
-    raw = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-    with raw as fh:
+        raise UclipError(
+            f"missing data file {path}: check --data-dir (see MANIFEST.md for the layout)"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         return [line.strip() for line in fh if line.strip()]
 
 
@@ -38,7 +40,9 @@ def multi30k_images(data_dir: Path, split: str = "train") -> list[str]:
 
 def multi30k_english(data_dir: Path, split: str = "train") -> list[list[str]]:
     """The 5 English captions of each image (task 2), in image-split order."""
-    cols = [read_lines(data_dir / M30K / "task2" / "raw" / f"{split}.{k}.en.gz") for k in range(1, 6)]
+    cols = [
+        read_lines(data_dir / M30K / "task2" / "raw" / f"{split}.{k}.en.gz") for k in range(1, 6)
+    ]
     return [list(caps) for caps in zip(*cols, strict=True)]
 
 
@@ -53,7 +57,9 @@ def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
     if not path.is_file():
         raise UclipError(f"missing {path}: Tatoeba bank text exists for {', '.join(TATOEBA_LANGS)}")
     with gzip.open(path, "rb") as fh:
-        reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.DictReader(
+            io.TextIOWrapper(fh, encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE
+        )
         return [row["text"].strip() for row in reader if row["text"].strip()]
 
 
@@ -79,7 +85,8 @@ def split_training_corpora(
     """Sample the quickstart/training text from Multi30K train (+ Tatoeba for bank M).
 
     Images are shuffled with ``seed`` and cut into three disjoint groups: captions of group A are
-    the English training queries (all 5 per image), the first English caption of each group-B image forms bank V
+    the English training queries (all 5 per image), the first English caption of each group-B
+    image forms bank V
     (text-anchor stand-in for image embeddings), and de/fr/cs captions of group C plus Tatoeba
     sentences form bank M. Sizes are in sentences.
     """

@@ -83,13 +83,15 @@ class UCLIPModel(nn.Module):
     def __init__(self, config: UCLIPConfig, heads: UCLIPHeads | None = None) -> None:
         super().__init__()
         self.config = config
-        self.heads = heads or UCLIPHeads(config.anchor_dim, config.multilingual_dim, config.embed_dim)
+        self.heads = heads or UCLIPHeads(
+            config.anchor_dim, config.multilingual_dim, config.embed_dim
+        )
         self._encoders: dict[str, Any] = {}
         self.metadata: dict[str, Any] = {}
 
     # encoders ---------------------------------------------------------------------------------
     def encoder(self, role: str) -> Any:
-        """The frozen tower for ``role`` in {"anchor", "image", "multilingual"}, built on first use."""
+        """The frozen tower for ``role`` (anchor, image, multilingual), built on first use."""
         name = {
             "anchor": self.config.anchor_encoder,
             "image": self.config.image_encoder,

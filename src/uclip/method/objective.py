@@ -66,14 +66,14 @@ def retrieve_pseudo_pairs(
             f"{e_c.shape[0]} anchor embeddings but {e_m.shape[0]} multilingual embeddings: "
             "both must embed the same English captions"
         )
-    kwargs = {"chunk_size": hp.retrieval_chunk_size, "top_k": hp.retrieval_top_k}
+    kwargs = {
+        "chunk_size": hp.retrieval_chunk_size,
+        "top_k": hp.retrieval_top_k,
+        "query_chunk_size": query_chunk_size,  # bounds memory; each bank is still read once
+    }
     with torch.no_grad():
-        v_c = torch.cat(
-            [soft_retrieve(q, image_bank, hp.tau_retrieval, **kwargs) for q in e_c.split(query_chunk_size)]
-        )
-        m_m = torch.cat(
-            [soft_retrieve(q, text_bank, hp.tau_retrieval, **kwargs) for q in e_m.split(query_chunk_size)]
-        )
+        v_c = soft_retrieve(e_c, image_bank, hp.tau_retrieval, **kwargs)
+        m_m = soft_retrieve(e_m, text_bank, hp.tau_retrieval, **kwargs)
     return v_c, m_m
 
 

@@ -104,7 +104,9 @@ def _validation_message(exc: RequestValidationError) -> str:
         name = loc[-1] if loc else "request"
         where = f"{loc[0]} parameter '{name}'" if len(loc) > 1 else name
         hint = _HINTS.get(name)
-        parts.append(f"invalid {where}: {err.get('msg', 'invalid value')}" + (f"; {hint}" if hint else ""))
+        parts.append(
+            f"invalid {where}: {err.get('msg', 'invalid value')}" + (f"; {hint}" if hint else "")
+        )
     return " | ".join(parts) or "invalid request"
 
 
@@ -195,7 +197,9 @@ def create_app(
         response_class=FileResponse,
         responses={
             200: {
-                "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_MEDIA_TYPES},
+                "content": {
+                    t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_MEDIA_TYPES
+                },
                 "description": "The image file.",
             },
             403: {"model": ErrorResponse},
@@ -203,7 +207,9 @@ def create_app(
             422: {"model": ErrorResponse},
         },
     )
-    def image(image_id: int = PathParam(ge=0, description="An id from /search results.")) -> FileResponse:
+    def image(
+        image_id: int = PathParam(ge=0, description="An id from /search results."),
+    ) -> FileResponse:
         try:
             file = index.image_file(image_id)
         except (UnknownImageError, MissingImageError) as exc:

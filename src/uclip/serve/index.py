@@ -118,7 +118,9 @@ def _json_roundtrip(obj: Any) -> Any:
     try:
         return json.loads(json.dumps(obj, ensure_ascii=False))
     except (TypeError, ValueError) as exc:
-        raise UclipError(f"model.spec() is not JSON-serialisable ({exc}); fix the model's spec") from exc
+        raise UclipError(
+            f"model.spec() is not JSON-serialisable ({exc}); fix the model's spec"
+        ) from exc
 
 
 def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
@@ -388,7 +390,9 @@ class SearchIndex:
         elif backend == "faiss":
             faiss_index = _faiss_index_for(embeddings, kind="faiss-flat")
             meta = {**meta, "backend": {"kind": "faiss-flat"}}
-        return cls(root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index)
+        return cls(
+            root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+        )
 
     # searching ----------------------------------------------------------------------------
     def search(self, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -483,9 +487,7 @@ def check_model(meta: Mapping[str, Any], model: Any, where: Path | str) -> None:
     current = _json_roundtrip(model.spec())
     if current != stored["spec"]:
         keys = sorted(
-            k
-            for k in set(current) | set(stored["spec"])
-            if current.get(k) != stored["spec"].get(k)
+            k for k in set(current) | set(stored["spec"]) if current.get(k) != stored["spec"].get(k)
         )
         raise UclipError(
             f"index {where} was built with a different model (spec differs in {keys}); "
@@ -710,7 +712,9 @@ def build_index(
     }
     _write_json(out_dir / INDEX_FILE, meta)
     shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
-    return SearchIndex(root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index)
+    return SearchIndex(
+        root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+    )
 
 
 def _stat_key(file: Path) -> tuple[int, int]:
@@ -756,7 +760,9 @@ def _embed_chunk(
                 try:
                     data = (root / rel).read_bytes()
                 except OSError as exc:
-                    raise UclipError(f"cannot read image {root / rel} ({exc}); rerun the build") from exc
+                    raise UclipError(
+                        f"cannot read image {root / rel} ({exc}); rerun the build"
+                    ) from exc
                 shas.append(hashlib.sha256(data).hexdigest())
                 try:
                     with Image.open(io.BytesIO(data)) as img:

@@ -59,7 +59,8 @@ def _known(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
     unknown = set(data) - names
     if unknown:
         raise UclipError(
-            f"unknown key(s) {sorted(unknown)} in config section '{section}'; known: {sorted(names)}"
+            f"unknown key(s) {sorted(unknown)} in config section '{section}'; "
+            f"known: {sorted(names)}"
         )
     return dict(data)
 

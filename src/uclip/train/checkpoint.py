@@ -85,5 +85,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model_state = load_file(str(path / MODEL_FILE))
         optimizer_state = torch.load(path / OPTIMIZER_FILE, weights_only=True)
     except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError) as exc:
-        raise UclipError(f"checkpoint {path} is unreadable ({exc}); delete it to resume from an older one") from exc
+        raise UclipError(
+            f"checkpoint {path} is unreadable ({exc}); delete it to resume from an older one"
+        ) from exc
     return Checkpoint(int(state.pop("step")), model_state, optimizer_state, state)

@@ -63,7 +63,9 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return torch.randperm(
+        num_examples, generator=torch.Generator().manual_seed(seed * 7919 + epoch)
+    )
 
 
 class Trainer:
@@ -143,7 +145,8 @@ class Trainer:
         start = self._resume() if resume else 0
         if not resume and latest_checkpoint(self.out_dir) is not None:
             raise UclipError(
-                f"{self.out_dir} already holds checkpoints: pass --resume to continue, or a new --out"
+                f"{self.out_dir} already holds checkpoints: "
+                "pass --resume to continue, or a new --out"
             )
         if not resume:
             (self.out_dir / LOG_FILE).unlink(missing_ok=True)
@@ -181,7 +184,9 @@ class Trainer:
                     self._checkpoint(done)
         bar.close()
         model.eval()
-        return TrainResult(self.total_steps, last.get("loss", float("nan")), self.out_dir, start or None)
+        return TrainResult(
+            self.total_steps, last.get("loss", float("nan")), self.out_dir, start or None
+        )
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, Any]]:

