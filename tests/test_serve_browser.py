@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from test_serve_api import make_image_folder, make_model
 
+from test_serve_api import make_image_folder, make_model
 from uclip.serve.app import BackgroundServer, create_app
 from uclip.serve.index import build_index
 
@@ -67,6 +67,12 @@ def page(browser: Any, server: BackgroundServer) -> Iterator[Any]:
     page.set_default_timeout(15_000)
     page.requests_seen = []  # type: ignore[attr-defined]
     page.on("request", lambda request: page.requests_seen.append(request.url))
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on(
+        "console",
+        lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None,
+    )
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
     page.goto(server.url + "/")
     yield page
     context.close()
@@ -114,6 +120,7 @@ def test_keyboard_search_shows_result_thumbnails(page: Any, server: BackgroundSe
     assert "q=rojo" in page.url  # the search is in the address (shareable, survives reload)
     hosts = {urlsplit(u).netloc for u in page.requests_seen if not u.startswith("data:")}
     assert hosts == {f"{server.host}:{server.port}"}, hosts  # offline: nothing else fetched
+    assert page.console_errors == []  # no script error, no Content-Security-Policy violation
 
 
 def test_non_latin_query_and_empty_query_by_keyboard(page: Any) -> None:

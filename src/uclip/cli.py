@@ -162,7 +162,20 @@ def add_encoders(sub: Any) -> None:
     p.set_defaults(func=cmd_encoders)
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_quickstart, add_info, add_train, add_encoders]
+def _app_commands() -> list[Callable[[Any], None]]:
+    """Command groups that live beside their application code in ``uclip.app``."""
+    from uclip.app import cli_serve
+
+    return [cli_serve.add_commands]
+
+
+COMMANDS: list[Callable[[Any], None]] = [
+    add_quickstart,
+    add_info,
+    add_train,
+    add_encoders,
+    *_app_commands(),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -238,7 +238,7 @@ def export_onnx(
         raise UclipError("ONNX export needs onnx: pip install 'uclip[export]'") from exc
 
     model, _ = _resolve(model)
-    names = tuple(f"{h}.onnx" for h in HEAD_NAMES) + ("onnx.json",)
+    names = (*(f"{h}.onnx" for h in HEAD_NAMES), "onnx.json")
     out = _prepare(out_dir, overwrite, names)
     manifest: dict[str, Any] = {
         "export_format_version": EXPORT_FORMAT_VERSION,

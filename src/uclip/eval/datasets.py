@@ -98,7 +98,8 @@ class RetrievalDataset:
 
     Attributes:
         name: data set name, e.g. ``"xm3600"``.
-        lang: language of ``captions`` (the code the loader was given, e.g. ``"cs"``).
+        lang: language of ``captions``: the XM3600 code (``"cs"``) for XM3600, COCO and the six
+            Flickr30k jsonl languages, the FLORES-200 code (``"deu_Latn"``) for Flickr30k-200.
         image_ids: one stable id per image: the image file name as in the source
             (``"000411001ff7dd4f.jpg"``, ``"COCO_val2014_000000391895.jpg"``).
         captions: all captions, grouped by image in source order.
@@ -311,10 +312,11 @@ def has_repetition_loop(text: str) -> bool:
 def find_repetition_loops(texts: Sequence[str]) -> list[int]:
     """Indices of the texts (case-folded) that hold a degenerate repetition loop.
 
-    A unit of period ``L`` repeated 4 times means ``s[i] == s[i + L]`` for ``3L`` consecutive
-    ``i``. All texts are joined into one code-point array (a unique sentinel after each text, so
-    no run crosses two texts) and each period 1..40 is one vectorised shift-and-compare: 25,000
-    COCO captions take a fraction of a second, where a backtracking regex takes seconds.
+    A unit of period ``L`` repeated 4 times means ``s[i] == s[i + L]`` for ``3L - 1``
+    consecutive ``i`` (the last copy may lack its trailing separator). All texts are joined
+    into one code-point array (a unique sentinel after each text, so no run crosses two texts)
+    and each period 1..40 is one vectorised shift-and-compare: 25,000 COCO captions take a
+    fraction of a second, where a backtracking regex takes seconds.
     """
     lowered = [t.lower() for t in texts]
     if not lowered:
@@ -330,7 +332,9 @@ def find_repetition_loops(texts: Sequence[str]) -> list[int]:
     codes[sentinel_at] = 0x110000 + np.arange(len(lowered))  # above every Unicode code point
     found: set[int] = set()
     for period in range(1, _MAX_LOOP_UNIT + 1):
-        need = max((_MIN_LOOP_REPEATS - 1) * period, _MIN_LOOP_CHARS - period)
+        # A stretch of period L spanning 4L - 1 characters: 4 copies of the unit, the last one
+        # allowed to lack its trailing separator ("pirítós pirítós pirítós pirítós").
+        need = max((_MIN_LOOP_REPEATS - 1) * period - 1, _MIN_LOOP_CHARS - period)
         equal = codes[:-period] == codes[period:]
         if len(equal) < need:
             break
@@ -686,9 +690,12 @@ def _maybe_paths(
 
 
 def _check_same_ids(ids: list[str], reference: list[str], what: str, ref_what: str) -> list[str]:
-    """Return ``ids`` if it equals ``reference`` as a list, else raise naming the mismatch."""
+    """``[]`` if ``ids == reference``; a note if only the order differs; else raise, naming
+    how many ids differ and one example."""
     if ids == reference:
         return []
+    if len(set(ids)) != len(ids):
+        raise UclipError(f"{what} lists an image twice: use files from one data release")
     only_here = sorted(set(ids) - set(reference))
     only_ref = sorted(set(reference) - set(ids))
     if only_here or only_ref or len(ids) != len(reference):

@@ -2,7 +2,7 @@
 
 Retrieval and bitext metrics work from embeddings in chunks of queries, so peak extra memory is
 about ``chunk_size x num_candidates`` scores (plus one boolean mask of that size), never the
-full similarity matrix: 5,000 images x 25,000 captions needs ~32 MB at the default chunk size.
+full similarity matrix: 5,000 images x 25,000 captions needs ~64 MB at the default chunk size (512).
 
 Scores are dot products: pass L2-normalised embeddings to rank by cosine similarity (uCLIP,
 "Setup": sim(v_q, m_j) is the cosine similarity of the projected embeddings).
@@ -39,7 +39,7 @@ Protocol = Literal["all", "first"]
 Ties = Literal["pessimistic", "optimistic"]
 ArrayLike = Tensor | np.ndarray | Sequence[int]
 
-DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_SIZE = 512
 
 
 def _check_embeddings(name: str, emb: Tensor) -> None:

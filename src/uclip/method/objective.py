@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from uclip.errors import UclipError
+from uclip.method.gather import FeatureGather, perturb_local_rows
 from uclip.method.losses import uclip_loss
 from uclip.method.model import UCLIPHeads
-from uclip.method.perturb import perturb
 from uclip.method.retrieval import soft_retrieve
 
 
@@ -78,7 +78,13 @@ def retrieve_pseudo_pairs(
 
 
 class UCLIPObjective:
-    """Trainer objective: perturb (Eq. 3–4) → heads → L_text + L_pseudo + λ·L_intra (Eq. 5–7)."""
+    """Trainer objective: perturb (Eq. 3–4) → heads → L_text + L_pseudo + λ·L_intra (Eq. 5–7).
+
+    ``gather`` (data-parallel runs, see ``uclip.train.distributed``): each rank perturbs its rows
+    with the noise one process would draw for them, projects them, and gathers the projections of
+    all ranks (keeping gradients) so Eq. 5–7 are evaluated on the global batch. The default is the
+    single-process identity.
+    """
 
     def __init__(
         self,
@@ -88,6 +94,7 @@ class UCLIPObjective:
         v_c: torch.Tensor,
         m_m: torch.Tensor,
         hp: UCLIPHyperParams,
+        gather: FeatureGather | None = None,
     ) -> None:
         n = e_c.shape[0]
         if not (e_m.shape[0] == v_c.shape[0] == m_m.shape[0] == n):
@@ -104,6 +111,7 @@ class UCLIPObjective:
         self.e_c, self.e_m, self.v_c, self.m_m = (t.float() for t in (e_c, e_m, v_c, m_m))
         self.hp = hp
         self.num_examples = n
+        self.gather = gather or FeatureGather()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters())
@@ -118,8 +126,9 @@ class UCLIPObjective:
         batch = [t[indices] for t in (self.e_c, self.e_m, self.v_c, self.m_m)]
         # With perturbation off, Norm() of Eq. 3–4 still applies (retrieved vectors are not unit).
         variance = self.hp.noise_variance if self.hp.perturb else 0.0
-        batch = [perturb(t, variance, generator) for t in batch]
-        e_c, e_m, v_c, m_m = self.model(*(t.to(device) for t in batch))
+        batch = [perturb_local_rows(t, variance, generator, self.gather) for t in batch]
+        projected = self.model(*(t.to(device) for t in batch))
+        e_c, e_m, v_c, m_m = (self.gather(t) for t in projected)
         return uclip_loss(
             e_c,
             e_m,

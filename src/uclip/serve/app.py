@@ -46,7 +46,7 @@ MAX_K = 100
 DEFAULT_K = 24
 
 PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 IMAGE_MEDIA_TYPES = sorted(
@@ -89,21 +89,22 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="What was wrong and what to do.")
 
 
-_HINTS = {
-    "q": f"send a search text of 1 to {MAX_QUERY_CHARS} characters",
-    "k": f"send an integer from 1 to {MAX_K}",
-    "image_id": "use an id from the results of /search",
-}
+def _hints(max_k: int, max_query_chars: int) -> dict[str, str]:
+    return {
+        "q": f"send a search text of 1 to {max_query_chars} characters",
+        "k": f"send an integer from 1 to {max_k}",
+        "image_id": "use an id from the results of /search",
+    }
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError, hints: dict[str, str]) -> str:
     """FastAPI's error list -> one line naming the parameter, the problem and the fix."""
     parts = []
     for err in exc.errors():
         loc = [str(x) for x in err.get("loc", ())]
         name = loc[-1] if loc else "request"
         where = f"{loc[0]} parameter '{name}'" if len(loc) > 1 else name
-        hint = _HINTS.get(name)
+        hint = hints.get(name)
         parts.append(
             f"invalid {where}: {err.get('msg', 'invalid value')}" + (f"; {hint}" if hint else "")
         )
@@ -139,10 +140,11 @@ def create_app(
     encode_lock = threading.Lock()
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     errors = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+    hints = _hints(max_k, max_query_chars)
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _validation_message(exc)})
+        return JSONResponse(status_code=422, content={"detail": _validation_message(exc, hints)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -176,7 +178,7 @@ def create_app(
         query = q.strip()
         if not query:
             raise StarletteHTTPException(
-                422, f"invalid query parameter 'q': it is only whitespace; {_HINTS['q']}"
+                422, f"invalid query parameter 'q': it is only whitespace; {hints['q']}"
             )
         try:
             with encode_lock:

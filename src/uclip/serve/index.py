@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -247,7 +248,14 @@ def _captions_for(root: Path, paths: Sequence[str], captions: Captions | None) -
     for rel in paths:
         if captions is None:
             sidecar = (root / rel).with_suffix(".txt")
-            texts = sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else []
+            try:
+                texts = (
+                    sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else []
+                )
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UclipError(
+                    f"cannot read caption file {sidecar} ({exc}): save it as UTF-8"
+                ) from exc
         else:
             value = captions.get(rel, [])
             texts = [value] if isinstance(value, str) else list(value)
@@ -359,6 +367,9 @@ class SearchIndex:
             paths = [entry["path"] for entry in meta["images"]]
             emb_meta = meta["embeddings"]
             count, dim = int(meta["count"]), int(meta["dim"])
+            stored_root = meta["images_root"]
+            if not isinstance(meta["model"]["spec"], dict):
+                raise TypeError("model.spec must be an object")
         except (KeyError, TypeError, ValueError) as exc:
             raise UclipError(f"{meta_file} lacks field {exc}; rebuild the index") from exc
         for rel in paths:
@@ -374,7 +385,7 @@ class SearchIndex:
         if model is not None:
             check_model(meta, model, directory)
 
-        root = Path(images_root) if images_root is not None else Path(meta["images_root"])
+        root = Path(images_root) if images_root is not None else Path(stored_root)
         if not root.is_dir():
             raise UclipError(
                 f"images folder {root} of index {directory} is not there: pass images_root= "
@@ -507,7 +518,8 @@ def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
     if not expected_sha or sha256_file(file) != expected_sha:
         raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
     try:
-        array = np.load(file, allow_pickle=False)
+        # Memory-mapped: FAISS backends keep their own copy, and numpy pages rows in on demand.
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
     if array.dtype != np.float32 or array.ndim != 2:
@@ -566,21 +578,16 @@ def resolve_backend(
 
 
 def describe_index(mode: str, spec: Mapping[str, Any]) -> str:
-    """Banner text: which setting, which towers, and whether their weights are real."""
-    towers = []
-    for role, key in (
-        ("image tower", "image_encoder"),
-        ("anchor tower", "anchor_encoder"),
-        ("query tower", "multilingual_encoder"),
-    ):
-        if spec.get(key) and not (mode == "caption" and key == "image_encoder"):
-            towers.append(f"{role} = {spec[key]}")
-    weights = spec.get("weights", "unknown")
-    tower_text = "; ".join(towers) if towers else "model " + json.dumps(dict(spec))[:200]
+    """Banner text: how images are found, the two towers in use, and whether weights are real."""
     if mode == "caption":
         head = "caption-indexed: images are found through their captions (no image tower used)"
+        towers = (("anchor tower", "anchor_encoder"), ("query tower", "multilingual_encoder"))
     else:
         head = "image-indexed: images were embedded by the image tower"
+        towers = (("image tower", "image_encoder"), ("query tower", "multilingual_encoder"))
+    names = [f"{role} = {spec[key]}" for role, key in towers if spec.get(key)]
+    tower_text = "; ".join(names) if names else "model " + json.dumps(dict(spec))[:200]
+    weights = spec.get("weights", "unknown")
     text = f"{head}; {tower_text}; weights: {weights}"
     if weights == "random-init":
         text += " (random-init: results are meaningless, for testing only)"
@@ -786,7 +793,7 @@ def _embed_chunk(
         # Mean of an image's caption embeddings, renormalised: the centroid direction on the
         # sphere, so an image with many captions is not favoured over one with a single caption.
         bounds = np.cumsum([0] + [len(caps) for caps in texts])
-        parts.append(np.stack([encoded[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+        parts.append(np.stack([encoded[a:b].mean(0) for a, b in itertools.pairwise(bounds)]))
     emb = np.concatenate(parts, axis=0)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
         raise UclipError(

@@ -13,7 +13,10 @@ from uclip.errors import UclipError
 @dataclass
 class TrainArgs:
     """Optimisation settings. Defaults are the uCLIP reference run (HF Trainer defaults there):
-    AdamW, lr 1e-3, no weight decay, batch 512, 5 epochs, linear decay to zero, no warm-up."""
+    AdamW, lr 1e-3, no weight decay, batch 512, 5 epochs, linear decay to zero, no warm-up.
+
+    ``batch_size`` is the global batch of one micro-step: under torchrun each of W processes
+    takes ``batch_size / W`` rows (it must divide), so the run does not depend on W."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0  # the reference run used HF TrainingArguments' default
@@ -31,6 +34,11 @@ class TrainArgs:
     amp: bool = True  # bf16 autocast, only ever on CUDA
     device: str = "cpu"
     progress: bool = True
+    # Data-parallel runs only (torchrun, world size > 1): normalise BatchNorm over the global
+    # batch (SyncBatchNorm on GPU, GatheredBatchNorm1d on CPU) so W processes train exactly like
+    # one process with the same global batch; false keeps per-rank statistics (no extra
+    # communication, but a different model).
+    sync_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         checks = {

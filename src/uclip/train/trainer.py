@@ -4,6 +4,13 @@ accumulation, bf16 autocast on CUDA, atomic checkpoints with exact resume, JSONL
 The method-specific part is an :class:`Objective`: it owns the model and computes a loss dict for a
 batch of example indices. Everything random is derived from ``(seed, epoch)`` and ``(seed, step)``,
 so a run resumed from a checkpoint produces the same weights as an uninterrupted one.
+
+Under ``torchrun`` (an initialised process group, see :mod:`uclip.train.distributed`) the same loop
+runs data-parallel: each rank takes its contiguous slice of every global micro-batch, the model is
+wrapped in DDP (BatchNorm made cross-rank), the objective's ``gather`` makes the loss that of the
+global batch, and rank 0 alone writes checkpoints and the log. ``batch_size`` stays the *global*
+batch, so a config means the same run on any number of processes, and a checkpoint resumes on
+another world size.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from uclip.errors import UclipError
+from uclip.method.gather import convert_sync_batchnorm, revert_sync_batchnorm
+from uclip.train import distributed
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -29,7 +39,13 @@ LOG_FILE = "log.jsonl"
 
 
 class Objective(Protocol):
-    """What a method supplies to the :class:`Trainer`."""
+    """What a method supplies to the :class:`Trainer`.
+
+    Data-parallel runs additionally need a ``gather`` attribute (a
+    :class:`uclip.method.gather.FeatureGather` of the process group) with which ``loss`` turns
+    its rank's features into the global batch's, and ``loss`` must run the model through
+    ``self.model(...)``: during ``loss`` the Trainer puts the DDP-wrapped model there.
+    """
 
     model: nn.Module
     num_examples: int
@@ -41,7 +57,11 @@ class Objective(Protocol):
     def loss(
         self, indices: torch.Tensor, step: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """Loss terms for a batch of example indices; the key ``"loss"`` is optimised."""
+        """Loss terms for a batch of example indices; the key ``"loss"`` is optimised.
+
+        Data-parallel: ``indices`` are this rank's slice of the global micro-batch, and the
+        returned loss must be that of the whole global micro-batch (the same on every rank).
+        """
         ...
 
     def on_step_begin(self, step: int, steps_per_epoch: int) -> None:
@@ -75,8 +95,10 @@ class Trainer:
         self.objective = objective
         self.args = args
         self.out_dir = Path(out_dir)
-        self.device = torch.device(args.device)
+        self.dist = distributed.current_env()
+        self.device = distributed.device_for(args.device, self.dist)
         self.micro_batch = min(args.batch_size, objective.num_examples)
+        self._local_rows = self._rank_rows()
         per_step = self.micro_batch * args.grad_accum
         self.steps_per_epoch = max(1, objective.num_examples // per_step)
         self.total_steps = args.max_steps or self.steps_per_epoch * args.epochs
@@ -87,6 +109,30 @@ class Trainer:
         self.optimizer = opt_cls(params, lr=args.lr, weight_decay=args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
+    def _rank_rows(self) -> slice:
+        """This rank's contiguous part of every global micro-batch (all of it on one process)."""
+        world = self.dist.world_size
+        if world == 1:
+            return slice(0, self.micro_batch)
+        if self.micro_batch % world:
+            raise UclipError(
+                f"the global batch of {self.micro_batch} cannot be split evenly over {world} "
+                f"processes: set batch_size to a multiple of {world}"
+            )
+        gather = getattr(self.objective, "gather", None)
+        if gather is None or gather.world_size != world:
+            raise UclipError(
+                f"the objective would compute its loss on one rank's rows only ({world} "
+                "processes): build it with gather=FeatureGather.from_process_group()"
+            )
+        local = self.micro_batch // world
+        return slice(self.dist.rank * local, (self.dist.rank + 1) * local)
+
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimiser step, summed over ranks and micro-batches."""
+        return self.micro_batch * self.args.grad_accum
+
     def _lr_factor(self, step: int) -> float:
         if step < self.args.warmup_steps:
             return (step + 1) / self.args.warmup_steps
@@ -96,13 +142,17 @@ class Trainer:
         return max(0.0, 1.0 - (step - self.args.warmup_steps) / max(1, remaining))
 
     def _batches(self, start_step: int) -> Iterator[tuple[int, list[torch.Tensor]]]:
-        """Yield (step, micro-batches of indices) from ``start_step`` on, deterministically."""
-        per_step = self.micro_batch * self.args.grad_accum
+        """Yield (step, this rank's micro-batches of indices) from ``start_step`` on.
+
+        The order is a function of (seed, global step) alone; every rank cuts the same global
+        micro-batches and keeps its own contiguous rows of each.
+        """
+        per_step = self.global_batch
         for step in range(start_step, self.total_steps):
             epoch, within = divmod(step, self.steps_per_epoch)
             perm = epoch_permutation(self.objective.num_examples, self.args.seed, epoch)
             chunk = perm[within * per_step : (within + 1) * per_step]
-            yield step, list(chunk.split(self.micro_batch))
+            yield step, [mb[self._local_rows] for mb in chunk.split(self.micro_batch)]
 
     def _resume(self) -> int:
         path = latest_checkpoint(self.out_dir)
@@ -114,11 +164,24 @@ class Trainer:
                 f"checkpoint {path} was made for {ckpt.trainer_state.get('total_steps')} steps, "
                 f"this run has {self.total_steps}: resume with the same config or a new --out"
             )
+        saved_batch = ckpt.trainer_state.get("global_batch")
+        if saved_batch is not None and saved_batch != self.global_batch:
+            raise UclipError(
+                f"checkpoint {path} was made with a global batch of {saved_batch}, this run has "
+                f"{self.global_batch} (batch_size x grad_accum): keep the global batch to resume"
+            )
         self.objective.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.scheduler.load_state_dict(ckpt.trainer_state["scheduler"])
-        self._truncate_log(ckpt.step)
-        log.info("resumed from %s (step %d)", path, ckpt.step)
+        if self.dist.is_main:
+            self._truncate_log(ckpt.step)
+        log.info(
+            "resumed from %s (step %d, saved by %s process(es), now %d)",
+            path,
+            ckpt.step,
+            ckpt.trainer_state.get("world_size", 1),
+            self.dist.world_size,
+        )
         return ckpt.step
 
     def _truncate_log(self, step: int) -> None:
@@ -130,14 +193,22 @@ class Trainer:
         path.write_text("".join(f"{ln}\n" for ln in kept))
 
     def _checkpoint(self, step: int) -> None:
-        save_checkpoint(
-            self.out_dir,
-            step,
-            self.objective.model.state_dict(),
-            self.optimizer.state_dict(),
-            {"total_steps": self.total_steps, "scheduler": self.scheduler.state_dict()},
-            keep=self.args.keep_checkpoints,
-        )
+        """Rank 0 writes (model, optimiser and schedule are replicated on every rank)."""
+        if self.dist.is_main:
+            save_checkpoint(
+                self.out_dir,
+                step,
+                self.objective.model.state_dict(),
+                self.optimizer.state_dict(),
+                {
+                    "total_steps": self.total_steps,
+                    "scheduler": self.scheduler.state_dict(),
+                    "global_batch": self.global_batch,
+                    "world_size": self.dist.world_size,
+                },
+                keep=self.args.keep_checkpoints,
+            )
+        distributed.barrier()
 
     def train(self, resume: bool = False) -> TrainResult:
         """Run (or continue) training; returns the number of steps and the last loss."""
@@ -148,24 +219,39 @@ class Trainer:
                 f"{self.out_dir} already holds checkpoints: "
                 "pass --resume to continue, or a new --out"
             )
-        if not resume:
+        if not resume and self.dist.is_main:
             (self.out_dir / LOG_FILE).unlink(missing_ok=True)
         model = self.objective.model.to(self.device).train()
+        with self._data_parallel(model) as step_model:
+            last = self._loop(start, step_model)
+        self.objective.model.eval()
+        return TrainResult(
+            self.total_steps, last.get("loss", float("nan")), self.out_dir, start or None
+        )
+
+    def _loop(self, start: int, step_model: Any) -> dict[str, float]:
+        """The optimiser steps from ``start``; returns the last step's loss terms."""
         use_amp = self.args.amp and self.device.type == "cuda"
+        main = self.dist.is_main
         last: dict[str, float] = {}
         bar = tqdm(
-            total=self.total_steps, initial=start, disable=not self.args.progress, desc="train"
+            total=self.total_steps,
+            initial=start,
+            disable=not (self.args.progress and main),
+            desc="train",
         )
-        with (self.out_dir / LOG_FILE).open("a") as log_file:
+        log_path = self.out_dir / LOG_FILE
+        with log_path.open("a") if main else _NoLog() as log_file:
             for step, micro_batches in self._batches(start):
                 self.objective.on_step_begin(step, self.steps_per_epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 gen = step_generator(self.args.seed, step)
                 totals: dict[str, float] = {}
-                for indices in micro_batches:
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                        terms = self.objective.loss(indices, step, gen)
-                    (terms["loss"] / len(micro_batches)).backward()
+                for i, indices in enumerate(micro_batches):
+                    with step_model(sync=i == len(micro_batches) - 1):
+                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                            terms = self.objective.loss(indices, step, gen)
+                        (terms["loss"] / len(micro_batches)).backward()
                     for k, v in terms.items():
                         totals[k] = totals.get(k, 0.0) + float(v.detach()) / len(micro_batches)
                 if not math.isfinite(totals["loss"]):
@@ -183,10 +269,63 @@ class Trainer:
                 if done % self.args.checkpoint_every == 0 or done == self.total_steps:
                     self._checkpoint(done)
         bar.close()
-        model.eval()
-        return TrainResult(
-            self.total_steps, last.get("loss", float("nan")), self.out_dir, start or None
-        )
+        return last
+
+    @contextmanager
+    def _data_parallel(self, model: nn.Module) -> Iterator[Any]:
+        """Yield ``step_model(sync)``: a context in which ``objective.loss`` runs one micro-batch.
+
+        On one process it does nothing. Data-parallel, BatchNorm is made cross-rank (if
+        ``sync_batchnorm``), the model is wrapped in DDP (rebuilt when the set of trainable
+        parameters changes), and during each micro-batch ``objective.model`` is the DDP wrapper;
+        ``sync=False`` skips the gradient all-reduce (all but the last micro-batch of a step).
+        Everything is undone on exit, also after an error.
+        """
+        if not self.dist.active:
+
+            @contextmanager
+            def plain(sync: bool) -> Iterator[None]:
+                yield
+
+            yield plain
+            return
+        if self.args.sync_batchnorm:
+            model = convert_sync_batchnorm(model, self.objective.gather)
+            self.objective.model = model
+        wrapper: list[Any] = [None, None]  # (DDP wrapper, trainable signature it was built for)
+
+        @contextmanager
+        def wrapped(sync: bool) -> Iterator[None]:
+            signature = distributed.trainable_signature(model)
+            if wrapper[1] != signature:
+                wrapper[:] = [distributed.wrap_ddp(model, self.device), signature]
+            self.objective.model = wrapper[0]
+            try:
+                with distributed.no_sync(wrapper[0], sync):
+                    yield
+            finally:
+                self.objective.model = model
+
+        try:
+            yield wrapped
+        finally:
+            self.objective.model = revert_sync_batchnorm(model)
+
+
+class _NoLog:
+    """The log file of a rank that does not write the log."""
+
+    def __enter__(self) -> _NoLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, text: str) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,235 @@
+"""``uclip eval <task>`` and ``uclip report``: run evaluators, write one JSON per run, tabulate.
+
+``uclip eval`` loads every requested data set first (so a wrong language code, a missing image
+folder or an empty file fails in a second, before any model is built), then builds each model
+once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``.
+``uclip report RUNS_DIR`` turns those files into Markdown + CSV tables through
+:func:`uclip.eval.report.write_table`, optionally beside the papers' reported figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from uclip.errors import UclipError
+from uclip.eval.evaluators import Evaluator
+
+TASKS = ("retrieval", "zeroshot", "crosslingual", "bitext")
+DATASETS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("coco5k", "flickr30k", "xm3600"),
+    "crosslingual": ("xm3600", "coco5k", "flickr30k"),
+    "zeroshot": ("cifar10", "stl10"),
+    "bitext": ("flores200",),
+}
+UCLIP_LANGS = ("cs", "fi", "hr", "hu", "ro")
+TASK_HELP = {
+    "retrieval": "image<->text Recall@1/5/10 (uCLIP Table 1); needs --images",
+    "zeroshot": "zero-shot classification with translated prompts: accuracy, macro-F1 (Table 2)",
+    "crosslingual": "captions in X -> English captions of the same images, R@1/5/10",
+    "bitext": "FLORES-200 X<->English nearest-neighbour accuracy (CLT Table 1)",
+}
+
+
+def _parse_langs(text: str) -> list[str]:
+    langs = [lang.strip() for lang in text.split(",") if lang.strip()]
+    if not langs:
+        raise UclipError(f"--langs {text!r} names no language: pass e.g. --langs cs,fi or all")
+    return list(dict.fromkeys(langs))
+
+
+def _all_langs(task: str, dataset: str, data_dir: str | None) -> list[str]:
+    """Every language ``--langs all`` stands for."""
+    from uclip.eval import datasets as ds
+
+    if dataset == "xm3600":
+        langs = ds.available_xm3600_languages(data_dir)
+    elif dataset == "flores200":
+        langs = ds.available_flores_codes(data_dir)
+    else:
+        langs = ["en", *UCLIP_LANGS]
+    drop = {"en", "eng_Latn"} if task in ("crosslingual", "bitext") else set()
+    return [lang for lang in langs if lang not in drop]
+
+
+def make_evaluators(
+    task: str,
+    dataset: str,
+    langs: list[str],
+    *,
+    data_dir: str | None = None,
+    images: str | None = None,
+    limit: int | None = None,
+    protocol: str = "all",
+    target: str = "eng_Latn",
+) -> list[Evaluator]:
+    """One evaluator per language; loads (and so validates) every data set now."""
+    from uclip.eval import datasets as ds
+    from uclip.eval import evaluators as ev
+
+    if dataset not in DATASETS[task]:
+        raise UclipError(
+            f"{task} does not run on {dataset!r}: use --dataset {' or '.join(DATASETS[task])}"
+        )
+    ev.check_limit(limit)
+    if langs == ["all"]:
+        langs = _all_langs(task, dataset, data_dir)
+    loaders = {"xm3600": ds.load_xm3600, "coco5k": ds.load_coco5k, "flickr30k": ds.load_flickr30k}
+    out: list[Evaluator] = []
+    if task == "zeroshot":
+        data = ds.load_cifar10(data_dir, images) if dataset == "cifar10" else ds.load_stl10(images)
+        for lang in langs:
+            prompts = ds.load_classification_prompts(dataset, lang, data_dir)
+            out.append(ev.ZeroShotClassificationEvaluator(data, prompts, limit_per_class=limit))
+    elif task == "bitext":
+        for lang in langs:
+            bitext = ds.load_flores(lang, target, data_dir)
+            out.append(ev.BitextEvaluator(bitext, limit=limit))
+    elif task == "retrieval":
+        if images is None:
+            raise UclipError(
+                f"retrieval on {dataset} needs the image files: pass --images DIR "
+                "(they are not shipped; see MANIFEST.md)"
+            )
+        for lang in langs:
+            data = loaders[dataset](lang, data_dir, images)
+            out.append(ev.CrossModalRetrievalEvaluator(data, protocol=protocol, limit=limit))
+    else:
+        for lang in langs:
+            data = loaders[dataset](lang, data_dir)
+            out.append(ev.CrossLingualTextRetrievalEvaluator(data, limit=limit))
+    return out
+
+
+def _summary_line(result: Any, path: Path) -> str:
+    metrics = " ".join(f"{k}={v:.2f}" for k, v in result.metrics.items())
+    return (
+        f"{result.task} {result.dataset} {result.lang} {result.model} [{result.weights}]: "
+        f"{metrics} -> {path}"
+    )
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from uclip.eval.datasets import default_cache_dir
+    from uclip.eval.evaluators import save_result
+    from uclip.eval.models import load_eval_model
+    from uclip.eval.report import markdown_table
+
+    if ns.images is not None and not Path(ns.images).expanduser().is_dir():
+        raise UclipError(f"--images {ns.images} is not a folder: pass the folder of the images")
+    evaluators = make_evaluators(
+        ns.task,
+        ns.dataset or DATASETS[ns.task][0],
+        _parse_langs(ns.langs),
+        data_dir=ns.data_dir,
+        images=ns.images,
+        limit=ns.limit,
+        protocol=ns.protocol,
+        target=ns.target,
+    )
+    cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir().parent / "embeddings")
+    rows = []
+    for spec in ns.model:
+        model = load_eval_model(
+            spec,
+            ns.random_init,
+            cache=cache,
+            device=ns.device,
+            progress=not ns.no_progress,
+        )
+        for evaluator in evaluators:
+            result = evaluator.run(model)
+            path = save_result(result, ns.out)
+            print(_summary_line(result, path), flush=True)
+            rows.append(result.row())
+    print()
+    print(markdown_table(rows))
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from uclip.eval.evaluators import load_results
+    from uclip.eval.report import markdown_table, write_table
+    from uclip.eval.reported import report_tables
+
+    results = load_results(ns.runs_dir)
+    out = Path(ns.out or ns.runs_dir)
+    tables = report_tables(results, reported=ns.reported)
+    for table in tables:
+        paths = write_table(
+            table.rows,
+            out,
+            table.stem,
+            columns=table.columns,
+            title=table.title,
+            notes=table.notes,
+            meta={"runs_dir": str(ns.runs_dir), "runs": len(results)},
+        )
+        print(f"{table.title}: {paths['md']} (csv, json beside it)")
+    print()
+    print(markdown_table(tables[-1].rows, tables[-1].columns))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``eval`` and ``report`` on the ``uclip`` sub-command parser."""
+    p = sub.add_parser(
+        "eval",
+        help="evaluate models: retrieval | zeroshot | crosslingual | bitext",
+        description="Evaluate one or more models; one JSON per (model, language) in --out.",
+    )
+    p.add_argument("task", choices=TASKS, help="; ".join(f"{t}: {h}" for t, h in TASK_HELP.items()))
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="uclip:DIR | encoder:NAME | dual:IMAGE+TEXT (repeat for several models)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="retrieval/crosslingual: coco5k, flickr30k, xm3600; zeroshot: cifar10, stl10; "
+        "bitext: flores200 (default: the first)",
+    )
+    p.add_argument(
+        "--langs",
+        default=",".join(UCLIP_LANGS),
+        help="comma-separated codes, or 'all' (default: uCLIP's cs,fi,hr,hu,ro)",
+    )
+    p.add_argument("--out", default="runs", help="folder for the run JSON files (default: runs)")
+    p.add_argument("--data-dir", help="data folder (default: UCLIP_DATA or ../shared/data)")
+    p.add_argument("--images", help="image folder of the data set (retrieval; STL-10; CIFAR-10)")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="build towers whose real weights are not available offline with random weights "
+        "(pipeline checks only; each run's 'weights' records it)",
+    )
+    p.add_argument("--cache-dir", help="embedding cache (default: ~/.cache/uclip/embeddings)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate only the first N images / sentences (zeroshot: N images per class)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("all", "first"),
+        default="all",
+        help="retrieval: all captions, or each image's first (uCLIP's setting)",
+    )
+    p.add_argument("--target", default="eng_Latn", help="bitext target language (default English)")
+    p.add_argument("--device", default="cpu", help="torch device for torch towers")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="tables (Markdown + CSV) from `uclip eval` run files")
+    r.add_argument("runs_dir", help="folder of run JSON files (searched recursively)")
+    r.add_argument("--out", help="output folder (default: RUNS_DIR)")
+    r.add_argument(
+        "--reported",
+        action="store_true",
+        help="add the papers' reported figures (uCLIP Tables 1-2, CLT Table 1) as columns",
+    )
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,89 @@
+"""CLI commands for search and export: ``uclip index build``, ``uclip serve``, ``uclip export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def cmd_index_build(ns: argparse.Namespace) -> int:
+    import uclip
+    from uclip.serve.index import build_index
+
+    model = uclip.load(ns.model)
+    index = build_index(
+        model,
+        ns.images,
+        ns.out,
+        mode=ns.mode,
+        captions=ns.captions,
+        backend=ns.backend,
+        progress=not ns.no_progress,
+    )
+    print(
+        json.dumps(
+            {
+                "index": str(ns.out),
+                "images": len(index),
+                "mode": index.mode,
+                "backend": index.backend,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from uclip.serve.app import serve
+
+    serve(ns.index, ns.model, host=ns.host, port=ns.port, images_root=ns.images)
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from uclip.export import export_hf, export_onnx
+
+    if ns.format == "hf":
+        out: Any = str(export_hf(ns.model, ns.out, overwrite=ns.overwrite))
+    else:
+        out = {k: str(v) for k, v in export_onnx(ns.model, ns.out, overwrite=ns.overwrite).items()}
+    print(json.dumps({"format": ns.format, "out": out}, indent=2))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    index = sub.add_parser("index", help="build a multilingual image search index")
+    isub = index.add_subparsers(dest="index_command", required=True)
+    build = isub.add_parser("build", help="embed a folder of images into an index")
+    build.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    build.add_argument("--model", required=True, help="a uclip model directory")
+    build.add_argument("--out", required=True, help="index directory to write")
+    build.add_argument(
+        "--mode",
+        choices=("image", "caption"),
+        default="image",
+        help="image: CLIP image tower; caption: images found through their captions (anchor tower)",
+    )
+    build.add_argument("--captions", help="JSON {relative path: caption(s)} for --mode caption")
+    build.add_argument("--backend", choices=("auto", "numpy", "faiss"), default="auto")
+    build.add_argument("--no-progress", action="store_true")
+    build.set_defaults(func=cmd_index_build)
+
+    serve = sub.add_parser("serve", help="serve an index over HTTP with a search page")
+    serve.add_argument("--index", required=True)
+    serve.add_argument(
+        "--model", required=True, help="the model directory the index was built with"
+    )
+    serve.add_argument("--images", help="image folder, if it moved since the index was built")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    export = sub.add_parser("export", help="export trained heads (HF directory or ONNX)")
+    export.add_argument("--model", required=True)
+    export.add_argument("--format", choices=("hf", "onnx"), required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=cmd_export)

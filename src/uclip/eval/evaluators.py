@@ -1,0 +1,463 @@
+"""Evaluators: one task on one data set and language, any :class:`~uclip.eval.models.EvalModel`.
+
+Like sentence-transformers' evaluators, each has a ``name`` and a ``primary_metric`` and is called
+on a model: ``metrics = evaluator(model)``. :meth:`Evaluator.run` wraps that call in a result
+record (model, weights, data set, language, protocol, metrics, timings, versions, git commit,
+date) that :func:`save_result` writes as one JSON file per run and ``uclip report`` tabulates
+(CLIP_benchmark's habit: results as data first, tables second).
+
+Metrics come from :mod:`uclip.eval.metrics` as fractions and are recorded in percent, as the
+papers report them (uCLIP Tables 1-2, CLT Table 1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from uclip.errors import UclipError
+from uclip.eval.datasets import (
+    BitextDataset,
+    ClassificationDataset,
+    ClassificationPrompts,
+    RetrievalDataset,
+)
+from uclip.eval.metrics import (
+    accuracy,
+    bitext_accuracy,
+    macro_f1,
+    recall_at_k,
+    retrieval_ranks,
+    retrieval_recall,
+)
+from uclip.eval.models import EvalModel
+from uclip.eval.report import run_metadata
+
+RESULT_FORMAT = "uclip-eval-run/1"
+ENGLISH_CODES = frozenset({"en", "eng_Latn"})
+
+
+def _percent(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: 100.0 * value for key, value in metrics.items()}
+
+
+def check_limit(limit: int | None) -> None:
+    """``limit`` is ``None`` (everything) or an integer >= 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UclipError(
+            f"limit {limit!r} leaves nothing to evaluate: pass --limit N with N >= 1, or no --limit"
+        )
+
+
+def take_images(dataset: RetrievalDataset, limit: int | None) -> RetrievalDataset:
+    """The first ``limit`` images of ``dataset`` with all their captions (a prefix, since
+    captions are grouped by image in source order)."""
+    check_limit(limit)
+    if limit is None or limit >= dataset.num_images:
+        return dataset
+    keep = [i for i, image in enumerate(dataset.caption_to_image) if image < limit]
+    return RetrievalDataset(
+        name=dataset.name,
+        lang=dataset.lang,
+        image_ids=dataset.image_ids[:limit],
+        captions=[dataset.captions[i] for i in keep],
+        caption_to_image=[dataset.caption_to_image[i] for i in keep],
+        first_caption_index=dataset.first_caption_index[:limit],
+        image_paths=None if dataset.image_paths is None else dataset.image_paths[:limit],
+        english_captions=(
+            None
+            if dataset.english_captions is None
+            else [dataset.english_captions[i] for i in keep]
+        ),
+        notes=list(dataset.notes),
+    )
+
+
+@dataclass
+class EvalResult:
+    """One run: who (model, weights), on what (task, data set, language, protocol), how well.
+
+    ``metrics`` are in percent; ``sizes`` counts what was actually scored (``images`` and
+    ``captions`` for retrieval, ``images`` and ``classes`` for zero-shot, ``queries`` and
+    ``candidates`` for cross-lingual retrieval, ``pairs`` for bitext). ``limit`` is the
+    ``--limit`` given (images per class for zero-shot), ``None`` for the whole set.
+    """
+
+    task: str
+    model: str
+    weights: str
+    dataset: str
+    lang: str
+    protocol: str
+    metrics: dict[str, float]
+    primary_metric: str
+    sizes: dict[str, int]
+    limit: int | None = None
+    notes: list[str] = field(default_factory=list)
+    model_info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    format: str = RESULT_FORMAT
+
+    @property
+    def primary(self) -> float:
+        return self.metrics[self.primary_metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "result") -> EvalResult:
+        if data.get("format") != RESULT_FORMAT:
+            raise UclipError(
+                f"{source} is not a uclip eval run (format {data.get('format')!r}, expected "
+                f"{RESULT_FORMAT!r}): point at the --out folder of `uclip eval`"
+            )
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise UclipError(f"{source} is an incomplete eval run ({exc}): rerun it") from None
+
+    def row(self) -> dict[str, Any]:
+        """A flat table row: provenance, sizes and each metric rounded to 2 decimals."""
+        return {
+            "task": self.task,
+            "dataset": self.dataset,
+            "lang": self.lang,
+            "protocol": self.protocol,
+            "model": self.model,
+            "weights": self.weights,
+            "n": next(iter(self.sizes.values()), None),
+            **{key: round(value, 2) for key, value in self.metrics.items()},
+        }
+
+
+class Evaluator(ABC):
+    """Base class: ``evaluator(model) -> metrics`` (percent), ``evaluator.run(model) -> record``.
+
+    Subclasses set ``name`` (the task), ``primary_metric`` and :attr:`protocol`, and implement
+    :meth:`compute`, which returns the metrics as fractions and the sizes scored.
+    """
+
+    name: str = ""
+    primary_metric: str = ""
+
+    def __init__(self, dataset_name: str, lang: str, limit: int | None = None) -> None:
+        check_limit(limit)
+        self.dataset_name = dataset_name
+        self.lang = lang
+        self.limit = limit
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.sizes: dict[str, int] = {}
+
+    @property
+    def protocol(self) -> str:
+        return "default"
+
+    @abstractmethod
+    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+        """``(metrics as fractions, sizes)``; adds to ``self.timings``."""
+
+    def __call__(self, model: EvalModel) -> dict[str, float]:
+        self.timings = {}
+        metrics, self.sizes = self.compute(model)
+        return _percent(metrics)
+
+    def run(self, model: EvalModel) -> EvalResult:
+        """Evaluate ``model`` and return the full record (see :class:`EvalResult`)."""
+        started = time.perf_counter()
+        metrics = self(model)
+        self.timings["total_s"] = time.perf_counter() - started
+        return EvalResult(
+            task=self.name,
+            model=model.name,
+            weights=model.weights,  # read after encoding: lazily built towers are known now
+            dataset=self.dataset_name,
+            lang=self.lang,
+            protocol=self.protocol,
+            metrics=metrics,
+            primary_metric=self.primary_metric,
+            sizes=dict(self.sizes),
+            limit=self.limit,
+            notes=list(self.notes),
+            model_info=model.describe(),
+            timings={k: round(v, 3) for k, v in self.timings.items()},
+            meta=run_metadata(),
+        )
+
+    def _timed(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - started
+        return out
+
+
+class CrossModalRetrievalEvaluator(Evaluator):
+    """Image<->text Recall@K (uCLIP Table 1: ``sim(f_C(v_q), f_M(m_j))``, R@10 both ways).
+
+    ``protocol="all"`` ranks every caption (an image query counts the best of its captions);
+    ``"first"`` keeps each image's first caption, uCLIP's one-caption-per-image setting. The
+    translated sets and XM3600 have one caption per image, where the two agree.
+    """
+
+    name = "retrieval"
+    primary_metric = "mean_R@10"
+
+    def __init__(
+        self,
+        dataset: RetrievalDataset,
+        *,
+        protocol: str = "all",
+        ks: Sequence[int] = (1, 5, 10),
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(dataset.name, dataset.lang, limit)
+        if protocol not in ("all", "first"):
+            raise UclipError(f"protocol must be 'all' or 'first', got {protocol!r}")
+        if dataset.image_paths is None:
+            raise UclipError(
+                f"{dataset.name} retrieval needs the image files: pass --images DIR "
+                "(images_dir=...) with the data set's images"
+            )
+        self.dataset = take_images(dataset, limit)
+        self._protocol = protocol
+        self.ks = tuple(ks)
+        self.notes = list(self.dataset.notes)
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+        ds = self.dataset
+        images = self._timed("encode_images_s", model.encode_image, ds.image_paths)
+        texts = self._timed("encode_texts_s", model.encode_text, ds.captions, ds.lang)
+        metrics = self._timed(
+            "score_s",
+            retrieval_recall,
+            images,
+            texts,
+            ds.caption_to_image,
+            self.ks,
+            self._protocol,
+        )
+        if 10 in self.ks:
+            metrics["mean_R@10"] = (metrics["i2t_R@10"] + metrics["t2i_R@10"]) / 2
+        n_texts = ds.num_images if self._protocol == "first" else ds.num_captions
+        return metrics, {"images": ds.num_images, "captions": n_texts}
+
+
+class ZeroShotClassificationEvaluator(Evaluator):
+    """Zero-shot classification with one translated prompt per class (uCLIP Table 2).
+
+    Each image ``f_C(v)`` is assigned the class whose prompt embedding ``f_M(prompt)`` is most
+    similar (cosine); ties go to the lower class index (``argmax``). Reports accuracy and
+    macro-F1; the paper reports "average F1 scores", taken here as macro-F1 (the primary metric).
+    """
+
+    name = "zeroshot"
+    primary_metric = "macro_f1"
+
+    def __init__(
+        self,
+        dataset: ClassificationDataset,
+        prompts: ClassificationPrompts,
+        *,
+        limit_per_class: int | None = None,
+    ) -> None:
+        super().__init__(dataset.name, prompts.lang, limit_per_class)
+        if list(prompts.class_names_en) != list(dataset.class_names_en):
+            raise UclipError(
+                f"{prompts.dataset} prompts name classes {prompts.class_names_en[:3]}... but "
+                f"{dataset.name} has {dataset.class_names_en[:3]}...: use the data set's prompts"
+            )
+        self.dataset = dataset
+        self.prompts = prompts
+        self.keep = self._select(dataset.labels, limit_per_class)
+        self.notes = [*dataset.notes, *prompts.notes]
+
+    @staticmethod
+    def _select(labels: Sequence[int], limit_per_class: int | None) -> list[int]:
+        if limit_per_class is None:
+            return list(range(len(labels)))
+        seen: dict[int, int] = {}
+        keep = []
+        for index, label in enumerate(labels):
+            if seen.get(label, 0) < limit_per_class:
+                seen[label] = seen.get(label, 0) + 1
+                keep.append(index)
+        return keep
+
+    @property
+    def protocol(self) -> str:
+        return "one prompt per class"
+
+    def _images(self) -> list[Any]:
+        ds = self.dataset
+        if ds.image_paths is not None:
+            return [ds.image_paths[i] for i in self.keep]
+        return [ds.load_image(i) for i in self.keep]
+
+    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+        classes = self._timed("encode_texts_s", model.encode_text, self.prompts.prompts, self.lang)
+        images = self._timed("encode_images_s", model.encode_image, self._images())
+        started = time.perf_counter()
+        preds = (images @ classes.T).argmax(dim=1)
+        labels = [self.dataset.labels[i] for i in self.keep]
+        metrics = {
+            "accuracy": accuracy(preds, labels),
+            "macro_f1": macro_f1(preds, labels, len(self.prompts.prompts)),
+        }
+        self.timings["score_s"] = time.perf_counter() - started
+        return metrics, {"images": len(self.keep), "classes": len(self.prompts.prompts)}
+
+
+class CrossLingualTextRetrievalEvaluator(Evaluator):
+    """Captions in language X -> English captions of the same images (text->text Recall@K).
+
+    The quickstart's evaluation, and uCLIP's text-anchor setting: ``encode_text`` on the queries,
+    ``encode_english`` on the candidates (for a uCLIP model, ``f_M(e^M(x))`` against
+    ``f_C(e^C(en))``). Identical English captions are one candidate, so a perfect model scores
+    100% (XM3600 and COCO hold a few repeated captions, which would otherwise tie).
+    """
+
+    name = "crosslingual"
+    primary_metric = "x2en_R@1"
+
+    def __init__(
+        self,
+        dataset: RetrievalDataset,
+        *,
+        ks: Sequence[int] = (1, 5, 10),
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(dataset.name, dataset.lang, limit)
+        if dataset.lang in ENGLISH_CODES:
+            raise UclipError(
+                f"{dataset.name} {dataset.lang} is English already: cross-lingual retrieval "
+                "needs a non-English language (--langs cs,fi,...)"
+            )
+        if dataset.english_captions is None:
+            raise UclipError(
+                f"{dataset.name} {dataset.lang} has no English captions aligned with its "
+                "captions: it cannot be used for cross-lingual retrieval"
+            )
+        self.dataset = take_images(dataset.first_captions_only(), limit)
+        self.ks = tuple(ks)
+        self.candidates = list(dict.fromkeys(self.dataset.english_captions))
+        position = {text: i for i, text in enumerate(self.candidates)}
+        self.correct = [position[text] for text in self.dataset.english_captions]
+        self.notes = list(self.dataset.notes)
+        if len(self.candidates) < len(self.correct):
+            self.notes.append(
+                f"{len(self.correct) - len(self.candidates)} repeated English captions were "
+                "merged into one candidate each"
+            )
+
+    @property
+    def protocol(self) -> str:
+        return "x->en text, first caption per image"
+
+    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+        queries = self._timed("encode_texts_s", model.encode_text, self.dataset.captions, self.lang)
+        candidates = self._timed("encode_english_s", model.encode_english, self.candidates)
+        _, ranks = self._timed("score_s", retrieval_ranks, candidates, queries, self.correct)
+        metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
+        return metrics, {"queries": len(self.correct), "candidates": len(self.candidates)}
+
+
+class BitextEvaluator(Evaluator):
+    """FLORES-200 bitext matching: X->English and English->X top-1 accuracy (CLT, Table 1).
+
+    For each sentence, the nearest translation by cosine similarity among all sentences of the
+    other language; English goes through ``encode_english``.
+    """
+
+    name = "bitext"
+    primary_metric = "x2en_acc"
+
+    def __init__(self, dataset: BitextDataset, *, limit: int | None = None) -> None:
+        super().__init__(dataset.name, dataset.src_lang, limit)
+        if dataset.src_lang in ENGLISH_CODES:
+            raise UclipError(
+                f"{dataset.name} source language {dataset.src_lang} is English: bitext "
+                "matching needs a non-English source (--langs ces_Latn,...)"
+            )
+        self.dataset = dataset
+        self.src = dataset.src[:limit] if limit else list(dataset.src)
+        self.tgt = dataset.tgt[:limit] if limit else list(dataset.tgt)
+        self.notes = list(dataset.notes)
+
+    @property
+    def protocol(self) -> str:
+        return f"{self.dataset.src_lang}<->{self.dataset.tgt_lang} top-1"
+
+    def _encode_target(self, model: EvalModel) -> Tensor:
+        if self.dataset.tgt_lang in ENGLISH_CODES:
+            return model.encode_english(self.tgt)
+        return model.encode_text(self.tgt, self.dataset.tgt_lang)
+
+    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+        src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
+        tgt = self._timed("encode_english_s", self._encode_target, model)
+        metrics = self._timed("score_s", bitext_accuracy, src, tgt)
+        return metrics, {"pairs": len(self.src)}
+
+
+# --------------------------------------------------------------------------------------------
+# Run files
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
+
+
+def result_path(result: EvalResult, out_dir: str | Path) -> Path:
+    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>].json``."""
+    parts = [result.task, result.dataset, result.lang, _slug(result.model)]
+    if result.weights != "real":
+        parts.append(_slug(result.weights))
+    if result.limit is not None:
+        parts.append(f"limit{result.limit}")
+    return Path(out_dir) / ("--".join(parts) + ".json")
+
+
+def save_result(result: EvalResult, out_dir: str | Path) -> Path:
+    """Write ``result`` as one JSON file in ``out_dir`` (atomically: temp file, then rename)."""
+    path = result_path(result, out_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
+    return path
+
+
+def load_results(runs_dir: str | Path) -> list[EvalResult]:
+    """Every eval run JSON under ``runs_dir`` (recursively); other JSON files are skipped."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise UclipError(f"runs folder {root} does not exist: pass the --out folder of uclip eval")
+    results = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UclipError(f"cannot read {path} ({exc}): delete it or rerun that eval") from None
+        if isinstance(data, dict) and data.get("format") == RESULT_FORMAT:
+            results.append(EvalResult.from_dict(data, str(path)))
+    if not results:
+        raise UclipError(f"no uclip eval runs (*.json) under {root}: run `uclip eval` first")
+    return results

