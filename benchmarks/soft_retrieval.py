@@ -220,7 +220,7 @@ def main() -> None:
                 "dense extra GiB": gib(mem["dense"]["peak_extra_anon_bytes"]) if dense_ok else None,
                 "chunked peak RSS GiB": gib(mem["chunked"]["peak_rss_bytes"]),
                 "dense peak RSS GiB": gib(mem["dense"]["peak_rss_bytes"]) if dense_ok else None,
-                "max |chunked-dense|": timing.get("max_abs_diff"),
+                "max abs diff": timing.get("max_abs_diff"),
                 "dense skipped": (
                     None
                     if dense_ok

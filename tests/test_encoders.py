@@ -170,6 +170,18 @@ def test_micro_batching_matches_one_batch(tiny_encoders):
         enc.batch_size = 32
 
 
+@pytest.mark.parametrize("name", ["minilm-l6-en", "clip-b32-openai:text"])
+def test_length_sorted_micro_batches_keep_input_order(tiny_encoders, name):
+    enc = tiny_encoders[name]
+    texts = ["a", "a much longer caption about two dogs playing", "cat", "a red bus", "sun"]
+    alone = torch.cat([enc.encode([text]) for text in texts])
+    enc.batch_size = 2
+    try:
+        torch.testing.assert_close(enc.encode(texts), alone, atol=1e-5, rtol=1e-5)
+    finally:
+        enc.batch_size = 64
+
+
 @pytest.mark.parametrize(
     "name", ["clip-b32-openai:text", "siglip2-base:image", "mpnet-multilingual"]
 )

@@ -1,4 +1,5 @@
-"""Where data lives: ``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data`` > bundled fixtures."""
+"""Where data lives: ``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data`` (the quickstart also
+falls back to its bundled subset)."""
 
 from __future__ import annotations
 

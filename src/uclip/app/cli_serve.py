@@ -53,7 +53,26 @@ def cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_prepare(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from uclip.app.demo import prepare_demo
+    from uclip.paths import resolve_data_dir
+
+    images, captions = prepare_demo(resolve_data_dir(ns.data_dir), Path(ns.out), ns.cifar_per_class)
+    print(json.dumps({"images": str(images), "captions": str(captions)}, indent=2))
+    return 0
+
+
 def add_commands(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="prepare the offline search demo's image folder")
+    dsub = demo.add_subparsers(dest="demo_command", required=True)
+    prep = dsub.add_parser("prepare", help="real COCO + CIFAR-10 images with their captions")
+    prep.add_argument("--out", default="demo")
+    prep.add_argument("--data-dir")
+    prep.add_argument("--cifar-per-class", type=int, default=10)
+    prep.set_defaults(func=cmd_demo_prepare)
+
     index = sub.add_parser("index", help="build a multilingual image search index")
     isub = index.add_subparsers(dest="index_command", required=True)
     build = isub.add_parser("build", help="embed a folder of images into an index")

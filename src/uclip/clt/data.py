@@ -11,11 +11,11 @@ Paper §3.1 (MS-COCO, English captions machine-translated into es, ja, hi and Qu
 
 A :class:`CaptionCorpus` holds, per image, captions by language and, for every non-English
 caption, the English sentence it translates (or, for XM3600, the English caption of the same
-image). Corpora here: ``coco_mini`` (the 239 shipped COCO images; English captions for 170, and
-cs/fi/hr/hu/ro translations for the 22 that are in the Karpathy 5k test), ``xm3600`` (36
-languages incl. Cusco Quechua ``quz``; images not shipped), ``multi30k`` (train split; en + de/fr/cs;
-Flickr30k images not shipped, text-only ``eng_pivot`` works without them) and ``jsonl`` (your own
-file: one ``{"image": path, "captions": {lang: [...]}}`` per line).
+image). Corpora here: ``coco_mini`` (the 239 shipped COCO images; English captions for 170,
+and cs/fi/hr/hu/ro translations for the 22 that are in the Karpathy 5k test), ``xm3600`` (36
+languages incl. Cusco Quechua ``quz``; images not shipped), ``multi30k`` (train split; en +
+de/fr/cs; Flickr30k images not shipped, text-only ``eng_pivot`` works without them) and
+``jsonl`` (your own file: one ``{"image": path, "captions": {lang: [...]}}`` per line).
 """
 
 from __future__ import annotations

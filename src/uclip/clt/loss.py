@@ -72,7 +72,9 @@ def clt_loss(
     logits = clt_similarity(text_emb, other_emb, logit_scale)
     if groups is not None:
         if groups.shape != (logits.shape[0],):
-            raise UclipError(f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}")
+            raise UclipError(
+                f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}"
+            )
         logits = _mask_same_group(logits, groups)
     targets = torch.arange(logits.shape[0], device=logits.device)
     loss = F.cross_entropy(logits, targets)

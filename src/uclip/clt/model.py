@@ -23,7 +23,7 @@ import io
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from uclip.clt.loss import CLIP_INIT_TEMPERATURE, MAX_LOGIT_SCALE, temperature
 from uclip.encoders.base import l2_normalize, resolve_weights_dir
 from uclip.encoders.e5_float import mean_pool
 from uclip.errors import UclipError
+from uclip.train.args import _known
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class TowerConfig:
     def __post_init__(self) -> None:
         if self.kind not in TEXT_KINDS + IMAGE_KINDS:
             raise UclipError(
-                f"unknown tower kind {self.kind!r}: use one of {', '.join(TEXT_KINDS + IMAGE_KINDS)}"
+                f"unknown tower kind {self.kind!r}: "
+                f"use one of {', '.join(TEXT_KINDS + IMAGE_KINDS)}"
             )
         if self.weights not in WEIGHT_CHOICES:
             raise UclipError(f"tower weights must be one of {WEIGHT_CHOICES}, got {self.weights!r}")
@@ -89,16 +91,9 @@ class TowerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], section: str) -> TowerConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise UclipError(
-                f"unknown key(s) {sorted(unknown)} in config section '{section}'; "
-                f"known: {sorted(names)}"
-            )
         if "kind" not in data:
             raise UclipError(f"config section '{section}' needs 'kind' (e.g. e5-small-float, vit)")
-        return cls(**data)
+        return cls(**_known(cls, data, section))
 
 
 @dataclass
@@ -474,9 +469,7 @@ class CLTModel(nn.Module):
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         dim = {"encoder": self.text_tower.dim, "adapter": self.embed_dim}
-        return {
-            s: torch.cat(p)[inverse] if p else torch.zeros(0, dim[s]) for s, p in parts.items()
-        }
+        return {s: torch.cat(p)[inverse] if p else torch.zeros(0, dim[s]) for s, p in parts.items()}
 
 
 def build_clt_model(config: CLTConfig) -> CLTModel:

@@ -67,7 +67,10 @@ class ThawSchedule:
         """Set ``requires_grad`` and train/eval mode of both towers for ``step``; returns whether
         the encoders are thawed."""
         thawed = self.thawed(step, steps_per_epoch)
-        for tower, may_train in ((model.text_tower, self.thaw_text), (model.image_tower, self.thaw_image)):
+        for tower, may_train in (
+            (model.text_tower, self.thaw_text),
+            (model.image_tower, self.thaw_image),
+        ):
             on = thawed and may_train
             tower.requires_grad_(on)
             tower.train(on and model.training)

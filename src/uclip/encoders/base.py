@@ -244,11 +244,22 @@ class TorchEncoder:
         raise NotImplementedError
 
     def encode(self, batch: Sequence[str] | Sequence[ImageInput]) -> torch.Tensor:
-        """(B, dim) float32 unit rows on ``self.device``."""
+        """(B, dim) float32 unit rows on ``self.device``, in input order."""
         items = self._prepare(batch)
+        # Texts of similar length share a micro-batch so little compute goes to padding
+        # (as sentence-transformers does); rows are put back in input order below.
+        order = list(range(len(items)))
+        if self.modality == TEXT:
+            order.sort(key=lambda i: -len(items[i]))
         with torch.inference_mode():
-            parts = [self._forward(part).float() for part in chunks(items, self.batch_size)]
-            out = l2_normalize(torch.cat(parts))
+            parts = [
+                self._forward([items[i] for i in part]).float()
+                for part in chunks(order, self.batch_size)
+            ]
+            sorted_out = torch.cat(parts)
+            out = torch.empty_like(sorted_out)
+            out[torch.tensor(order, device=sorted_out.device)] = sorted_out
+            out = l2_normalize(out)
         # A clone made outside inference mode is a normal tensor, so heads trained on these
         # features can save it for backward (inference tensors cannot be).
         return out.clone()

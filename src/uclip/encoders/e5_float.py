@@ -53,6 +53,7 @@ __all__ = [
     "file_sha256",
     "find_tokenizer_file",
     "load_tokenizer",
+    "mean_pool",
     "q4_state_dict",
     "read_q4_header",
     "read_q4_vocab",
@@ -324,7 +325,7 @@ def q4_state_dict(path: str | os.PathLike[str]) -> tuple[Q4Header, dict[str, Ten
         ("q", "attention.self.query", (h, h)),
         ("k", "attention.self.key", (h, h)),
         ("v", "attention.self.value", (h, h)),
-        ("ao", "attention.output.dense", (h, h)),
+        ("fo_swap", "attention.output.dense", (h, h)),
         ("fi", "intermediate.dense", (ff, h)),
         ("fo", "output.dense", (h, ff)),
     ]
@@ -358,7 +359,7 @@ def _load_or_convert(q4_path: Path, cache_dir: Path) -> tuple[Q4Header, dict[str
             header = Q4Header(**json.loads(meta["header"]))
             return header, load_file(str(cached)), sha
         except (SafetensorError, OSError, KeyError, TypeError, ValueError):
-            pass  # unreadable cache (e.g. a disk filled mid-write elsewhere): rebuild it below
+            pass  # damaged or foreign cache file: it is only a cache, so convert again below
     header, sd = q4_state_dict(q4_path)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -72,17 +72,31 @@ class ProjectedTower(torch.nn.Module):
 
 
 class HFTextTower(TorchEncoder):
-    """Text tower of a CLIP/SigLIP model; ``tokenizer`` is "pretrained" or "fallback"."""
+    """Text tower of a CLIP/SigLIP model; ``tokenizer`` is "pretrained" or "fallback".
+
+    SigLIP was trained on text padded to a fixed length without an attention mask, so it gets
+    ``use_attention_mask=False``.
+    """
 
     modality = TEXT
 
-    def __init__(self, *, tokenize: TextTokenizer | PretrainedTokenizer, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        tokenize: TextTokenizer | PretrainedTokenizer,
+        use_attention_mask: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.tokenize = tokenize
         self.tokenizer = tokenize.kind
+        self.use_attention_mask = use_attention_mask
 
     def _forward(self, items: list[str]) -> torch.Tensor:
-        inputs = {k: v.to(self.device) for k, v in self.tokenize(items).items()}
+        batch = self.tokenize(items)
+        inputs = {"input_ids": batch["input_ids"].to(self.device)}
+        if self.use_attention_mask:
+            inputs["attention_mask"] = batch["attention_mask"].to(self.device)
         return self.module(**inputs)
 
 
@@ -199,8 +213,6 @@ def build_hf_tower(
                     max_length=spec.max_length,
                     pad_to_max_length=is_siglip,
                     lowercase=is_siglip,
-                    # SigLIP was trained without an attention mask over its padded text.
-                    return_attention_mask=not is_siglip,
                 )
             else:
                 image_cls = SiglipImageProcessor if is_siglip else CLIPImageProcessor
@@ -221,5 +233,5 @@ def build_hf_tower(
         device=device,
     )
     if tower == TEXT:
-        return HFTextTower(tokenize=tokenize, **common)
+        return HFTextTower(tokenize=tokenize, use_attention_mask=not is_siglip, **common)
     return HFImageTower(processor=processor, **common)

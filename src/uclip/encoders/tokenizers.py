@@ -169,7 +169,6 @@ class PretrainedTokenizer:
     max_length: int
     pad_to_max_length: bool = False
     lowercase: bool = False
-    return_attention_mask: bool = True
     kind: str = "pretrained"
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -182,7 +181,4 @@ class PretrainedTokenizer:
             max_length=self.max_length,
             return_tensors="pt",
         )
-        out = {"input_ids": batch["input_ids"]}
-        if self.return_attention_mask and "attention_mask" in batch:
-            out["attention_mask"] = batch["attention_mask"]
-        return out
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}

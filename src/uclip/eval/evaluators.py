@@ -354,13 +354,18 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
             )
         self.dataset = take_images(dataset.first_captions_only(), limit)
         self.ks = tuple(ks)
-        self.candidates = list(dict.fromkeys(self.dataset.english_captions))
-        position = {text: i for i, text in enumerate(self.candidates)}
-        self.correct = [position[text] for text in self.dataset.english_captions]
+        english = self.dataset.english_captions
+        first: dict[str, int] = {}
+        for index, text in enumerate(english):
+            first.setdefault(text, index)
+        # Row of ``english`` that stands for each distinct candidate text, and each query's one.
+        self.candidate_rows = list(first.values())
+        position = {text: i for i, text in enumerate(first)}
+        self.correct = [position[text] for text in english]
         self.notes = list(self.dataset.notes)
-        if len(self.candidates) < len(self.correct):
+        if len(self.candidate_rows) < len(self.correct):
             self.notes.append(
-                f"{len(self.correct) - len(self.candidates)} repeated English captions were "
+                f"{len(self.correct) - len(self.candidate_rows)} repeated English captions were "
                 "merged into one candidate each"
             )
 
@@ -370,10 +375,15 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
 
     def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
         queries = self._timed("encode_texts_s", model.encode_text, self.dataset.captions, self.lang)
-        candidates = self._timed("encode_english_s", model.encode_english, self.candidates)
+        # All English captions are encoded in their aligned order (the cache then reuses the
+        # same shards as any other run on this data set), and repeated texts are dropped after.
+        english = self._timed(
+            "encode_english_s", model.encode_english, self.dataset.english_captions
+        )
+        candidates = english[self.candidate_rows]
         _, ranks = self._timed("score_s", retrieval_ranks, candidates, queries, self.correct)
         metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
-        return metrics, {"queries": len(self.correct), "candidates": len(self.candidates)}
+        return metrics, {"queries": len(self.correct), "candidates": len(self.candidate_rows)}
 
 
 class BitextEvaluator(Evaluator):

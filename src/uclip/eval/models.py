@@ -335,6 +335,10 @@ def load_eval_model(
             f"model spec {spec!r} is malformed: use uclip:DIR, encoder:NAME or dual:IMAGE+TEXT"
         )
     if kind == "encoder":
+        if get_spec(rest).modality != "text":
+            raise UclipError(
+                f"encoder:{rest} is an image tower: pair it with a text tower, dual:{rest}+TEXT"
+            )
         encoder = build_tower(rest, random_init=random_init, device=device)
         return EncoderEvalModel(encoder, cache, progress=progress)
     if kind == "dual":
@@ -343,6 +347,13 @@ def load_eval_model(
             raise UclipError(
                 f"model spec {spec!r} needs two towers: dual:IMAGE_ENCODER+TEXT_ENCODER, e.g. "
                 "dual:clip-b32-openai:image+clip-b32-openai:text"
+            )
+        # Checked on the specs first: building a wrong tower only to reject it takes seconds.
+        if get_spec(image_name).modality != "image" or get_spec(text_name).modality != "text":
+            raise UclipError(
+                f"model spec {spec!r} must name an image tower then a text tower: "
+                "dual:IMAGE_ENCODER+TEXT_ENCODER, e.g. dual:clip-b32-openai:image+"
+                "clip-b32-openai:text"
             )
         image = build_tower(image_name, random_init=random_init, device=device)
         text = build_tower(text_name, random_init=random_init, device=device)

