@@ -21,10 +21,56 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_encoder(
+    encoder: Any, captions: list[str], work: Path, ns: argparse.Namespace
+) -> dict[str, Any]:
+    """Time bare / cold-cache / warm-cache extraction of ``captions`` with ``encoder``."""
+    from uclip.eval.latency import paired_ratio, time_interleaved
+    from uclip.features.cache import EmbeddingCache
+
+    kwargs: dict[str, Any] = dict(
+        batch_size=ns.batch_size, shard_size=ns.shard_size, progress=False
+    )
+    warm = EmbeddingCache(work / f"{encoder.name}-warm")
+    warm.embed(encoder, captions, **kwargs)
+
+    def bare(r: int) -> torch.Tensor:
+        step = ns.batch_size
+        parts = [encoder.encode(captions[i : i + step]) for i in range(0, len(captions), step)]
+        return torch.cat(parts)
+
+    def cold(r: int) -> torch.Tensor:
+        root = Path(tempfile.mkdtemp(dir=work, prefix=f"{encoder.name}-cold-"))
+        try:
+            return EmbeddingCache(root).embed(encoder, captions, **kwargs)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def warm_hit(r: int) -> torch.Tensor:
+        return warm.embed(encoder, captions, **kwargs)
+
+    times = time_interleaved(
+        {"bare": bare, "cold": cold, "warm": warm_hit}, repeats=ns.repeats, warmup=1
+    )
+    n = len(captions)
+    throughput = 1 / paired_ratio(times["cold"], times["bare"])
+    return {
+        "encoder": encoder.name,
+        "weights": encoder.weights,
+        "texts": n,
+        "bare texts/s": round(n / statistics.median(times["bare"]), 1),
+        "cache cold texts/s": round(n / statistics.median(times["cold"]), 1),
+        "cache warm texts/s": round(n / statistics.median(times["warm"]), 1),
+        "cold/bare throughput (paired)": round(throughput, 3),
+        "goal >= 0.9": "yes" if throughput >= 0.9 else "no",
+    }
 
 
 def main() -> None:
@@ -41,9 +87,8 @@ def main() -> None:
     torch.set_num_threads(ns.threads)
 
     from uclip.encoders.registry import build_encoder
-    from uclip.eval.latency import device_description, paired_ratio, time_interleaved
+    from uclip.eval.latency import device_description
     from uclip.eval.report import write_table
-    from uclip.features.cache import EmbeddingCache
     from uclip.features.corpora import multi30k_english
     from uclip.paths import resolve_data_dir
 
@@ -53,52 +98,7 @@ def main() -> None:
     rows = []
     try:
         for name in ns.encoders.split(","):
-            encoder = build_encoder(name)
-            kwargs = dict(batch_size=ns.batch_size, shard_size=ns.shard_size, progress=False)
-            warm = EmbeddingCache(work / f"{name}-warm")
-            warm.embed(encoder, captions, **kwargs)
-
-            def bare(r: int, encoder=encoder) -> torch.Tensor:
-                step = ns.batch_size
-                parts = [encoder.encode(captions[i : i + step]) for i in range(0, ns.n, step)]
-                return torch.cat(parts)
-
-            def cold(r: int, encoder=encoder, name=name) -> torch.Tensor:
-                root = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}-cold-"))
-                try:
-                    return EmbeddingCache(root).embed(encoder, captions, **kwargs)
-                finally:
-                    shutil.rmtree(root, ignore_errors=True)
-
-            times = time_interleaved(
-                {
-                    "bare": bare,
-                    "cold": cold,
-                    "warm": lambda r, warm=warm, encoder=encoder: warm.embed(
-                        encoder, captions, **kwargs
-                    ),
-                },
-                repeats=ns.repeats,
-                warmup=1,
-            )
-            bare_s = statistics.median(times["bare"])
-            throughput = 1 / paired_ratio(times["cold"], times["bare"])
-            rows.append(
-                {
-                    "encoder": name,
-                    "weights": encoder.weights,
-                    "texts": len(captions),
-                    "bare texts/s": round(len(captions) / bare_s, 1),
-                    "cache cold texts/s": round(
-                        len(captions) / statistics.median(times["cold"]), 1
-                    ),
-                    "cache warm texts/s": round(
-                        len(captions) / statistics.median(times["warm"]), 1
-                    ),
-                    "cold/bare throughput (paired)": round(throughput, 3),
-                    "goal >= 0.9": "yes" if throughput >= 0.9 else "no",
-                }
-            )
+            rows.append(bench_encoder(build_encoder(name), captions, work, ns))
             print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

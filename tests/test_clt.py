@@ -27,7 +27,6 @@ from uclip.clt.app import (
 from uclip.clt.data import (
     CaptionCorpus,
     CaptionedImage,
-    Example,
     build_examples,
     check_disjoint,
     load_jsonl_corpus,
@@ -73,6 +72,16 @@ IMAGE = {
     "pooling": "cls",
     "image_size": 16,
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny towers run faster on one thread: two-thread kernels of 16-d layers spend their time
+    waiting for a second core that a busy CI machine does not have."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_config(**model: object) -> CLTConfig:
@@ -424,7 +433,7 @@ def test_nli_probe_learns_synthetic_rule(tiny_model):
     assert result["per_language"]["en"] > 0.6  # chance is 1/3
 
 
-# ------------------------------------------------------------------------------------ FLORES + config
+# ------------------------------------------------------------------------------- FLORES + config
 
 
 def test_flores_eval_on_tiny_subset(tiny_model):
@@ -478,7 +487,7 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     }  # fmt: skip
     (tmp_path / "cfg.json").write_text(json.dumps(raw))
     run = load_clt_config(tmp_path / "cfg.json")
-    train, held, examples, summary = prepare_data(run.data, BUNDLED)
+    train, held, _examples, summary = prepare_data(run.data, BUNDLED)
     assert summary["train_images"] == 8 and summary["eval_images"] == 2
     assert not {i.image_id for i in train.images} & {i.image_id for i in held.images}
     out = tmp_path / "run"
@@ -489,7 +498,7 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     assert rows[0]["lang"] == "ces_Latn" and {"before", "multilingual"} <= set(rows[0])
     with pytest.raises(UclipError, match="already holds checkpoints"):
         train_clt(run, out, BUNDLED)
-    model, _, label = load_clt_model(out)
+    _model, _, label = load_clt_model(out)
     assert label.endswith("step-0000002")
 
     from uclip.app.cli_clt import add_commands

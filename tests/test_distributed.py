@@ -6,6 +6,7 @@ saves what it measured; the tests compare that with the same computations in one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -40,8 +41,17 @@ ARGS = dict(epochs=6, batch_size=16)
 
 
 def _objective(gather: FeatureGather | None = None) -> UCLIPObjective:
-    """test_trainer's small objective, built for ``gather``'s process group."""
+    """test_trainer's small objective, built for ``gather``'s process group.
+
+    The Linear bias in front of each head's BatchNorm is frozen: BatchNorm subtracts the batch
+    mean, so that bias has an exactly zero gradient and what autograd returns is rounding noise
+    (~1e-9), which Adam normalises into steps of ~0.1 lr. Its trained value is therefore set by
+    summation order: one process on 1 vs 2 threads already ends 0.11 apart there (and in the
+    running mean that absorbs it) while every other tensor agrees to 1e-7 (docs/scaling.md).
+    """
     base = make_objective()
+    for head in (base.model.f_c, base.model.f_m):
+        head.net[0].bias.requires_grad_(False)
     return UCLIPObjective(base.model, base.e_c, base.e_m, base.v_c, base.m_m, base.hp, gather)
 
 
@@ -113,10 +123,8 @@ def _worker(rank: int, port: int, out: str) -> None:
         Trainer(_objective(env.gather), small_args(**ARGS), root / "ddp-full").train()
         obj = _objective(env.gather)
         obj.loss = _StopAt(obj, 10)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             Trainer(obj, small_args(**ARGS), root / "ddp-part").train()
-        except KeyboardInterrupt:
-            pass
         # 4. resume on 2 ranks a run that one process started (saved at step 9)
         obj = _objective(env.gather)
         Trainer(obj, small_args(**ARGS), root / "single-part").train(resume=True)
@@ -128,7 +136,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     # A one-process run stopped at step 10, for rank-count-changing resume (part 4 above).
-    obj = make_objective()
+    obj = _objective()
     obj.loss = _StopAt(obj, 10)
     with pytest.raises(KeyboardInterrupt):
         Trainer(obj, small_args(**ARGS), out / "single-part").train()
@@ -169,16 +177,15 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def test_two_processes_match_one(two_ranks: Path, tmp_path: Path) -> None:
     """2 gloo ranks x 8 rows == 1 process x 16 rows: same weights, BN statistics and log."""
-    Trainer(make_objective(), small_args(**ARGS), tmp_path / "single").train()
+    Trainer(_objective(), small_args(**ARGS), tmp_path / "single").train()
     single = final_weights(tmp_path / "single")
     assert _max_diff(final_weights(two_ranks / "ddp-full"), single) < 1e-5
     log_1, log_2 = read_log(tmp_path / "single"), read_log(two_ranks / "ddp-full")
     assert [r["step"] for r in log_2] == [r["step"] for r in log_1]
-    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(log_1, log_2, strict=True)) < 1e-5
+    # float32 losses of magnitude ~5: relative agreement
+    assert [r["loss"] for r in log_2] == pytest.approx([r["loss"] for r in log_1], rel=1e-5)
     # A checkpoint of a 2-rank run resumes on 1 process (global batch and step are what count).
-    result = Trainer(make_objective(), small_args(**ARGS), two_ranks / "ddp-part").train(
-        resume=True
-    )
+    result = Trainer(_objective(), small_args(**ARGS), two_ranks / "ddp-part").train(resume=True)
     assert result.resumed_from == 9
     assert _max_diff(final_weights(two_ranks / "ddp-part"), single) < 1e-5
     # ... and a 1-process checkpoint resumed on 2 ranks (part 4 of the worker).
@@ -238,7 +245,7 @@ def test_batchnorm_conversion_shares_parameters_and_reverts() -> None:
 
 def test_partial_retrieval_of_whole_bank_is_soft_retrieve() -> None:
     queries, bank = _retrieval_inputs()
-    m, s, a = soft_retrieve_partial(queries, bank, 0.05, chunk_size=7)
+    _, s, a = soft_retrieve_partial(queries, bank, 0.05, chunk_size=7)
     torch.testing.assert_close(a / s[:, None], soft_retrieve(queries, bank, 0.05))
 
 

@@ -338,7 +338,7 @@ def train_clt(
         "thaw_step": objective.schedule.thaw_step(trainer.steps_per_epoch),
         "final_loss": result.final_loss,
         "resumed_from": result.resumed_from,
-        "temperature": float(model.temperature),
+        "temperature": float(model.temperature.detach()),
         "timings": timings,
         "data": data_summary,
         "retrieval": {k: v for k, v in evaluations.items() if k.startswith("retrieval")},

@@ -325,7 +325,7 @@ def q4_state_dict(path: str | os.PathLike[str]) -> tuple[Q4Header, dict[str, Ten
         ("q", "attention.self.query", (h, h)),
         ("k", "attention.self.key", (h, h)),
         ("v", "attention.self.value", (h, h)),
-        ("fo_swap", "attention.output.dense", (h, h)),
+        ("ao", "attention.output.dense", (h, h)),
         ("fi", "intermediate.dense", (ff, h)),
         ("fo", "output.dense", (h, ff)),
     ]

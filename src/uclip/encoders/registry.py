@@ -1,4 +1,4 @@
-"""Named frozen encoders: specs as data (``configs/encoders.json``) and one builder.
+"""Named frozen encoders: specs as data (``uclip/configs/encoders.json``) and one builder.
 
 Like open_clip's ``model_configs`` + pretrained registry: an architecture is a ``transformers``
 config written in JSON (used verbatim for ``random_init=True``), an encoder spec names a
@@ -25,18 +25,11 @@ _CONFIG_NAME = "encoders.json"
 
 
 def registry_file() -> Path:
-    """``encoders.json``: packaged ``uclip/configs/`` if present, else the repo's ``configs/``."""
-    here = Path(__file__).resolve()
-    candidates = (
-        here.parents[1] / "configs" / _CONFIG_NAME,
-        here.parents[3] / "configs" / _CONFIG_NAME,
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise UclipError(
-        f"encoder registry {_CONFIG_NAME} not found in {candidates[1].parent}: reinstall uclip"
-    )
+    """The registry as data: ``uclip/configs/encoders.json``, shipped inside the package."""
+    path = Path(__file__).resolve().parents[1] / "configs" / _CONFIG_NAME
+    if not path.is_file():
+        raise UclipError(f"encoder registry {path} not found: reinstall uclip")
+    return path
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,9 @@ class ZeroShotClassificationEvaluator(Evaluator):
         *,
         limit_per_class: int | None = None,
     ) -> None:
-        super().__init__(dataset.name, prompts.lang, limit_per_class)
+        # The prompts' data set key ("cifar10", "stl10") names the run: the loaders call the
+        # same set "CIFAR-10" (folders) or "stl10" (binary).
+        super().__init__(prompts.dataset, prompts.lang, limit_per_class)
         if list(prompts.class_names_en) != list(dataset.class_names_en):
             raise UclipError(
                 f"{prompts.dataset} prompts name classes {prompts.class_names_en[:3]}... but "

