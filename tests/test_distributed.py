@@ -36,8 +36,8 @@ from uclip.train.distributed import DistEnv, launcher_env
 from uclip.train.trainer import Trainer, read_log
 
 WORLD = 2
-# 24 steps of Adam at lr 1e-2 over the 2-rank gathered batch; see test_two_processes_match_one.
-ARGS = dict(epochs=6, batch_size=16)
+# 12 steps of Adam at lr 1e-2 over the 2-rank gathered batch; see test_two_processes_match_one.
+ARGS = dict(epochs=3, batch_size=16)
 
 
 def _objective(gather: FeatureGather | None = None) -> UCLIPObjective:
@@ -53,6 +53,15 @@ def _objective(gather: FeatureGather | None = None) -> UCLIPObjective:
     for head in (base.model.f_c, base.model.f_m):
         head.net[0].bias.requires_grad_(False)
     return UCLIPObjective(base.model, base.e_c, base.e_m, base.v_c, base.m_m, base.hp, gather)
+
+
+class _BypassesForward(UCLIPObjective):
+    def __init__(self, gather: FeatureGather) -> None:
+        base = _objective(gather)
+        super().__init__(base.model, base.e_c, base.e_m, base.v_c, base.m_m, base.hp, gather)
+
+    def loss(self, indices, step, gen):
+        return {"loss": self.gather(self.model.f_c(self.e_c[indices])).sum()}
 
 
 def _free_port() -> int:
@@ -119,15 +128,22 @@ def _worker(rank: int, port: int, out: str) -> None:
                 queries, shard, tau, chunk_size=5, query_chunk_size=4
             )
             torch.save(result, root / f"retrieve-{tau}-{rank}.pt")
-        # 3. training: a full run, and one stopped at step 10 (checkpoint at step 9)
+        # 3. training: a full run, and one stopped at step 7 (checkpoint at step 6)
         Trainer(_objective(env.gather), small_args(**ARGS), root / "ddp-full").train()
         obj = _objective(env.gather)
-        obj.loss = _StopAt(obj, 10)
+        obj.loss = _StopAt(obj, 7)
         with contextlib.suppress(KeyboardInterrupt):
             Trainer(obj, small_args(**ARGS), root / "ddp-part").train()
-        # 4. resume on 2 ranks a run that one process started (saved at step 9)
+        # 4. resume on 2 ranks a run that one process started (saved at step 6)
         obj = _objective(env.gather)
         Trainer(obj, small_args(**ARGS), root / "single-part").train(resume=True)
+        # 5. a loss that calls a submodule instead of self.model(...) bypasses DDP: refused
+        try:
+            Trainer(
+                _BypassesForward(env.gather), small_args(**ARGS), root / f"bypass-{rank}"
+            ).train()
+        except UclipError as exc:
+            (root / f"bypass-{rank}.txt").write_text(str(exc))
     finally:
         destroy_distributed()
 
@@ -135,9 +151,9 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    # A one-process run stopped at step 10, for rank-count-changing resume (part 4 above).
+    # A one-process run stopped at step 7, for rank-count-changing resume (part 4 above).
     obj = _objective()
-    obj.loss = _StopAt(obj, 10)
+    obj.loss = _StopAt(obj, 7)
     with pytest.raises(KeyboardInterrupt):
         Trainer(obj, small_args(**ARGS), out / "single-part").train()
     mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
@@ -186,10 +202,16 @@ def test_two_processes_match_one(two_ranks: Path, tmp_path: Path) -> None:
     assert [r["loss"] for r in log_2] == pytest.approx([r["loss"] for r in log_1], rel=1e-5)
     # A checkpoint of a 2-rank run resumes on 1 process (global batch and step are what count).
     result = Trainer(_objective(), small_args(**ARGS), two_ranks / "ddp-part").train(resume=True)
-    assert result.resumed_from == 9
+    assert result.resumed_from == 6
     assert _max_diff(final_weights(two_ranks / "ddp-part"), single) < 1e-5
     # ... and a 1-process checkpoint resumed on 2 ranks (part 4 of the worker).
     assert _max_diff(final_weights(two_ranks / "single-part"), single) < 1e-5
+
+
+def test_a_loss_that_bypasses_ddp_forward_is_refused(two_ranks: Path) -> None:
+    for rank in range(WORLD):
+        message = (two_ranks / f"bypass-{rank}.txt").read_text()
+        assert "never called self.model(...)" in message
 
 
 def test_checkpoint_records_world_and_global_batch(two_ranks: Path) -> None:
@@ -204,8 +226,9 @@ def test_checkpoint_records_world_and_global_batch(two_ranks: Path) -> None:
 
 
 def test_resume_with_another_global_batch_is_refused(two_ranks: Path) -> None:
-    # 3 epochs of batch 8 are also 24 steps, so only the global batch differs.
-    trainer = Trainer(make_objective(), small_args(epochs=3, batch_size=8), two_ranks / "ddp-full")
+    # 12 steps of batch 8: the step count matches, only the global batch differs.
+    args = small_args(batch_size=8, max_steps=12)
+    trainer = Trainer(make_objective(), args, two_ranks / "ddp-full")
     with pytest.raises(UclipError, match="global batch"):
         trainer.train(resume=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -57,7 +58,8 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_sharding import HashEncoder, TEXTS
 from uclip.features.sharding import extract_shard
-extract_shard(HashEncoder(delay=0.4), TEXTS, {out!r}, 1, 2, batch_size=2, shard_size=4, progress=False)
+enc = HashEncoder(delay=0.4)
+extract_shard(enc, TEXTS, {out!r}, 1, 2, batch_size=2, shard_size=4, progress=False)
 """
 
 
@@ -70,7 +72,7 @@ def test_shard_range_tiles_the_inputs_like_memory_bank_shard() -> None:
         for shards in range(1, 8):
             ranges = [shard_range(n, i, shards) for i in range(shards)]
             assert ranges[0][0] == 0 and ranges[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
             sizes = [b - a for a, b in ranges]
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
             if n >= shards:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from uclip.errors import UclipError
@@ -26,16 +27,24 @@ LATENCY_COLUMNS = (
 )
 
 
-def _int_list(text: str) -> list[int]:
+def _ints(text: str, minimum: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
     return values
+
+
+def _int_list(text: str) -> list[int]:
+    return _ints(text, 1)
+
+
+def _seed_list(text: str) -> list[int]:
+    return _ints(text, 0)
 
 
 def _str_list(text: str) -> list[str]:
@@ -108,6 +117,142 @@ def add_bench(sub: Any) -> None:
     lat.set_defaults(func=cmd_bench_latency)
 
 
+# figures ----------------------------------------------------------------------------------------
+def cmd_figures(ns: argparse.Namespace) -> int:
+    from uclip.eval.figures import load_pairs, text_anchor_figures, text_anchor_systems
+    from uclip.features.cache import EmbeddingCache
+    from uclip.method.model import load
+
+    set_threads(ns.threads)
+    model = load(ns.model)
+    cache = EmbeddingCache(ns.cache_dir) if ns.cache_dir else None
+
+    def embed(role: str, texts: list[str]) -> Any:
+        encoder = model.encoder(role)
+        if cache is None:
+            return encoder.encode(texts)
+        return cache.embed(encoder, texts, batch_size=64, progress=not ns.no_progress)
+
+    pairs = load_pairs(ns.dataset, ns.langs, ns.pairs, ns.data_dir)
+    result = text_anchor_figures(
+        text_anchor_systems(model, embed, seed=ns.seed),
+        pairs,
+        ns.out,
+        n_heatmap=ns.n_heatmap,
+        n_map=ns.n_map,
+        method=ns.method,
+        seed=ns.seed,
+        prefix=ns.prefix,
+    )
+    for name, path in result["paths"].items():
+        print(f"{name}: {path}")
+    print("matched-pair z-scores:")
+    for system, by_lang in result["stats"]["matched_pair_zscore"].items():
+        print(f"  {system}: " + ", ".join(f"{k} {v:.2f}" for k, v in by_lang.items()))
+    return 0
+
+
+def add_figures(sub: Any) -> None:
+    p = sub.add_parser(
+        "figures",
+        help="analysis figures (paper Fig. 2, 4, 5 analogues) for a trained model",
+    )
+    p.add_argument("--model", required=True, help="model directory (uclip train/quickstart)")
+    p.add_argument("--out", default="docs/figures", help="output directory for the PNGs")
+    p.add_argument("--langs", type=_str_list, default=["cs", "fi", "hr", "hu", "ro"])
+    p.add_argument("--dataset", choices=("xm3600", "flickr30k"), default="xm3600")
+    p.add_argument("--pairs", type=int, default=1000, help="pairs per language (z-scores)")
+    p.add_argument("--n-heatmap", type=int, default=50, help="pairs per heatmap (paper: 50)")
+    p.add_argument("--n-map", type=int, default=150, help="points per language in 2-D maps")
+    p.add_argument("--method", choices=("umap", "tsne"), default="umap")
+    p.add_argument("--cache-dir", help="embedding cache to reuse (e.g. quickstart-out/cache)")
+    p.add_argument("--prefix", default="", help="file name prefix")
+    p.add_argument("--data-dir")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_figures)
+
+
+# ablate -----------------------------------------------------------------------------------------
+def cmd_ablate(ns: argparse.Namespace) -> int:
+    from uclip.app.ablate import DEFAULT_VARIATIONS, AblationArgs, run_ablation
+    from uclip.eval.report import markdown_table, write_table
+
+    set_threads(ns.threads)
+    args = AblationArgs(
+        config=Path(ns.config),
+        out=Path(ns.out),
+        variations=tuple(ns.variations or DEFAULT_VARIATIONS),
+        overrides=tuple(ns.set or ()),
+        seeds=tuple(ns.seeds),
+        langs=tuple(ns.langs),
+        xm3600_pairs=ns.xm3600_pairs,
+        flores_pairs=ns.flores_pairs,
+        data_dir=Path(ns.data_dir) if ns.data_dir else None,
+        work_dir=Path(ns.work_dir) if ns.work_dir else None,
+        cache_dir=Path(ns.cache_dir) if ns.cache_dir else None,
+        save_models=ns.save_models,
+        progress=not ns.no_progress,
+    )
+    result = run_ablation(args)
+    meta = result["meta"]
+    notes = [
+        meta["protocol"],
+        f"base: {meta['base_config']} with {list(args.overrides) or 'no'} overrides; "
+        f"seeds {meta['seeds']}; languages {', '.join(meta['langs'])}",
+        f"weights: {meta['weights']}; data: {meta['data_dir']} ({meta['data']})",
+        meta["alternative_encoder"],
+    ]
+    write_table(
+        result["summary"],
+        args.out,
+        "ablation",
+        meta=meta,
+        title="uCLIP ablation (Table 7 analogue): X → English retrieval, text-anchor setting",
+        notes=notes,
+    )
+    paths = write_table(
+        result["rows"],
+        args.out,
+        "ablation_per_language",
+        meta=meta,
+        title="uCLIP ablation, per language and seed",
+        notes=notes,
+    )
+    print(markdown_table(result["summary"]))
+    print(f"wrote {Path(args.out) / 'ablation.md'} and {paths['md'].name} (json, csv beside)")
+    return 0
+
+
+def add_ablate(sub: Any) -> None:
+    p = sub.add_parser("ablate", help="retrain the heads under named variations of a config")
+    p.add_argument("config", help="base config (e.g. configs/uclip-text-anchor.json)")
+    p.add_argument("--out", required=True, help="directory for ablation.{json,csv,md}")
+    p.add_argument(
+        "--variations",
+        nargs="+",
+        help="names (full no_intra no_text no_pseudo no_perturb), sigma2=X, tau=X, "
+        "tau_retrieval=X, lam=X, bank=N or section.key=value (default: a standard set)",
+    )
+    p.add_argument(
+        "--set", nargs="+", help="section.key=value overrides of the base (e.g. data.n_train=4000)"
+    )
+    p.add_argument("--seeds", type=_seed_list, default=[0], help="comma-separated")
+    p.add_argument("--langs", type=_str_list, default=["cs", "fi", "hr", "hu", "ro"])
+    p.add_argument("--xm3600-pairs", type=int, default=1000)
+    p.add_argument("--flores-pairs", type=int, default=500)
+    p.add_argument("--data-dir")
+    p.add_argument("--work-dir", help="runs and cache (default: OUT/work)")
+    p.add_argument("--cache-dir", help="embedding cache (default: WORK/cache)")
+    p.add_argument("--save-models", action="store_true", help="keep each variation's heads")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ablate)
+
+
 def add_commands(sub: Any) -> None:
     """Add ``bench``, ``figures`` and ``ablate`` to the ``uclip`` sub-command parser."""
     add_bench(sub)
+    add_figures(sub)
+    add_ablate(sub)

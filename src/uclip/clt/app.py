@@ -282,7 +282,7 @@ def train_clt(
     config_path = out / CONFIG_FILE
     if resume and config_path.is_file():
         saved = json.loads(config_path.read_text())
-        if saved != run.to_dict():
+        if saved != json.loads(json.dumps(run.to_dict())):  # tuples vs JSON lists
             raise UclipError(
                 f"{config_path} differs from this config: "
                 "resume with the same config or use a new --out"

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from uclip.clt.data import CaptionCorpus, Example
 from uclip.clt.loss import clt_loss
@@ -32,12 +32,15 @@ class CLTMethod:
     symmetric: bool = False  # the paper: captions -> images only
     mask_duplicates: bool = True  # a no-op with one example per image (the paper's data)
     pivot_image_weight: float = 0.0  # eng_pivot: 0 = text-text only, as the paper's Eng-Pivot
+    adapter_lr: float | None = None  # None: one lr for everything (the paper)
     thaw_at_epochs: float = 0.5
     thaw_text: bool = True
     thaw_image: bool = True
     freeze_text_word_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        if self.adapter_lr is not None and self.adapter_lr <= 0:
+            raise UclipError(f"adapter_lr must be > 0 (or null), got {self.adapter_lr}")
         if self.pivot_image_weight < 0:
             raise UclipError(f"pivot_image_weight must be >= 0, got {self.pivot_image_weight}")
 
@@ -92,8 +95,18 @@ class CLTObjective:
         self.thawed = False
 
     # Objective protocol --------------------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.schedule.trainable_parameters(self.model)
+    def trainable_parameters(self) -> list[Any]:
+        """Every parameter that trains at some step. With ``method.adapter_lr`` set, two torch
+        parameter groups instead: adapters + t at that rate, encoders at ``train.lr``."""
+        params = self.schedule.trainable_parameters(self.model)
+        if self.method.adapter_lr is None:
+            return params
+        adapters = {id(p) for p in self.model.adapter_parameters()}
+        groups = [
+            {"params": [p for p in params if id(p) in adapters], "lr": self.method.adapter_lr},
+            {"params": [p for p in params if id(p) not in adapters]},
+        ]
+        return [g for g in groups if g["params"]]
 
     def on_step_begin(self, step: int, steps_per_epoch: int) -> None:
         self.thawed = self.schedule.apply(self.model, step, steps_per_epoch)

@@ -25,6 +25,7 @@ contender: the median over repeats of ``t_peer / t_reference`` within the same r
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
@@ -43,6 +44,8 @@ from uclip.encoders.sentence import mean_pool
 from uclip.encoders.tokenizers import TextTokenizer, fallback_tokenizer, xlmr_tokenizer
 from uclip.errors import UclipError
 from uclip.method.model import UCLIPConfig, UCLIPModel
+
+log = logging.getLogger(__name__)
 
 PAPER_TABLE4_MS: dict[str, dict[str, float]] = {
     "translate-clip": {"translation": 459.02, "encoding": 21.11, "total": 480.13},
@@ -422,10 +425,13 @@ def build_contenders(
             quick=quick, seed=seed, translator=translator
         ),
     }
-    return [
-        uclip_contender(k, quick=quick, seed=seed) if k in UCLIP_KEYS else builders[k]()
-        for k in keys
-    ]
+    contenders = []
+    for key in keys:
+        log.info("building %s", key)
+        contenders.append(
+            uclip_contender(key, quick=quick, seed=seed) if key in UCLIP_KEYS else builders[key]()
+        )
+    return contenders
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -505,6 +511,7 @@ def time_interleaved(
             start = time.perf_counter()
             functions[name](r)
             times[name].append(time.perf_counter() - start)
+            log.info("repeat %d/%d %s: %.3f s", r + 1, repeats, name, times[name][-1])
     return times
 
 
@@ -528,6 +535,7 @@ def measure_latency(
         raise UclipError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     times: dict[int, dict[str, list[float]]] = {}
     for size in batch_sizes:
+        log.info("timing batch size %d", size)
         stages: dict[str, list[float]] = {c.key: [] for c in contenders}
 
         def call(

@@ -171,12 +171,12 @@ def report_tables(results: Sequence[EvalResult], *, reported: bool = False) -> l
                     "columns marked 'reported' are copied from " + "; ".join(papers) + ", not "
                     "measured here; see src/uclip/eval/reported_numbers.json"
                 )
-        mean_row: dict[str, Any] = {"lang": MEAN_ROW, "n": len(rows)}
+        mean_row: dict[str, Any] = {"lang": MEAN_ROW, "n": None}
         for column in columns:
             mean_row[column] = _mean([r[column] for r in rows if column in r])
         notes.append(
-            f"'{MEAN_ROW}': each column's mean over the languages it has ({len(rows)} rows); "
-            "'n': queries per language"
+            f"'{MEAN_ROW}': each column's mean over the languages it has ({len(rows)} "
+            "languages in this table); 'n': queries per language"
         )
         for label in labels:
             weights = next(run.weights for run in group if model_label(run) == label)

@@ -28,7 +28,7 @@ import numpy as np
 
 from uclip.errors import UclipError
 from uclip.features.banks import list_images, read_text_files
-from uclip.features.cache import EmbeddingCache, write_npy_atomic
+from uclip.features.cache import EmbeddingCache, _is_stale_tmp, write_npy_atomic
 
 MERGED_NAME = "embeddings.npy"
 MERGED_META = "embeddings.json"
@@ -174,8 +174,12 @@ def extract_shard(
     if existing is not None and existing.same_job(expected) and _array_ok(npy, existing):
         return ShardResult(existing, npy, computed=False)
     out.mkdir(parents=True, exist_ok=True)
-    # A stale sidecar must not vouch for the array about to be rewritten.
+    # A stale sidecar must not vouch for the array about to be rewritten, and a killed worker's
+    # half-written array (the cache's host~pid temporary naming) is removed once its pid is dead.
     (out / f"{expected.stem}.json").unlink(missing_ok=True)
+    for tmp in out.glob(f".{expected.stem}.npy~*.tmp"):
+        if _is_stale_tmp(tmp):
+            tmp.unlink(missing_ok=True)
     cache = cache or EmbeddingCache(out / "cache")
     cache.extract_to_bank(
         encoder,

@@ -5,10 +5,11 @@ contrastive losses (Eq. 5–6) need every pair of the *global* batch, so each ra
 (b, d) features of all ranks into (B, d) and evaluates the whole loss. The gather must keep the
 gradient of the rows each rank computed: ``torch.distributed.nn.functional.all_gather`` does (its
 backward reduce-scatters, i.e. sums, the gradient of every rank's copy of the loss onto the rank
-that produced the rows). Every rank then holds W times the gradient of the global loss for its own
-rows, and DDP's gradient averaging divides it by W again: the optimiser sees exactly the gradient of
-a single process holding the whole global batch. (The official uCLIP code gathers without
-gradients, so only the local rows' own terms train the heads: a different, noisier objective.)
+that produced the rows; on gloo through scatters, on NCCL through reduce-scatter).
+Every rank then holds W times the gradient of the global loss for its own rows, and DDP's gradient
+averaging divides it by W again: the optimiser sees exactly the gradient of a single process
+holding the whole global batch. (The official uCLIP code gathers without gradients: the other
+ranks' rows are constants there, so its update is not the single-process one.)
 
 :class:`FeatureGather` is the one object the method layer needs: it is built by
 ``uclip.train.distributed`` from the initialised process group, and is the identity on one process.
@@ -16,12 +17,13 @@ gradients, so only the local rows' own terms train the heads: a different, noisi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
+import torch.distributed.nn.functional as dist_nn
 from torch import Tensor, nn
 
 from uclip.errors import UclipError
@@ -65,7 +67,15 @@ class FeatureGather:
         """
         if not self.active:
             return x
-        parts = dist_fn.all_gather(x, group=self.group)
+        group = self.group if self.group is not None else dist.group.WORLD
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates this public autograd gather in favour of the private
+            # functional collective all_gather_tensor_autograd, whose gloo backward crashed
+            # (SIGSEGV) here at (256, 512) per rank; the public one is kept until that settles.
+            warnings.filterwarnings(
+                "ignore", "torch.distributed.nn.functional.all_gather", FutureWarning
+            )
+            parts = dist_nn.all_gather(x, group=group)
         return torch.cat(parts, dim=0)
 
     def local_rows(self, n_local: int) -> slice:

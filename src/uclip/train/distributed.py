@@ -144,8 +144,21 @@ def device_for(device: str, env: DistEnv) -> torch.device:
 
 class DataParallel(DistributedDataParallel):
     """``DistributedDataParallel`` that also exposes the wrapped module's attributes, so an
-    objective can keep calling ``self.model.some_method`` while the Trainer has wrapped it.
-    Only ``forward`` (``self.model(...)``) goes through DDP's bookkeeping."""
+    objective can keep reading ``self.model.some_attribute`` while the Trainer has wrapped it.
+
+    Only ``forward`` (``self.model(...)``) goes through DDP's bookkeeping: a backward pass after
+    a forward that bypassed it (``self.model.some_method(x)``) is *not* averaged across ranks, so
+    the ranks would silently drift apart. ``forward_calls`` counts the calls through DDP, and the
+    Trainer refuses a micro-batch that made none.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.forward_calls = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.forward_calls += 1
+        return super().forward(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -299,12 +299,20 @@ class Trainer:
             signature = distributed.trainable_signature(model)
             if wrapper[1] != signature:
                 wrapper[:] = [distributed.wrap_ddp(model, self.device), signature]
-            self.objective.model = wrapper[0]
+            ddp = wrapper[0]
+            ddp.forward_calls = 0
+            self.objective.model = ddp
             try:
-                with distributed.no_sync(wrapper[0], sync):
+                with distributed.no_sync(ddp, sync):
                     yield
             finally:
                 self.objective.model = model
+            if ddp.forward_calls == 0:
+                raise UclipError(
+                    f"{type(self.objective).__name__}.loss never called self.model(...): under "
+                    "DDP its gradients would not be averaged across ranks; route the forward "
+                    "pass through the model's __call__"
+                )
 
         try:
             yield wrapped

