@@ -142,7 +142,7 @@ def _comm_costs(env: Any, per_rank: int, heads: torch.nn.Module) -> dict[str, fl
 
     gather_ms = timed(lambda: env.gather(feats))
     allreduce_ms = timed(lambda: dist.all_reduce(grads))
-    return {"all_gather_b512_ms": gather_ms, "allreduce_params_ms": allreduce_ms}
+    return {"all_gather_ms": gather_ms, "allreduce_params_ms": allreduce_ms}
 
 
 def bench_throughput(ns: argparse.Namespace) -> list[dict[str, Any]]:
@@ -167,7 +167,7 @@ def bench_throughput(ns: argparse.Namespace) -> list[dict[str, Any]]:
             " all-gather of 4 feature sets, loss on the global batch, backward, DDP all-reduce.",
             "This machine has 2 shared CPU cores, so 2 processes x 1 thread compete with 1 x 2 "
             "threads for the same cores: the numbers measure overhead, not scaling.",
-            "all_gather_b512_ms: one gather of a (per-rank batch, 512) fp32 tensor; "
+            "all_gather_ms: one gather of a (per-rank batch, 512) fp32 tensor; "
             "allreduce_params_ms: one all-reduce of the 1.74M head gradients (fp32).",
         ],
     )
@@ -226,7 +226,7 @@ def bench_retrieval(ns: argparse.Namespace) -> list[dict[str, Any]]:
     diff = float(np.abs(results[2] - results[1]).max())
     for row in rows:
         row.update(bank_rows=ns.bank_rows, queries=ns.queries, dim=384, tau=0.01)
-        row["max_abs_diff_vs_1_rank"] = diff if row["world_size"] == 2 else 0.0
+        row["max_abs_diff_vs_1_rank"] = f"{diff:.1e}" if row["world_size"] == 2 else "-"
         row["query_bank_pairs_per_s"] = ns.bank_rows * ns.queries / row["seconds"]
     _write(
         rows,

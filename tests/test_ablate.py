@@ -30,6 +30,15 @@ BASE = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is as fast, and two spin-wait badly on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class HashEncoder:
     """Bag of words hashed into ``dim`` buckets (a per-name salt makes each tower's space
     different): fast, deterministic, and English-English pairs really share words."""
@@ -85,7 +94,7 @@ def test_variation_configs_reject_duplicates_and_unknown_keys() -> None:
         variation_configs(BASE, [parse_variation("full"), parse_variation("full")])
     with pytest.raises(UclipError, match="unknown key"):
         variation_configs(BASE, [parse_variation("method.temperature=1")])
-    with pytest.raises(UclipError, match="section.key=value"):
+    with pytest.raises(UclipError, match=r"section\.key=value"):
         apply_overrides(BASE, ["bank=3"])
     assert apply_overrides(BASE, ["data.n_train=20"])["data"]["n_train"] == 20
 

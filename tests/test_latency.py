@@ -33,6 +33,15 @@ ENGLISH = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is as fast, and two spin-wait badly on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_time_interleaved_rotates_order_and_warms_up() -> None:
     calls: list[tuple[str, int]] = []
     fns = {name: (lambda r, name=name: calls.append((name, r))) for name in "abc"}
@@ -112,13 +121,11 @@ def test_unknown_contender_is_a_clear_error() -> None:
         latency.build_contenders(["clip-xxl"])
 
 
-def test_quick_run_through_cli_writes_table_with_ratios(tmp_path, monkeypatch, request) -> None:
+def test_quick_run_through_cli_writes_table_with_ratios(tmp_path, monkeypatch) -> None:
     from uclip.app import cli_bench
 
-    # --threads sets torch's thread count and OMP_NUM_THREADS: restore both afterwards
-    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    threads = torch.get_num_threads()
-    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    # --threads also sets OMP_NUM_THREADS (torch's count is restored by _one_thread)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     captured = {}
     real = latency.run_latency
 

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from uclip.clt.loss import CLIP_INIT_TEMPERATURE, MAX_LOGIT_SCALE, temperature
 from uclip.encoders.base import l2_normalize, resolve_weights_dir
-from uclip.encoders.e5_float import mean_pool
+from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
 from uclip.train.args import _known
 

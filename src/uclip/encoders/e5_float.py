@@ -28,7 +28,6 @@ up to activation precision only (mean cosine > 0.999 on FLORES-200, see tests/te
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import struct
@@ -41,6 +40,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
+from uclip.encoders.base import file_sha256
+from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
 
 __all__ = [
@@ -137,15 +138,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/uclip/e5-small-float`` (``~/.cache/uclip/e5-small-float`` by default)."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "uclip" / "e5-small-float"
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- reading the q4 file
@@ -441,12 +433,6 @@ def build_e5_small_float(
     """
     model, tokenizer, _, _ = _build(device, dtype, q4_path, cache_dir, tokenizer_path)
     return model, tokenizer
-
-
-def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Mean over the tokens where ``attention_mask`` is 1: (B, L, D), (B, L) -> (B, D) float32."""
-    mask = attention_mask.to(torch.float32).unsqueeze(-1)
-    return (hidden.to(torch.float32) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
 class E5SmallFloat:

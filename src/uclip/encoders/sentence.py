@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (B, T, d) over tokens where ``attention_mask`` (B, T) is 1: (B, d)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+    """Mean of ``hidden`` (B, T, d) over tokens where ``attention_mask`` (B, T) is 1: (B, d),
+    accumulated in float32 so half-precision towers pool exactly."""
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)
+    return (hidden.to(torch.float32) * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
 
 
 class MeanPoolEncoder(TorchEncoder):

@@ -34,10 +34,11 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from uclip.encoders.base import REAL, Encoder, ImageInput, l2_normalize
+from uclip.encoders.base import REAL, Encoder, ImageInput, file_sha256, l2_normalize
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.features.cache import EmbeddingCache
+from uclip.method.model import HEADS_NAME
 
 EVAL_SHARD_SIZE = 600
 """Inputs per cache shard. 3,600 XM3600 captions are 6 shards, so ``--limit 600`` (or 1200, ...)
@@ -248,9 +249,11 @@ class UCLIPEvalModel:
         random_init: bool = False,
         device: str = "cpu",
         encoders: Mapping[str, Encoder] | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
         progress: bool = False,
     ) -> None:
         self.model = model.eval()
+        self.model_dir = None if model_dir is None else Path(model_dir)
         self.name = name
         self.cache = as_cache(cache)
         self.random_init = random_init or bool(model.config.random_init)
@@ -304,11 +307,17 @@ class UCLIPEvalModel:
         return self.model.project_clip(emb).clone()
 
     def describe(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "kind": "uclip",
             "config": self.model.spec(),
             "towers": {role: tower.describe() for role, tower in self._towers.items()},
         }
+        if self.model_dir is not None:
+            # Which heads produced the numbers, even if the folder is later overwritten.
+            heads = self.model_dir / HEADS_NAME
+            info["model_dir"] = str(self.model_dir)
+            info["heads_sha256"] = file_sha256(heads) if heads.is_file() else None
+        return info
 
 
 def build_tower(name: str, *, random_init: bool = False, device: str = "cpu") -> Encoder:
@@ -369,12 +378,14 @@ def load_eval_model(
     if kind == "uclip":
         from uclip.method.model import load
 
+        model_dir = Path(rest).expanduser()
         return UCLIPEvalModel(
-            load(Path(rest).expanduser()),
+            load(model_dir),
             spec,
             cache,
             random_init=random_init,
             device=device,
+            model_dir=model_dir,
             progress=progress,
         )
     raise UclipError(
