@@ -1,7 +1,7 @@
 """Scaling measurements: data-parallel training throughput, rank-split retrieval, top-k error.
 
     python benchmarks/scaling.py throughput   # uCLIP heads, torchrun with 1 and 2 gloo processes
-    python benchmarks/scaling.py retrieval    # exact Eq. 1-2 over a memory-mapped bank, 1 vs 2 ranks
+    python benchmarks/scaling.py retrieval    # exact Eq. 1-2, memory-mapped bank, 1 vs 2 ranks
     python benchmarks/scaling.py topk --cache-dir cache/scaling   # FAISS top-k vs exact, real text
     python benchmarks/scaling.py all
 
@@ -20,6 +20,7 @@ is the multilingual tower but ~3x slower to embed here).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -101,7 +102,7 @@ def train_worker(ns: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         result = Trainer(objective, args, Path(tmp) / "run").train()
-    steps_ms = [1000 * (b - a) for a, b in zip(stamps, stamps[1:], strict=False)][ns.warmup :]
+    steps_ms = [1000 * (b - a) for a, b in itertools.pairwise(stamps)][ns.warmup :]
     comm = _comm_costs(env, ns.batch // env.world_size, heads) if env.active else {}
     if env.is_main:
         record = {

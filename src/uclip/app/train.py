@@ -211,29 +211,37 @@ def train_run(
 ) -> tuple[UCLIPModel, TrainResult]:
     """Embed (cached), retrieve once (Eq. 1–2), train the heads (Eq. 3–7), save ``out/model``.
     Resumes from ``out/train`` checkpoints when ``resume`` is set."""
+    from uclip.train.distributed import barrier, init_distributed
+
+    env = init_distributed(device=run.train.device)
     encoders = encoders if encoders is not None else {}
+    # Under torchrun rank 0 embeds first; the other ranks then read its cache shards.
+    if not env.is_main:
+        barrier()
     e_c, e_m, image_bank, text_bank, sources = prepare_training_data(
-        run, data_dir, cache, run.train.progress, encoders
+        run, data_dir, cache, run.train.progress and env.is_main, encoders
     )
+    if env.is_main:
+        barrier()
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
     torch.manual_seed(run.train.seed)  # head initialisation
     heads = UCLIPHeads(run.model.anchor_dim, run.model.multilingual_dim, run.model.embed_dim)
-    trainer = Trainer(
-        UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method), run.train, out / "train"
-    )
-    result = trainer.train(resume=resume)
+    objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method, gather=env.gather)
+    result = Trainer(objective, run.train, out / "train").train(resume=resume)
     model = UCLIPModel(run.model, heads=heads)
     model.use_encoders(encoders)
-    model.save(
-        out / "model",
-        training={
-            "config": run.raw,
-            "data_dir": str(data_dir),
-            "sources": sources,
-            "steps": result.steps,
-            "final_loss": result.final_loss,
-        },
-    )
+    if env.is_main:
+        model.save(
+            out / "model",
+            training={
+                "config": run.raw,
+                "data_dir": str(data_dir),
+                "sources": sources,
+                "steps": result.steps,
+                "final_loss": result.final_loss,
+                "world_size": env.world_size,
+            },
+        )
     return model, result
 
 

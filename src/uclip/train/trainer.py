@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,8 +241,9 @@ class Trainer:
             disable=not (self.args.progress and main),
             desc="train",
         )
-        log_path = self.out_dir / LOG_FILE
-        with log_path.open("a") if main else _NoLog() as log_file:
+        # Only rank 0 writes the log; the others write to the null device.
+        log_path = self.out_dir / LOG_FILE if main else Path(os.devnull)
+        with log_path.open("a") as log_file:
             for step, micro_batches in self._batches(start):
                 self.objective.on_step_begin(step, self.steps_per_epoch)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -318,22 +320,6 @@ class Trainer:
             yield wrapped
         finally:
             self.objective.model = revert_sync_batchnorm(model)
-
-
-class _NoLog:
-    """The log file of a rank that does not write the log."""
-
-    def __enter__(self) -> _NoLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def write(self, text: str) -> None:
-        return None
-
-    def flush(self) -> None:
-        return None
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
