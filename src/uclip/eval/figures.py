@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +234,7 @@ def plot_similarity_grid(
             if i == len(rows) - 1:
                 fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.05, pad=0.04)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
     return _save(fig, path, dpi)
 
 
@@ -268,9 +269,10 @@ def plot_zscores(
             tick.set_fontweight("bold")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    # below the axes, so the legend never hides a bar
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(series))
     if title:
-        ax.set_title(title, fontsize=11)
+        ax.set_title(textwrap.fill(title, 110), fontsize=10)
     return _save(fig, path, dpi)
 
 
@@ -331,7 +333,7 @@ def plot_embedding_map(
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=7, markerscale=1.5)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
     return _save(fig, path, dpi)
 
 
