@@ -220,7 +220,9 @@ def main() -> None:
                 "dense extra GiB": gib(mem["dense"]["peak_extra_anon_bytes"]) if dense_ok else None,
                 "chunked peak RSS GiB": gib(mem["chunked"]["peak_rss_bytes"]),
                 "dense peak RSS GiB": gib(mem["dense"]["peak_rss_bytes"]) if dense_ok else None,
-                "max abs diff": timing.get("max_abs_diff"),
+                "max abs diff": (
+                    f"{timing['max_abs_diff']:.1e}" if "max_abs_diff" in timing else None
+                ),
                 "dense skipped": (
                     None
                     if dense_ok

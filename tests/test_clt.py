@@ -550,3 +550,14 @@ def test_efficientnet_lite0_tower_is_real():
     with torch.no_grad():
         feats = tower.eval()(tower.preprocess([Image.new("RGB", (90, 70), (200, 30, 30))]))
     assert feats.shape == (1, 1280) and torch.isfinite(feats).all()
+
+
+def test_tsne_figure_writes_png(tiny_model, tmp_path):
+    from uclip.clt.app import tsne_figure
+
+    out = tsne_figure(
+        tiny_model, ["en", "cs", "jpn_Jpan"], BUNDLED, tmp_path / "t.png", n_sentences=5
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UclipError, match="at least two languages"):
+        tsne_figure(tiny_model, ["cs", "ces_Latn"], BUNDLED, tmp_path / "u.png")

@@ -485,10 +485,11 @@ def tsne_figure(
     from sklearn.manifold import TSNE
 
     data_root = resolve_data_dir(data_dir)
-    langs = list(dict.fromkeys(langs))
-    if len(langs) < 2:
+    bitexts = [load_flores(lang, "eng_Latn", data_root) for lang in dict.fromkeys(langs)]
+    if len({b.src_lang for b in bitexts}) < 2:
         raise UclipError("t-SNE needs at least two languages, e.g. --langs en,es,ja,hi")
-    sentences = [load_flores(lang, "eng_Latn", data_root).src[:n_sentences] for lang in langs]
+    langs = [b.src_lang for b in bitexts]  # label with FLORES codes: quz is plotted as quy_Latn
+    sentences = [b.src[:n_sentences] for b in bitexts]
     n = min(len(s) for s in sentences)
     emb = torch.cat(
         [model.embed_sentences(s[:n], spaces=[space])[space] for s in sentences]

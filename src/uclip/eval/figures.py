@@ -308,6 +308,8 @@ def plot_embedding_map(
     colours = list(dict.fromkeys(colour_labels))
     shapes = list(dict.fromkeys(markers))
     cmap = plt.get_cmap("tab10" if len(colours) <= 10 else "tab20")
+    # tab20 pairs a dark and a light shade of each hue: take the ten dark ones first
+    shade = (lambda ci: ci) if cmap.N == 10 else (lambda ci: (2 * ci) % 20 + (ci // 10) % 2)
     for ax, (name, points) in zip(axes[0], maps.items(), strict=True):
         pts = np.asarray(points)
         for ci, colour in enumerate(colours):
@@ -321,7 +323,7 @@ def plot_embedding_map(
                     pts[sel, 1],
                     s=10,
                     alpha=0.7,
-                    color=cmap(ci % cmap.N),
+                    color=cmap(shade(ci)),
                     marker=MARKERS[si % len(MARKERS)],
                     label=label,
                     edgecolors="black" if colour in highlight else "none",
