@@ -51,8 +51,9 @@ class Objective(Protocol):
     model: nn.Module
     num_examples: int
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Every parameter that may ever be optimised (a frozen-for-now one included)."""
+    def trainable_parameters(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """Every parameter that may ever be optimised (a frozen-for-now one included), as a list
+        or as torch optimiser parameter groups (e.g. a higher lr for CLT's adapters)."""
         ...
 
     def loss(
