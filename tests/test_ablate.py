@@ -17,6 +17,7 @@ from uclip.app.ablate import (
     parse_variation,
     run_ablation,
     summarise,
+    summary_columns,
     variation_configs,
 )
 from uclip.errors import UclipError
@@ -120,6 +121,20 @@ def test_summarise_by_hand() -> None:
     assert out["full"]["xm3600 R@1"] == 16.0
     assert out["no_text"]["xm3600 R@10"] == 42.0
     assert out["no_text"]["xm3600 ΔR@10"] == -20.0 and out["full"]["xm3600 ΔR@10"] == 0.0
+
+
+def test_summary_columns_group_by_data_set() -> None:
+    summary = [
+        {"variation": "full", "xm3600 R@1": 1, "flores200 R@10": 2, "flores200 R@1": 3,
+         "xm3600 R@10": 4, "xm3600 ΔR@10": 0, "flores200 ΔR@10": 0, "description": "d"},
+        {"variation": "x", "xm3600 R@10 sd": 0.5, "extra": 1},
+    ]  # fmt: skip
+    assert summary_columns(summary) == [
+        "variation", "description",
+        "flores200 R@1", "flores200 R@10", "flores200 ΔR@10",
+        "xm3600 R@1", "xm3600 R@10", "xm3600 ΔR@10", "xm3600 R@10 sd",
+        "extra",
+    ]  # fmt: skip
 
 
 def _tiny_args(tmp_path, variations) -> AblationArgs:

@@ -457,6 +457,14 @@ def test_report_keeps_the_newest_duplicate_run():
     assert any("1 older duplicate" in n for n in table.notes)
 
 
+def test_markdown_cells_two_decimals_and_no_padded_zeros():
+    from uclip.eval.report import markdown_table
+
+    row = {"a": 0.0, "b": 0.46, "c": 12.345, "d": 2.4e-7, "e": None, "f": 3, "g": -0.5}
+    body = markdown_table([row]).splitlines()[2]
+    assert body == "| 0 | 0.46 | 12.35 | 2.4e-07 |  | 3 | -0.50 |"
+
+
 # --- the papers' reported figures ----------------------------------------------------------
 
 

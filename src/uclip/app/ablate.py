@@ -282,10 +282,11 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     summary = summarise(rows, [v.name for v in variations])
     descriptions = {v.name: v.description for v in variations}
     for row in summary:
-        row["description"] = descriptions.get(row["variation"], row["variation"])
+        row["description"] = descriptions.get(row["variation"], "frozen tower alone, no heads")
     meta = {
         **run_metadata(),
         "base_config": str(args.config),
+        "overrides": list(args.overrides),
         "base": base_raw,
         "variations": {v.name: asdict(v) for v in variations},
         "seeds": list(args.seeds),
@@ -364,6 +365,53 @@ def _reference_rows(
             }
         )
     return rows
+
+
+def write_ablation_tables(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """``ablation.{json,csv,md}`` (one row per variation) and ``ablation_per_language.*``."""
+    from uclip.eval.report import write_table
+
+    meta = result["meta"]
+    notes = [
+        meta["protocol"],
+        f"base: {meta['base_config']} with {meta.get('overrides') or 'no'} overrides; "
+        f"seeds {meta['seeds']}; languages {', '.join(meta['langs'])}",
+        f"weights: {meta['weights']}; data: {meta['data_dir']} ({meta['data']})",
+        meta["alternative_encoder"],
+    ]
+    if meta.get("command"):
+        notes.append(f"command: `{meta['command']}`")
+    summary = write_table(
+        result["summary"],
+        out,
+        "ablation",
+        columns=summary_columns(result["summary"]),
+        meta=meta,
+        title="uCLIP ablation (Table 7 analogue): X → English retrieval, text-anchor setting",
+        notes=notes,
+    )
+    per_language = write_table(
+        result["rows"],
+        out,
+        "ablation_per_language",
+        meta=meta,
+        title="uCLIP ablation, per language and seed",
+        notes=notes,
+    )
+    return {"summary": summary["md"], "per_language": per_language["md"]}
+
+
+def summary_columns(summary: list[dict[str, Any]]) -> list[str]:
+    """Table columns: variation, description, then per data set R@1, R@10, ΔR@10 and the
+    standard deviations over seeds (when present)."""
+    keys = list(dict.fromkeys(k for row in summary for k in row))
+    datasets = sorted({k.split(" ")[0] for k in keys if " R@" in k or " ΔR@" in k})
+    columns = ["variation", "description"]
+    for dataset in datasets:
+        for suffix in ("R@1", "R@10", "ΔR@10", "R@1 sd", "R@10 sd"):
+            if f"{dataset} {suffix}" in keys:
+                columns.append(f"{dataset} {suffix}")
+    return columns + [k for k in keys if k not in columns]
 
 
 def summarise(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,14 @@ def add_figures(sub: Any) -> None:
 
 # ablate -----------------------------------------------------------------------------------------
 def cmd_ablate(ns: argparse.Namespace) -> int:
-    from uclip.app.ablate import DEFAULT_VARIATIONS, AblationArgs, run_ablation
-    from uclip.eval.report import markdown_table, write_table
+    from uclip.app.ablate import (
+        DEFAULT_VARIATIONS,
+        AblationArgs,
+        run_ablation,
+        summary_columns,
+        write_ablation_tables,
+    )
+    from uclip.eval.report import markdown_table
 
     set_threads(ns.threads)
     args = AblationArgs(
@@ -196,32 +203,10 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         progress=not ns.no_progress,
     )
     result = run_ablation(args)
-    meta = result["meta"]
-    notes = [
-        meta["protocol"],
-        f"base: {meta['base_config']} with {list(args.overrides) or 'no'} overrides; "
-        f"seeds {meta['seeds']}; languages {', '.join(meta['langs'])}",
-        f"weights: {meta['weights']}; data: {meta['data_dir']} ({meta['data']})",
-        meta["alternative_encoder"],
-    ]
-    write_table(
-        result["summary"],
-        args.out,
-        "ablation",
-        meta=meta,
-        title="uCLIP ablation (Table 7 analogue): X → English retrieval, text-anchor setting",
-        notes=notes,
-    )
-    paths = write_table(
-        result["rows"],
-        args.out,
-        "ablation_per_language",
-        meta=meta,
-        title="uCLIP ablation, per language and seed",
-        notes=notes,
-    )
-    print(markdown_table(result["summary"]))
-    print(f"wrote {Path(args.out) / 'ablation.md'} and {paths['md'].name} (json, csv beside)")
+    result["meta"]["command"] = "uclip " + " ".join(sys.argv[1:])
+    paths = write_ablation_tables(result, args.out)
+    print(markdown_table(result["summary"], summary_columns(result["summary"])))
+    print(f"wrote {paths['summary']} and {paths['per_language']} (json, csv beside)")
     return 0
 
 

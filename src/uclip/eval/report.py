@@ -49,7 +49,10 @@ def run_metadata() -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+        if value == 0:
+            return "0"
+        # two decimals like the papers; tiny values keep two significant digits (2.4e-07)
+        return f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.2g}"
     return "" if value is None else str(value)
 
 
