@@ -33,13 +33,18 @@ from typing import Any
 import torch
 
 from uclip.app.quickstart import QuickstartArgs, _eval_pairs, _recall, pick_data_dir
-from uclip.app.train import RunConfig, load_run_config, model_config, prepare_training_data
+from uclip.app.train import (
+    RunConfig,
+    load_run_config,
+    prepare_training_data,
+    run_config,
+)
 from uclip.encoders.registry import merge_config
 from uclip.errors import UclipError
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
 from uclip.method.model import UCLIPHeads, UCLIPModel
-from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
+from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
 from uclip.train.args import TrainArgs
 from uclip.train.trainer import Trainer
 
@@ -136,19 +141,6 @@ def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]
             raise UclipError(f"--set takes section.key=value overrides, got {spec!r}")
         out = merge_config(out, variation.overrides)
     return out
-
-
-def run_config(raw: dict[str, Any], random_init: bool = False) -> RunConfig:
-    """A :class:`RunConfig` from a raw config dict (same checks as ``uclip train``)."""
-    if "model" not in raw:
-        raise UclipError("config has no 'model' section")
-    return RunConfig(
-        model=model_config(raw["model"], random_init),
-        data=dict(raw.get("data", {})),
-        method=UCLIPHyperParams.from_dict(raw.get("method", {})),
-        train=TrainArgs.from_dict(raw.get("train", {})),
-        raw=raw,
-    )
 
 
 def variation_configs(

@@ -75,8 +75,13 @@ def load_run_config(path: str | Path, random_init: bool = False) -> RunConfig:
         raise UclipError(
             f"unknown config section(s) {sorted(unknown)} in {path}; known: {sorted(SECTIONS)}"
         )
+    return run_config(raw, random_init, where=f"config {path}")
+
+
+def run_config(raw: dict[str, Any], random_init: bool = False, where: str = "config") -> RunConfig:
+    """A :class:`RunConfig` from a raw config dict (sections model, data, method, train)."""
     if "model" not in raw:
-        raise UclipError(f"config {path} has no 'model' section")
+        raise UclipError(f"{where} has no 'model' section")
     return RunConfig(
         model=model_config(raw["model"], random_init),
         data=dict(raw.get("data", {})),

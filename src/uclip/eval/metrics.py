@@ -123,11 +123,17 @@ def _ranks(
         best = positives.amax(dim=1, keepdim=True)
         if ties == "optimistic":
             # No correct candidate scores above the best correct one.
-            ranks[rows] = (scores > best).sum(dim=1)
+            ranks[rows] = _count_true(scores > best)
         else:
             ties_with_best = (positives >= best).sum(dim=1)  # correct ones, incl. itself
-            ranks[rows] = (scores >= best).sum(dim=1) - ties_with_best
+            ranks[rows] = _count_true(scores >= best) - ties_with_best
     return ranks
+
+
+def _count_true(mask: Tensor) -> Tensor:
+    """Per-row count of a (Q, N) bool mask; summing its bytes as int32 is ~2x faster on CPU than
+    ``mask.sum(1)`` (int64) and exact for N < 2**31."""
+    return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
 
 
 def _captions_of_images(caption_to_image: Tensor, num_images: int) -> tuple[Tensor, Tensor]:
