@@ -300,6 +300,9 @@ def test_bitext_matches_brute_force(text_tower):
     en2x = sum(brute_rank(sim.T[i].tolist(), {i}) == 0 for i in range(20)) / 20
     assert result.metrics == pytest.approx({"x2en_acc": 100 * x2en, "en2x_acc": 100 * en2x})
     assert result.sizes == {"pairs": 20} and result.lang == "jpn_Jpan"
+    other = BitextEvaluator(load_flores("ces_Latn", "eng_Latn", DATA), limit=20)
+    table, _ = report_tables([result, other.run(EncoderEvalModel(text_tower))])
+    assert [row["lang"] for row in table.rows] == ["ces_Latn", "jpn_Jpan", "mean"]  # one table
     with pytest.raises(UclipError, match="non-English source"):
         BitextEvaluator(load_flores("eng_Latn", "ces_Latn", DATA))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,12 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert loaded.metadata["training"] == {"note": "unit test"}
     assert loaded.spec()["weights"] == "real" and loaded.spec()["setting"] == "text-anchor"
     assert not list(tmp_path.glob(".m.*")), "temporary directory left behind"
+    # other users can read a saved model (mkdtemp and safetensors alone would give 0700 / 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~umask
+    for name in ("config.json", "heads.safetensors"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_zero_shot_classifier_averages_templates() -> None:

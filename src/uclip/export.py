@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from uclip.errors import UclipError
+from uclip.paths import default_permissions
 from uclip.serve.index import sha256_file
 
 EXPORT_FORMAT_VERSION = 1
@@ -203,6 +204,7 @@ def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = 
         for k, v in m.state_dict().items()
     }
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "uclip": "heads"})
+    default_permissions(out / "model.safetensors")
     config = {
         "model_type": "uclip-heads",
         "architectures": ["UCLIPHeads"],

@@ -1,5 +1,5 @@
 """Where data lives: ``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data`` (the quickstart also
-falls back to its bundled subset)."""
+falls back to its bundled subset); and the permissions of what we write."""
 
 from __future__ import annotations
 
@@ -37,3 +37,14 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
             f"data directory {path} does not exist: pass --data-dir DIR or set UCLIP_DATA"
         )
     return path
+
+
+def default_permissions(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (and, for a directory, everything below it) the permissions a plain
+    ``open``/``mkdir`` would under the current umask: ``mkdtemp`` makes 0700 directories and
+    safetensors writes 0600 files, which would hide saved models from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root = Path(path)
+    for item in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)

@@ -78,14 +78,15 @@ def cmd_bench_latency(ns: argparse.Namespace) -> int:
         warmup=ns.warmup,
         data_dir=ns.data_dir,
     )
+    command = "uclip " + " ".join(sys.argv[1:])
     paths = write_table(
         result.rows,
         ns.out,
         "latency",
         columns=LATENCY_COLUMNS,
-        meta=result.meta,
+        meta={**result.meta, "command": command},
         title="Latency: multilingual text → shared-space embedding (uCLIP Table 4 analogue)",
-        notes=result.notes,
+        notes=[*result.notes, f"command: `{command}`"],
     )
     print(paths["md"].read_text())
     print(f"wrote {paths['json']} (csv, md beside it)")

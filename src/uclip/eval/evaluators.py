@@ -412,7 +412,9 @@ class BitextEvaluator(Evaluator):
 
     @property
     def protocol(self) -> str:
-        return f"{self.dataset.src_lang}<->{self.dataset.tgt_lang} top-1"
+        # The language is the run's ``lang``; keeping it out of the protocol puts all languages
+        # of one target in one report table.
+        return f"X<->{self.dataset.tgt_lang} top-1"
 
     def _encode_target(self, model: EvalModel) -> Tensor:
         if self.dataset.tgt_lang in ENGLISH_CODES:

@@ -201,7 +201,14 @@ class UCLIPModel(nn.Module):
 
 
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``."""
+    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``.
+
+    ``src`` gets the permissions of a normally created directory first
+    (:func:`uclip.paths.default_permissions`).
+    """
+    from uclip.paths import default_permissions
+
+    default_permissions(src)
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old")
         if old.exists():

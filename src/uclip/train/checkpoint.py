@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from uclip.errors import UclipError
+from uclip.paths import default_permissions
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -58,6 +59,7 @@ def save_checkpoint(
     save_file(tensors, str(tmp / MODEL_FILE))
     torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
+    default_permissions(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
