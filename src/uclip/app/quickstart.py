@@ -169,6 +169,15 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
                 )
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
+    # The wall time depends on how fast this machine embeds: record it beside the time.
+    embedding = {
+        name: {
+            "sentences": w.rows,
+            "seconds": round(w.seconds, 1),
+            "per_s": round(w.rows_per_second),
+        }
+        for name, w in cache.work.items()
+    }
     summary = summarise(rows, args.langs)
     meta = {
         "protocol": (
@@ -185,6 +194,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()
         },
         "timings": timings,
+        "embedding_throughput": embedding,
         "summary": summary,
     }
     write_table(

@@ -79,6 +79,19 @@ class CacheStats:
     rows_computed: int = 0
 
 
+@dataclass
+class EncoderWork:
+    """Everything one :class:`EmbeddingCache` computed with one encoder so far (cache misses)."""
+
+    rows: int = 0
+    seconds: float = 0.0
+    """Wall seconds of the forward passes and shard writes of those rows."""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class _Plan:
     """A validated request: which encoder, which inputs, how they are cut and stored."""
@@ -108,6 +121,8 @@ class EmbeddingCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.last_stats = CacheStats()
+        # per encoder name, across calls: how fast this machine embedded (for timing reports)
+        self.work: dict[str, EncoderWork] = {}
 
     def dir_for(self, encoder: Any, dtype: str = "float32") -> Path:
         """The directory holding ``encoder``'s shards stored as ``dtype``."""
@@ -228,8 +243,12 @@ class EmbeddingCache:
                     stats.shards_reused += 1
                     bar.update(plan.n_batches(stop - start))
                 else:
+                    began = time.perf_counter()
                     emb = _compute_shard(plan, start, stop, bar)
                     _write_shard(path, emb, plan)
+                    work = self.work.setdefault(str(plan.encoder.name), EncoderWork())
+                    work.seconds += time.perf_counter() - began
+                    work.rows += stop - start
                     stats.shards_computed += 1
                     stats.rows_computed += stop - start
                 bar.set_postfix(cached=stats.shards_reused, computed=stats.shards_computed)
