@@ -70,16 +70,14 @@ def main() -> None:
         "uclip first": lambda r: retrieval_recall(image, text, c2i, KS, "first"),
         "dense top-k": lambda r: dense_recall(image, text, c2i),
     }
-    reference = methods["uclip all"](0)
-    dense = methods["dense top-k"](0)
-    agree = all(abs(reference[k] - dense[k]) < 1e-12 for k in reference)
     times = time_interleaved(methods, repeats=ns.repeats, warmup=1)
     rows: list[dict[str, Any]] = []
+    results: dict[str, dict[str, float]] = {}
     for name, fn in methods.items():
         gc.collect()
         base_anon, _ = AnonPeak.read()
         with AnonPeak() as peak:
-            result = fn(0)
+            result = results[name] = fn(0)
         rows.append(
             {
                 "method": name,
@@ -94,6 +92,8 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
+    reference, dense = results["uclip all"], results["dense top-k"]
+    agree = all(abs(reference[k] - dense[k]) < 1e-12 for k in reference)
     meta = {
         **device_description(),
         "data": f"random unit rows d=512, {ns.images} images x {ns.per_image} captions (seeded)",

@@ -64,6 +64,11 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _command_line() -> str:
+    """This invocation as a user would type it, recorded with the results it writes."""
+    return "uclip " + " ".join(sys.argv[1:])
+
+
 # bench latency ----------------------------------------------------------------------------------
 def cmd_bench_latency(ns: argparse.Namespace) -> int:
     from uclip.eval.latency import ALL_KEYS, run_latency
@@ -78,7 +83,7 @@ def cmd_bench_latency(ns: argparse.Namespace) -> int:
         warmup=ns.warmup,
         data_dir=ns.data_dir,
     )
-    command = "uclip " + " ".join(sys.argv[1:])
+    command = _command_line()
     paths = write_table(
         result.rows,
         ns.out,
@@ -204,7 +209,7 @@ def cmd_ablate(ns: argparse.Namespace) -> int:
         progress=not ns.no_progress,
     )
     result = run_ablation(args)
-    result["meta"]["command"] = "uclip " + " ".join(sys.argv[1:])
+    result["meta"]["command"] = _command_line()
     paths = write_ablation_tables(result, args.out)
     print(markdown_table(result["summary"], summary_columns(result["summary"])))
     print(f"wrote {paths['summary']} and {paths['per_language']} (json, csv beside)")

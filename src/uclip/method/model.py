@@ -23,6 +23,7 @@ from torch import nn
 
 from uclip.errors import UclipError
 from uclip.method.heads import ProjectionHead
+from uclip.paths import default_permissions
 
 CONFIG_NAME = "config.json"
 HEADS_NAME = "heads.safetensors"
@@ -206,8 +207,6 @@ def replace_dir(src: Path, dst: Path) -> None:
     ``src`` gets the permissions of a normally created directory first
     (:func:`uclip.paths.default_permissions`).
     """
-    from uclip.paths import default_permissions
-
     default_permissions(src)
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old")
