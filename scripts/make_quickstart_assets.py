@@ -29,7 +29,6 @@ FLORES = {
 N_IMAGES = 7100  # Multi30K training images: 2,400 query + 4,000 bank-V + 667 bank-M images
 N_XM3600 = 1000
 N_FLORES = 500
-N_TATOEBA = 400
 
 
 def gz_lines(path: Path, n: int | None) -> list[str]:
@@ -66,9 +65,14 @@ def main() -> None:
             dst / f"task1/raw/train.{lang}.gz",
             gz_lines(m30k / f"task1/raw/train.{lang}.gz", N_IMAGES),
         )
+    for lang in ("en", "de", "fr", "cs"):  # dev data: all of Multi30K val
+        write_gz(
+            dst / f"task1/raw/val.{lang}.gz", gz_lines(m30k / f"task1/raw/val.{lang}.gz", None)
+        )
+    # All of Tatoeba: split_tatoeba cuts it into dev pairs, bank text and English training text.
     for lang in ("cs", "fi", "hr", "hu", "ro"):
         name = f"text_bank/tatoeba_{lang}-en.tsv.gz"
-        write_gz(out / name, gz_lines(src / name, N_TATOEBA + 1))
+        write_gz(out / name, gz_lines(src / name, None))
     (out / "xm3600").mkdir(parents=True)
     (out / "flores200").mkdir(parents=True)
     for lang in LANGS:

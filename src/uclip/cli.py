@@ -9,10 +9,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from uclip.errors import UclipError
 
@@ -34,19 +36,32 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
         progress=not ns.no_progress,
         seed=ns.seed,
     )
-    if ns.langs:
-        args.langs = tuple(ns.langs.split(","))
+    if ns.langs is not None:  # an empty --langs is an error (checked), not the defaults
+        args.langs = tuple(lang.strip() for lang in ns.langs.split(","))
+    overrides: list[str] = []
     if ns.full:
-        args.n_train, args.n_bank_v, args.n_bank_m = 100_000, 5000, 8000
+        # the reference recipe as configured (no quickstart shrinking), full evaluation sets
+        overrides += [
+            "data.n_bank_v=4000",
+            "data.n_bank_m=4000",
+            "data.n_general=20000",
+            "data.dev_multi30k_per_lang=null",
+            "data.dev_tatoeba_per_lang=200",
+        ]
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
-        if not ns.langs:
+        if ns.langs is None:
             from uclip.eval.datasets import XM3600_LANGUAGES
 
             args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang != "en")
-    for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
+    for key in ("xm3600_pairs", "flores_pairs"):
         value = getattr(ns, key)
         if value is not None:
             setattr(args, key, value)
+    for key, target in QUICKSTART_SHORTCUTS.items():
+        value = getattr(ns, key)
+        if value is not None:
+            overrides.append(f"{target}={value}")
+    args.overrides = (*overrides, *(ns.set or ()))
     results = run_quickstart(args)
     print()
     print(markdown_table(results["summary"]))
@@ -56,6 +71,16 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
     for name, work in results["embedding_throughput"].items():
         print(f"  {name}: embedded {work['sentences']} sentences at {work['per_s']:.0f}/s")
     return 0
+
+
+# quickstart flags that are shortcuts for config overrides
+QUICKSTART_SHORTCUTS = {
+    "n_train": "data.n_train",
+    "n_bank_v": "data.n_bank_v",
+    "n_bank_m": "data.n_bank_m",
+    "n_general": "data.n_general",
+    "max_steps": "train.max_steps",
+}
 
 
 def add_quickstart(sub: Any) -> None:
@@ -73,10 +98,17 @@ def add_quickstart(sub: Any) -> None:
     p.add_argument(
         "--full",
         action="store_true",
-        help="all 35 non-English XM3600 languages, full eval sets, 100k captions",
+        help="the reference recipe unshrunk (banks 4k, 20k general sentences, full dev sets), "
+        "all 35 non-English XM3600 languages and full eval sets",
     )
-    for key in ("n_train", "n_bank_v", "n_bank_m", "xm3600_pairs", "flores_pairs", "epochs"):
+    for key in ("xm3600_pairs", "flores_pairs", *QUICKSTART_SHORTCUTS):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override the config (configs/uclip-text-anchor.json), e.g. --set train.lr=3e-4",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quickstart)
@@ -112,11 +144,16 @@ def cmd_train(ns: argparse.Namespace) -> int:
         resume=ns.resume,
         random_init=ns.random_init,
         cache_dir=ns.cache_dir,
+        overrides=ns.set or (),
     )
     _print_json(
         {
             "model_dir": str(Path(ns.out) / "model"),
+            "ridge_baseline_dir": str(Path(ns.out) / "ridge"),
             "steps": result.steps,
+            "best_dev_step": result.best_step,
+            "best_dev_score": result.best_score,
+            "stopped_early": result.stopped_early,
             "final_loss": result.final_loss,
             "resumed_from_step": result.resumed_from,
             "weights": model.spec()["weights"],
@@ -128,6 +165,12 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train uCLIP heads from a config (configs/*.json)")
     p.add_argument("config")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set train.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")
@@ -186,8 +229,29 @@ COMMANDS: list[Callable[[Any], None]] = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (its default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2, f"uclip: error: {one_line(f'{self.prog}: {message}')} (see {self.prog} --help)\n"
+        )
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: runs of whitespace become one space (a parser's multi-line
+    reason), other control and line-separator characters (echoed user input) are escaped."""
+    text = re.sub(r"[ \t\r\n]+", " ", message).strip()
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in {"Cc", "Zl", "Zp"}
+        else c
+        for c in text
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uclip", description=__doc__.splitlines()[0])
+    parser = Parser(prog="uclip", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
@@ -207,7 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(ns.func(ns) or 0)
     except UclipError as exc:
-        print(f"uclip: error: {exc}", file=sys.stderr)
+        print(f"uclip: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # What the checks before the work did not foresee (a disk that fills up, a file that
+        # vanishes): the system's reason and the path are what the user needs, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"uclip: error: {one_line(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("uclip: interrupted (rerun the same command to resume)", file=sys.stderr)

@@ -65,7 +65,10 @@ def _prepare(out_dir: str | os.PathLike[str], overwrite: bool, names: tuple[str,
         raise UclipError(f"export target {out} exists and is not a directory")
     clash = [n for n in names if (out / n).exists()]
     if clash and not overwrite:
-        raise UclipError(f"{out / clash[0]} already exists; pass overwrite=True or another folder")
+        raise UclipError(
+            f"{out / clash[0]} already exists: pass --overwrite (overwrite=True in Python) "
+            "or another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return out
 

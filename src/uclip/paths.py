@@ -1,14 +1,19 @@
 """Where data lives: ``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data`` (the quickstart also
-falls back to its bundled subset); and the permissions of what we write."""
+falls back to its bundled subset); checks that a folder to read or write is usable, done before
+any expensive work; and the permissions and checksums of what we write."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 from uclip.errors import UclipError
 
 ASSETS_DIR = Path(__file__).parent / "assets"
+CONFIGS_DIR = Path(__file__).parent / "configs"
 """Small data shipped in the package (quickstart subset, test fixtures); see its SOURCES.md."""
 
 
@@ -32,11 +37,45 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
             "no data directory: pass --data-dir DIR or set UCLIP_DATA "
             "(the full data lives in ../shared/data)"
         )
-    if not path.is_dir():
-        raise UclipError(
-            f"data directory {path} does not exist: pass --data-dir DIR or set UCLIP_DATA"
-        )
+    return existing_dir(path, "data directory", "pass --data-dir DIR or set UCLIP_DATA")
+
+
+def existing_dir(path: Path, what: str, fix: str) -> Path:
+    """``path`` if it is a directory; otherwise a one-line :class:`UclipError` saying what it is
+    instead (missing, a file, an unusable name) followed by ``fix``."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise UclipError(f"{what} {path} does not exist: {fix}") from None
+    except OSError as exc:  # e.g. a name too long, no permission on a parent
+        raise UclipError(f"{what} {path} cannot be used ({exc.strerror}): {fix}") from None
+    if not stat.S_ISDIR(mode):
+        raise UclipError(f"{what} {path} is not a directory: {fix}")
     return path
+
+
+def writable_dir(path: str | os.PathLike[str], flag: str) -> Path:
+    """Create directory ``path`` if needed and prove it writable with a temporary file, so a run
+    fails at once rather than when it saves its results; ``flag`` names the option."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".uclip-write-check-"):
+            pass
+    except FileExistsError:
+        raise UclipError(
+            f"{flag} {out} is a file, not a directory: choose another {flag}"
+        ) from None
+    except NotADirectoryError:
+        raise UclipError(
+            f"{flag} {out} cannot be created: part of its path is a file; choose another {flag}"
+        ) from None
+    except OSError as exc:
+        raise UclipError(
+            f"{flag} {out} is not writable ({exc.strerror}): choose another {flag} "
+            "or fix its permissions"
+        ) from None
+    return out
 
 
 def default_permissions(path: str | os.PathLike[str]) -> None:
@@ -48,3 +87,12 @@ def default_permissions(path: str | os.PathLike[str]) -> None:
     root = Path(path)
     for item in [root, *root.rglob("*")] if root.is_dir() else [root]:
         item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read now (no memo: it is used to verify files on read)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

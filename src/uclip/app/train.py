@@ -12,24 +12,61 @@ Config sections (JSON or YAML, see ``configs/``):
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
+from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics, embed_dev_tasks
 from uclip.features.banks import MemoryBank, list_images, read_text_files
 from uclip.features.cache import EmbeddingCache
-from uclip.features.corpora import split_training_corpora
-from uclip.method.model import UCLIPConfig, UCLIPHeads, UCLIPModel
+from uclip.features.corpora import dev_sets, split_training_corpora
+from uclip.method.model import MODEL_ALLOWED, UCLIPConfig, UCLIPHeads, UCLIPModel
 from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
-from uclip.paths import resolve_data_dir
+from uclip.method.ridge import init_heads_from_ridge, ridge_config
+from uclip.paths import resolve_data_dir, writable_dir
 from uclip.train.args import TrainArgs, load_config_file
 from uclip.train.trainer import Trainer, TrainResult
+from uclip.validation import at_least, between, check_mapping
 
 SECTIONS = {"model", "data", "method", "train", "description"}
+
+
+@dataclass
+class DataSection:
+    """The keys a ``data`` section may hold (see the module docstring); only used to check a
+    config's types and ranges when it loads, before any encoding."""
+
+    corpus: Literal["multi30k"] | None = None
+    n_train: int = 12000
+    n_bank_v: int = 4000
+    n_bank_m: int = 4000
+    n_general: int = 0
+    seed: int = 0
+    dev: bool = True
+    dev_multi30k_per_lang: int | None = None  # None: all 1,014 Multi30K val captions
+    dev_tatoeba_per_lang: int = 200
+    train_captions: list[str] | None = None
+    image_bank: str | None = None
+    text_bank: list[str] | None = None
+    general_text: list[str] | None = None
+
+
+DATA_ALLOWED = {
+    "n_train": at_least(1),
+    "n_bank_v": at_least(1),
+    "n_bank_m": at_least(1),
+    "n_general": at_least(0),
+    "dev_multi30k_per_lang": at_least(1),
+    "dev_tatoeba_per_lang": at_least(1),
+    "seed": between(0, 2**32 - 1),
+}
 
 
 @dataclass
@@ -43,6 +80,10 @@ class RunConfig:
 
 def model_config(section: dict[str, Any], random_init: bool = False) -> UCLIPConfig:
     """A :class:`UCLIPConfig` from a config's ``model`` section; dims come from the registry."""
+    # Types and ranges first: the registry look-ups below need strings.
+    section = check_mapping(
+        section, UCLIPConfig, "model", MODEL_ALLOWED, exclude=("anchor_dim", "multilingual_dim")
+    )
     for key in ("anchor_encoder", "multilingual_encoder"):
         if key not in section:
             raise UclipError(
@@ -62,18 +103,42 @@ def model_config(section: dict[str, Any], random_init: bool = False) -> UCLIPCon
         anchor_dim=anchor.dim,
         multilingual_dim=multilingual.dim,
         image_encoder=image,
-        embed_dim=int(section.get("embed_dim", 512)),
-        random_init=random_init or bool(section.get("random_init", False)),
+        embed_dim=section.get("embed_dim", 512),
+        head=str(section.get("head", "mlp")),
+        hidden_dim=section.get("hidden_dim"),
+        random_init=random_init or section.get("random_init", False),
         encoder_paths=dict(section.get("encoder_paths", {})),
     )
 
 
+def parse_override(spec: str) -> dict[str, Any]:
+    """``section.key=value`` (value parsed as JSON, else kept as text) as a nested dict."""
+    key, sep, text = spec.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise UclipError(f"override {spec!r} must look like section.key=value, e.g. train.lr=1e-4")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return {parts[0]: {parts[1]: value}}
+
+
+def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with ``section.key=value`` overrides applied in order (``raw`` is not changed)."""
+    out = copy.deepcopy(raw)
+    for spec in specs:
+        for section, values in parse_override(spec).items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
 def load_run_config(path: str | Path, random_init: bool = False) -> RunConfig:
     raw = load_config_file(path)
-    unknown = set(raw) - SECTIONS
+    unknown = sorted(str(k) for k in set(raw) - SECTIONS)  # YAML keys need not be strings
     if unknown:
         raise UclipError(
-            f"unknown config section(s) {sorted(unknown)} in {path}; known: {sorted(SECTIONS)}"
+            f"unknown config section(s) {unknown} in {path}; known: {sorted(SECTIONS)}"
         )
     return run_config(raw, random_init, where=f"config {path}")
 
@@ -84,7 +149,7 @@ def run_config(raw: dict[str, Any], random_init: bool = False, where: str = "con
         raise UclipError(f"{where} has no 'model' section")
     return RunConfig(
         model=model_config(raw["model"], random_init),
-        data=dict(raw.get("data", {})),
+        data=check_mapping(raw.get("data", {}), DataSection, "data", DATA_ALLOWED),
         method=UCLIPHyperParams.from_dict(raw.get("method", {})),
         train=TrainArgs.from_dict(raw.get("train", {})),
         raw=raw,
@@ -109,7 +174,7 @@ def _frozen_count(name: str) -> int | None:
 
 def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str, Any]:
     """Trainable (heads) and frozen (encoders, random-init architecture) parameter counts."""
-    heads = UCLIPHeads(config.anchor_dim, config.multilingual_dim, config.embed_dim)
+    heads = UCLIPHeads.from_config(config)
     info: dict[str, Any] = {
         "trainable_parameters": heads.trainable_parameters,
         "f_C_parameters": sum(p.numel() for p in heads.f_c.parameters()),
@@ -167,8 +232,10 @@ def prepare_training_data(
             int(data.get("n_bank_v", 4000)),
             int(data.get("n_bank_m", 4000)),
             seed=int(data.get("seed", 0)),
+            n_general=int(data.get("n_general", 0)),
         )
         captions, bank_m_texts = corpora.train_captions, corpora.bank_m_texts
+        general = corpora.general_english
         image_bank: Any = cache.embed(
             anchor, corpora.bank_v_captions, progress=progress, desc="bank V"
         )
@@ -186,8 +253,10 @@ def prepare_training_data(
             )
         else:
             raise UclipError(f"image_bank {bank_source} is neither an image folder nor a .npy file")
+        general = read_text_files([_resolve(data_dir, p) for p in data.get("general_text", [])])
         sources = {
             "train": data["train_captions"],
+            "general": data.get("general_text"),
             "bank_v": str(bank_source),
             "bank_m": data.get("text_bank"),
         }
@@ -195,15 +264,75 @@ def prepare_training_data(
         raise UclipError("config section 'data' needs 'corpus': 'multi30k' or 'train_captions'")
     if not bank_m_texts:
         raise UclipError("text bank M is empty: list text files under data.text_bank")
+    # Captions and general English text are embedded as two lists, so each keeps its cache
+    # shards when the other changes size.
     e_c = cache.embed(anchor, captions, progress=progress, desc="captions · anchor")
     e_m = cache.embed(multilingual, captions, progress=progress, desc="captions · multilingual")
+    if general:
+        e_c = torch.cat(
+            [e_c, cache.embed(anchor, general, progress=progress, desc="general · anchor")]
+        )
+        e_m = torch.cat(
+            [
+                e_m,
+                cache.embed(
+                    multilingual, general, progress=progress, desc="general · multilingual"
+                ),
+            ]
+        )
     text_bank = cache.embed(multilingual, bank_m_texts, progress=progress, desc="bank M")
     sources["sizes"] = {
         "train": len(captions),
+        "general": len(general),
         "bank_v": len(image_bank),
         "bank_m": len(bank_m_texts),
     }
     return e_c, e_m, image_bank, text_bank, sources
+
+
+# Ridge strengths tried on dev for the closed-form baseline (and a ridge initialisation).
+RIDGE_LAMBDAS = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def heads_dev_metrics(heads: UCLIPHeads, tasks: list[DevTask]) -> dict[str, float]:
+    """Dev metrics of heads in eval mode (BatchNorm running statistics)."""
+    was_training = heads.training
+    heads.eval()
+    try:
+        return dev_metrics(tasks, heads.f_m, heads.f_c)
+    finally:
+        heads.train(was_training)
+
+
+def fit_ridge_baseline(
+    config: UCLIPConfig,
+    e_c: torch.Tensor,
+    e_m: torch.Tensor,
+    tasks: list[DevTask] | None,
+    lambdas: tuple[float, ...] = RIDGE_LAMBDAS,
+) -> tuple[UCLIPModel, dict[str, Any]]:
+    """The closed-form baseline on the heads' own English text, lambda chosen on dev.
+
+    Without dev data the middle lambda (1.0) is used and the record says so.
+    """
+    scores: dict[str, float] = {}
+    best: tuple[float, float, UCLIPHeads] | None = None
+    for lam in lambdas if tasks else (1.0,):
+        heads = UCLIPHeads.from_config(ridge_config(config))
+        init_heads_from_ridge(heads, e_c, e_m, lam)
+        score = heads_dev_metrics(heads, tasks)["score"] if tasks else float("nan")
+        scores[str(lam)] = score
+        if best is None or score > best[0]:
+            best = (score, lam, heads)
+    assert best is not None
+    model = UCLIPModel(ridge_config(config), heads=best[2].eval())
+    record = {
+        "lambda": best[1],
+        "lambda_chosen_on": "dev" if tasks else "default (no dev data)",
+        "dev_score_by_lambda": scores,
+        "dev": heads_dev_metrics(best[2], tasks) if tasks else None,
+    }
+    return model, record
 
 
 def train_run(
@@ -215,6 +344,10 @@ def train_run(
     encoders: dict[str, Any] | None = None,
 ) -> tuple[UCLIPModel, TrainResult]:
     """Embed (cached), retrieve once (Eq. 1–2), train the heads (Eq. 3–7), save ``out/model``.
+
+    With Multi30K data the dev sets are embedded too: the ridge baseline is fit (lambda on dev)
+    and saved as ``out/ridge``, and with ``train.eval_every`` the heads are scored on dev during
+    training (``out/train/dev.jsonl``), early-stopped, and saved with their best dev weights.
     Resumes from ``out/train`` checkpoints when ``resume`` is set."""
     from uclip.train.distributed import barrier, init_distributed
 
@@ -226,27 +359,66 @@ def train_run(
     e_c, e_m, image_bank, text_bank, sources = prepare_training_data(
         run, data_dir, cache, run.train.progress and env.is_main, encoders
     )
+    tasks: list[DevTask] | None = None
+    if run.data.get("corpus") == "multi30k" and run.data.get("dev", True):
+        sets = dev_sets(
+            data_dir,
+            tatoeba_per_lang=int(run.data.get("dev_tatoeba_per_lang", 200)),
+            multi30k_per_lang=run.data.get("dev_multi30k_per_lang"),
+        )
+        tasks = embed_dev_tasks(
+            sets,
+            cache,
+            encoders[run.model.anchor_encoder],
+            encoders[run.model.multilingual_encoder],
+            progress=run.train.progress and env.is_main,
+        )
     if env.is_main:
         barrier()
+    ceiling = dev_ceiling(tasks) if tasks else None
+    ridge_model, ridge_record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
     torch.manual_seed(run.train.seed)  # head initialisation
-    heads = UCLIPHeads(run.model.anchor_dim, run.model.multilingual_dim, run.model.embed_dim)
+    heads = UCLIPHeads.from_config(run.model)
+    if run.method.init == "ridge":
+        lam = run.method.ridge_lambda
+        init_heads_from_ridge(heads, e_c, e_m, ridge_record["lambda"] if lam is None else lam)
     objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method, gather=env.gather)
-    result = Trainer(objective, run.train, out / "train").train(resume=resume)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        assert tasks is not None
+        return heads_dev_metrics(model, tasks)  # type: ignore[arg-type]
+
+    result = Trainer(
+        objective, run.train, out / "train", evaluator=evaluate if tasks else None
+    ).train(resume=resume)
     model = UCLIPModel(run.model, heads=heads)
     model.use_encoders(encoders)
     if env.is_main:
-        model.save(
-            out / "model",
-            training={
-                "config": run.raw,
-                "data_dir": str(data_dir),
-                "sources": sources,
-                "steps": result.steps,
-                "final_loss": result.final_loss,
-                "world_size": env.world_size,
-            },
-        )
+        dev = {
+            "ceiling": ceiling,
+            "ridge": ridge_record["dev"],
+            "heads": heads_dev_metrics(heads, tasks) if tasks else None,
+            "best_step": result.best_step,
+            "stopped_early": result.stopped_early,
+        }
+        training = {
+            "config": run.raw,
+            "data_dir": str(data_dir),
+            "sources": sources,
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "world_size": env.world_size,
+            "dev": dev,
+        }
+        model.metadata["training"] = training
+        model.save(out / "model")
+        ridge_model.metadata["training"] = {
+            **training,
+            "method": "ridge baseline",
+            "ridge": ridge_record,
+        }
+        ridge_model.save(out / "ridge")
     return model, result
 
 
@@ -258,9 +430,23 @@ def run_training(
     resume: bool = False,
     random_init: bool = False,
     cache_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[UCLIPModel, TrainResult]:
-    """``uclip train``: load a config file and :func:`train_run` it."""
+    """``uclip train``: load a config file (plus ``section.key=value`` overrides), :func:`train_run`
+    it, and draw the dev curve (``out/train/dev_curve.{json,png}``) when there is one."""
     run = load_run_config(config_path, random_init)
-    out = Path(out)
-    cache = EmbeddingCache(cache_dir or out / "cache")
-    return train_run(run, resolve_data_dir(data_dir), out, cache, resume)
+    if overrides:
+        raw = apply_overrides(run.raw, overrides)
+        raw.pop("description", None)
+        run = run_config(raw, random_init, where=f"config {config_path} with overrides")
+    # Cheap checks before any encoder is built: a bad path must not cost an encoding pass.
+    data_root = resolve_data_dir(data_dir)
+    out = writable_dir(out, "--out")
+    cache = EmbeddingCache(writable_dir(cache_dir, "--cache-dir") if cache_dir else out / "cache")
+    model, result = train_run(run, data_root, out, cache, resume)
+    dev = model.metadata.get("training", {}).get("dev")
+    if dev:
+        from uclip.app.dev_curve import write_dev_curve
+
+        write_dev_curve(out / "train", dev, f"uclip train {Path(config_path).name}: dev score")
+    return model, result

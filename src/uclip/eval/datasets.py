@@ -634,6 +634,24 @@ def available_xm3600_languages(data_dir: PathLike | None = None) -> list[str]:
     return sorted(p.stem.removeprefix("captions_") for p in folder.glob("captions_*.json"))
 
 
+def resolve_xm3600_language(lang: str, data_dir: PathLike | None = None) -> str:
+    """The XM3600 code of ``lang`` (an XM3600 or FLORES code) if its captions are under
+    ``data_dir``; otherwise a one-line :class:`UclipError` listing the available ones. Never
+    builds a path from ``lang`` (a long or odd value is just unknown)."""
+    root = resolve_data_dir(data_dir)
+    available = available_xm3600_languages(root)
+    code = _short_code(lang)
+    if code in available:
+        return code
+    if not available:
+        raise UclipError(
+            f"no XM3600 captions under {root / 'xm3600'}: pass --data-dir DIR with the "
+            "uclip data (see MANIFEST.md)"
+        )
+    shown = lang if len(lang) <= 40 else lang[:37] + "..."
+    raise _unknown_language("XM3600", shown, available, f" (files under {root / 'xm3600'})")
+
+
 def load_xm3600(
     lang: str,
     data_dir: PathLike | None = None,

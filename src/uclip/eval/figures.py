@@ -375,7 +375,7 @@ def text_anchor_systems(
     cfg = model.config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        untrained = UCLIPHeads(cfg.anchor_dim, cfg.multilingual_dim, cfg.embed_dim).eval()
+        untrained = UCLIPHeads.from_config(cfg).eval()
 
     def heads(h: Any) -> System:
         label = "uCLIP heads, trained" if h is model.heads else "uCLIP heads, untrained"

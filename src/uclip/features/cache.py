@@ -25,11 +25,13 @@ Content of an input:
   file once more, which is cheap next to decoding and encoding it; as a bonus the same images
   under another folder reuse the cache.
 
-Every shard carries its own checksum (sha256 of the tensor bytes) in the safetensors metadata;
-it is verified on every read, and a shard that is truncated, bit-flipped or unreadable is
-deleted with a logged warning and recomputed. Shards are written to a temporary file in the
-same directory and moved into place with :func:`os.replace`, so a kill leaves either the whole
-shard or none of it; temporary files left by a killed process are removed on the next run.
+Every shard carries its own checksum (sha256 of the tensor bytes), the digest of its inputs
+(its own file name) and the encoder's name and weights id in the safetensors metadata; all are
+verified on every read, and a shard that is truncated, bit-flipped, unreadable, or a valid shard
+of other inputs or another encoder (copied or renamed over this one) is deleted with a logged
+warning and recomputed. Shards are written to a temporary file in the same directory and moved
+into place with :func:`os.replace`, so a kill leaves either the whole shard or none of it;
+temporary files left by a killed process are removed on the next run.
 """
 
 from __future__ import annotations
@@ -402,6 +404,7 @@ def _write_shard(path: Path, emb: torch.Tensor, plan: _Plan) -> None:
         "dtype": plan.dtype,
         "encoder": str(plan.encoder.name),
         "weights_id": str(plan.encoder.weights_id),
+        "inputs_sha256": path.stem,
         "sha256": hashlib.sha256(emb.numpy()).hexdigest(),
     }
     _write_atomic(path, safetensors.torch.save({_TENSOR_KEY: emb}, metadata=metadata))
@@ -411,7 +414,7 @@ def _read_shard(path: Path, plan: _Plan, count: int, stats: CacheStats) -> torch
     """The verified shard at ``path``, or ``None`` (after deleting it) if it fails verification."""
     try:
         data = path.read_bytes()
-        problem, emb = _verify_shard(data, plan, count)
+        problem, emb = _verify_shard(data, plan, count, path.stem)
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         problem, emb = f"unreadable: {exc}", None
     if problem is None:
@@ -422,11 +425,18 @@ def _read_shard(path: Path, plan: _Plan, count: int, stats: CacheStats) -> torch
     return None
 
 
-def _verify_shard(data: bytes, plan: _Plan, count: int) -> tuple[str | None, torch.Tensor | None]:
+def _verify_shard(
+    data: bytes, plan: _Plan, count: int, inputs_sha256: str
+) -> tuple[str | None, torch.Tensor | None]:
     header_len = int.from_bytes(data[:8], "little")
     meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
     emb = safetensors.torch.load(data)[_TENSOR_KEY]
+    if "inputs_sha256" not in meta:
+        return "written by an older uclip without the digest of its inputs", None
+    # The digest ties the file to the inputs it embeds: a valid shard of other inputs copied or
+    # renamed over this one passes its own checksum but not this.
     expected = {
+        "inputs_sha256": inputs_sha256,
         "format_version": FORMAT_VERSION,
         "count": str(count),
         "dim": str(plan.encoder.dim),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import random
 from dataclasses import dataclass, field
@@ -51,8 +52,8 @@ def multi30k_foreign(data_dir: Path, lang: str, split: str = "train") -> list[st
     return read_lines(data_dir / M30K / "task1" / "raw" / f"{split}.{lang}.gz")
 
 
-def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
-    """The non-English side of the Tatoeba pairs in ``text_bank/`` (bank text, not evaluation)."""
+def tatoeba_pairs(data_dir: Path, lang: str) -> list[tuple[str, str]]:
+    """The ``(foreign, english)`` Tatoeba pairs of ``lang`` in ``text_bank/``, file order."""
     path = data_dir / "text_bank" / f"tatoeba_{lang}-en.tsv.gz"
     if not path.is_file():
         raise UclipError(f"missing {path}: Tatoeba bank text exists for {', '.join(TATOEBA_LANGS)}")
@@ -60,7 +61,114 @@ def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
         reader = csv.DictReader(
             io.TextIOWrapper(fh, encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE
         )
-        return [row["text"].strip() for row in reader if row["text"].strip()]
+        pairs = [(row["text"].strip(), row["eng"].strip()) for row in reader]
+    return [(f, e) for f, e in pairs if f and e]
+
+
+# Shares of the distinct English Tatoeba sentences (in %): dev pairs, bank-M rows, English training
+# text. Fixed, not seeded, so the dev set never changes between runs.
+TATOEBA_ROLES = (("dev", 8), ("bank", 42), ("train", 50))
+
+
+def tatoeba_role(english: str) -> str:
+    """Which disjoint part a Tatoeba pair belongs to, decided by its English sentence alone.
+
+    Keying on the English side keeps every translation of one English sentence in one part, so
+    a dev pair's English never appears as training text and no training sentence has its
+    translation in bank M.
+    """
+    key = " ".join(english.lower().split()).encode("utf-8")
+    bucket = int.from_bytes(hashlib.sha256(key).digest()[:4], "big") % 100
+    for role, share in TATOEBA_ROLES:
+        if bucket < share:
+            return role
+        bucket -= share
+    raise AssertionError("TATOEBA_ROLES shares must add up to 100")
+
+
+@dataclass
+class TatoebaSplit:
+    """Tatoeba cut into three disjoint parts (see :func:`tatoeba_role`)."""
+
+    dev: dict[str, list[tuple[str, str]]]  # lang -> (foreign, english) pairs
+    bank: dict[str, list[str]]  # lang -> foreign sentences for bank M
+    english: list[str]  # distinct English sentences, training text only
+
+
+def split_tatoeba(data_dir: Path) -> TatoebaSplit:
+    """Split every Tatoeba language into dev pairs, bank-M sentences and English training text.
+
+    A foreign sentence that also occurs in a dev or training pair (under another English
+    wording) is kept out of the bank, so the three parts share no sentence in either language.
+    """
+    pairs = {lang: tatoeba_pairs(data_dir, lang) for lang in TATOEBA_LANGS}
+    roles = {lang: [tatoeba_role(e) for _, e in rows] for lang, rows in pairs.items()}
+    not_bank = {
+        f
+        for lang, rows in pairs.items()
+        for (f, _), r in zip(rows, roles[lang], strict=True)
+        if r != "bank"
+    }
+    dev: dict[str, list[tuple[str, str]]] = {}
+    bank: dict[str, list[str]] = {}
+    english: dict[str, None] = {}
+    for lang, rows in pairs.items():
+        dev[lang] = [p for p, r in zip(rows, roles[lang], strict=True) if r == "dev"]
+        bank[lang] = list(
+            dict.fromkeys(f for (f, _), r in zip(rows, roles[lang], strict=True) if r == "bank")
+        )
+        bank[lang] = [f for f in bank[lang] if f not in not_bank]
+        english.update(
+            (e, None) for (_, e), r in zip(rows, roles[lang], strict=True) if r == "train"
+        )
+    # A seed-independent order, so growing n_general only appends sentences.
+    ordered = sorted(english, key=lambda e: hashlib.sha256(e.encode("utf-8")).digest())
+    return TatoebaSplit(dev=dev, bank=bank, english=ordered)
+
+
+def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
+    """The bank-M part of ``lang``'s Tatoeba sentences (never dev or training text)."""
+    return split_tatoeba(data_dir).bank[lang]
+
+
+@dataclass
+class DevSet:
+    """One dev retrieval task: ``foreign[i]`` translates ``english[i]``."""
+
+    name: str
+    lang: str
+    foreign: list[str]
+    english: list[str]
+
+
+DEV_MULTI30K_LANGS = ("de", "fr", "cs")
+
+
+def dev_sets(
+    data_dir: Path, tatoeba_per_lang: int = 200, multi30k_per_lang: int | None = None
+) -> list[DevSet]:
+    """The dev data: disjoint from every reported test set, from the banks and the training text.
+
+    - Multi30K val task 1, de/fr/cs -> en (1,014 captions; caption domain, images disjoint from
+      Multi30K train and from the Flickr30k 1k test);
+    - Tatoeba dev pairs cs/fi/hr/hu/ro -> en (general domain, the ``dev`` part of
+      :func:`split_tatoeba`), at most ``tatoeba_per_lang`` each.
+
+    ``multi30k_per_lang`` keeps the first captions only (a quicker, noisier dev score).
+    """
+    n = multi30k_per_lang
+    english = read_lines(data_dir / M30K / "task1" / "raw" / "val.en.gz")[:n]
+    sets = [
+        DevSet("multi30k-val", lang, multi30k_foreign(data_dir, lang, "val")[:n], english)
+        for lang in DEV_MULTI30K_LANGS
+    ]
+    for lang, pairs in split_tatoeba(data_dir).dev.items():
+        picked = pairs[:tatoeba_per_lang]
+        sets.append(DevSet("tatoeba-dev", lang, [f for f, _ in picked], [e for _, e in picked]))
+    for d in sets:
+        if len(d.foreign) != len(d.english):
+            raise UclipError(f"dev set {d.name} {d.lang}: {len(d.foreign)} vs {len(d.english)}")
+    return sets
 
 
 @dataclass
@@ -72,6 +180,7 @@ class TrainingCorpora:
     bank_m_texts: list[str]
     bank_m_langs: list[str]
     sources: dict[str, str] = field(default_factory=dict)
+    general_english: list[str] = field(default_factory=list)
 
 
 def split_training_corpora(
@@ -81,14 +190,19 @@ def split_training_corpora(
     n_bank_m: int,
     seed: int = 0,
     tatoeba_per_lang: int | None = None,
+    n_general: int = 0,
 ) -> TrainingCorpora:
     """Sample the quickstart/training text from Multi30K train (+ Tatoeba for bank M).
 
-    Images are shuffled with ``seed`` and cut into three disjoint groups: captions of group A are
-    the English training queries (all 5 per image), the first English caption of each group-B
-    image forms bank V
+    Images are shuffled with ``seed`` and cut into three disjoint groups: captions of group A (the
+    first images) are the English training queries (all 5 per image), the first English caption of
+    each group-B image (the last images) forms bank V
     (text-anchor stand-in for image embeddings), and de/fr/cs captions of group C plus Tatoeba
     sentences form bank M. Sizes are in sentences.
+
+    ``n_general`` English Tatoeba sentences of the ``train`` part (:func:`split_tatoeba`) are
+    added as general-domain training text: English only, none of them with a translation in
+    bank M or in the dev pairs.
     """
     if min(n_train, n_bank_v, n_bank_m) < 1:
         raise UclipError("n_train, n_bank_v and n_bank_m must all be >= 1")
@@ -108,8 +222,11 @@ def split_training_corpora(
             f"asked for {n_train}+{n_bank_v} English and {n_c} Multi30K bank sentences, more than "
             f"{len(order)} training images allow: lower the sizes"
         )
-    group_a, group_b = order[:n_a], order[n_a : n_a + n_b]
-    group_c = order[n_a + n_b : n_a + n_b + n_c_images]
+    # Banks come from the end of the order and queries from the start, so the banks do not
+    # change when n_train does (the training-size ablation compares like with like).
+    group_a = order[:n_a]
+    group_b = order[len(order) - n_b :]
+    group_c = order[len(order) - n_b - n_c_images : len(order) - n_b]
     train = [c for i in group_a for c in english[i]][:n_train]
     bank_v = [english[i][0] for i in group_b]
     bank_m: list[str] = []
@@ -121,8 +238,14 @@ def split_training_corpora(
     bank_m, langs = bank_m[:n_c], langs[:n_c]
     per_lang = tatoeba_per_lang or -(-n_tatoeba_total // len(TATOEBA_LANGS))
     rng = random.Random(seed + 1)
+    tatoeba = split_tatoeba(data_dir)
+    if n_general > len(tatoeba.english):
+        raise UclipError(
+            f"n_general={n_general} but Tatoeba has {len(tatoeba.english)} English training "
+            "sentences: lower it"
+        )
     for lang in TATOEBA_LANGS:
-        sentences = tatoeba_sentences(data_dir, lang)
+        sentences = tatoeba.bank[lang]
         picked = rng.sample(sentences, min(per_lang, len(sentences)))
         bank_m += picked
         langs += [lang] * len(picked)
@@ -136,7 +259,9 @@ def split_training_corpora(
             "bank_v": f"Multi30K task2 train, first English caption of {len(group_b)} other images",
             "bank_m": (
                 f"Multi30K task1 train de/fr/cs of {len(group_c)} further images + Tatoeba "
-                f"{'/'.join(TATOEBA_LANGS)} sentences"
+                f"{'/'.join(TATOEBA_LANGS)} sentences (bank part)"
             ),
+            "general": f"{n_general} English Tatoeba sentences (train part, English side only)",
         },
+        general_english=tatoeba.english[:n_general],
     )

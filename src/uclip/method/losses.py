@@ -54,18 +54,21 @@ def inter_alignment_loss(
 
 
 def intra_alignment_loss(
-    e_c_hat: Tensor, v_c_hat: Tensor, e_m_hat: Tensor, m_m_hat: Tensor
+    e_c_hat: Tensor, v_c_hat: Tensor, e_m_hat: Tensor, m_m_hat: Tensor, squared: bool = True
 ) -> Tensor:
     """L_intra (Eq. 7): the attractive term only, 1/(2B) sum_i (||e^C-v^C||^2 + ||e^M-m^M||^2).
 
     Note the argument order pairs each query embedding with its retrieved partner in the same
-    encoder space: (e^C, v^C) in CLIP space, (e^M, m^M) in multilingual space.
+    encoder space: (e^C, v^C) in CLIP space, (e^M, m^M) in multilingual space. ``squared=False``
+    uses the plain distances ||.||, as the authors' code does (the paper writes squares).
     """
     _check_pair("intra_alignment_loss", e_c_hat, v_c_hat)
     _check_pair("intra_alignment_loss", e_m_hat, m_m_hat)
     _check_same_batch(e_c_hat, e_m_hat)
     clip_gap = (e_c_hat - v_c_hat).pow(2).sum(dim=1)
     multilingual_gap = (e_m_hat - m_m_hat).pow(2).sum(dim=1)
+    if not squared:
+        clip_gap, multilingual_gap = clip_gap.sqrt(), multilingual_gap.sqrt()
     return (clip_gap + multilingual_gap).sum() / (2 * e_c_hat.shape[0])
 
 
@@ -80,6 +83,7 @@ def uclip_loss(
     use_text: bool = True,
     use_pseudo: bool = True,
     use_intra: bool = True,
+    intra_squared: bool = True,
 ) -> dict[str, Tensor]:
     """The full objective L = L_text + L_pseudo + lam * L_intra (Eq. 5–7).
 
@@ -103,7 +107,7 @@ def uclip_loss(
     with torch.set_grad_enabled(grad and use_pseudo):
         pseudo = pseudo_alignment_loss(v_c_hat, m_m_hat, tau)
     with torch.set_grad_enabled(grad and use_intra):
-        intra = intra_alignment_loss(e_c_hat, v_c_hat, e_m_hat, m_m_hat)
+        intra = intra_alignment_loss(e_c_hat, v_c_hat, e_m_hat, m_m_hat, intra_squared)
     enabled = [(use_text, text), (use_pseudo, pseudo), (use_intra, lam * intra)]
     loss = torch.stack([term for on, term in enabled if on]).sum()
     return {"loss": loss, "text": text, "pseudo": pseudo, "intra": intra}

@@ -8,6 +8,7 @@ and projected by f_M; both land in one 512-d space compared by cosine similarity
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -22,12 +23,27 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from uclip.errors import UclipError
-from uclip.method.heads import ProjectionHead
-from uclip.paths import default_permissions
+from uclip.method.heads import HEAD_KINDS, ProjectionHead
+from uclip.paths import default_permissions, file_sha256
+from uclip.validation import Allowed, at_least, between, check_fields, check_mapping, one_of
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 HEADS_NAME = "heads.safetensors"
+HEADS_SHA256 = "heads_sha256"
 FORMAT_VERSION = 1
+
+
+# Ranges beyond the field types (a field without an entry is type-checked only).
+MODEL_ALLOWED: dict[str, Allowed] = {
+    "anchor_dim": at_least(1),
+    "multilingual_dim": at_least(1),
+    # Upper bounds keep a typo (1e9) from allocating the heads until memory runs out.
+    "embed_dim": between(1, 16384),
+    "hidden_dim": between(1, 65536),
+    "head": one_of(*HEAD_KINDS),
+}
 
 
 @dataclass
@@ -47,23 +63,41 @@ class UCLIPConfig:
     embed_dim: int = 512
     random_init: bool = False
     encoder_paths: dict[str, str] = field(default_factory=dict)
+    head: str = "mlp"  # ProjectionHead kind: "mlp" (the paper's), "linear" or "residual"
+    hidden_dim: int | None = None  # MLP width; None is the paper's 2 x in_dim
+
+    def __post_init__(self) -> None:
+        check_fields(self, MODEL_ALLOWED, "model")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UCLIPConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise UclipError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**check_mapping(data, cls, "model"))
 
 
 class UCLIPHeads(nn.Module):
     """f_C (shared by CLIP text and image embeddings) and f_M (multilingual text embeddings)."""
 
-    def __init__(self, anchor_dim: int, multilingual_dim: int, embed_dim: int = 512) -> None:
+    def __init__(
+        self,
+        anchor_dim: int,
+        multilingual_dim: int,
+        embed_dim: int = 512,
+        kind: str = "mlp",
+        hidden_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        self.f_c = ProjectionHead(anchor_dim, embed_dim)
-        self.f_m = ProjectionHead(multilingual_dim, embed_dim)
+        self.f_c = ProjectionHead(anchor_dim, embed_dim, hidden_dim, kind)
+        self.f_m = ProjectionHead(multilingual_dim, embed_dim, hidden_dim, kind)
+
+    @classmethod
+    def from_config(cls, config: UCLIPConfig) -> UCLIPHeads:
+        return cls(
+            config.anchor_dim,
+            config.multilingual_dim,
+            config.embed_dim,
+            config.head,
+            config.hidden_dim,
+        )
 
     def forward(
         self, e_c: torch.Tensor, e_m: torch.Tensor, v_c: torch.Tensor, m_m: torch.Tensor
@@ -84,9 +118,7 @@ class UCLIPModel(nn.Module):
     def __init__(self, config: UCLIPConfig, heads: UCLIPHeads | None = None) -> None:
         super().__init__()
         self.config = config
-        self.heads = heads or UCLIPHeads(
-            config.anchor_dim, config.multilingual_dim, config.embed_dim
-        )
+        self.heads = heads or UCLIPHeads.from_config(config)
         self._encoders: dict[str, Any] = {}
         self.metadata: dict[str, Any] = {}
 
@@ -195,6 +227,8 @@ class UCLIPModel(nn.Module):
             "versions": library_versions(),
             **self.metadata,
             **metadata,
+            # Ties config.json to these exact weights: load() refuses a changed heads file.
+            HEADS_SHA256: file_sha256(tmp / HEADS_NAME),
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
         replace_dir(tmp, out)
@@ -251,17 +285,56 @@ def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPMod
             "pass the output directory of `uclip train` or `uclip quickstart`"
         )
     try:
-        payload = json.loads(config_file.read_text())
-        config = UCLIPConfig.from_dict({**payload["model"], **config_overrides})
+        payload = json.loads(config_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UclipError(
+            f"{config_file} is not UTF-8 text: it is not a uclip model config"
+        ) from None
+    except (json.JSONDecodeError, OSError) as exc:
+        raise UclipError(f"cannot read {config_file}: {exc}") from exc
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise UclipError(f"{config_file} has no 'model' section: it is not a uclip model config")
+    try:
+        config = UCLIPConfig.from_dict(
+            {**check_mapping(payload["model"], UCLIPConfig, "model"), **config_overrides}
+        )
+    except UclipError as exc:
+        raise UclipError(f"{config_file}: {exc}") from None
+    _verify_heads_file(heads_file, payload.get(HEADS_SHA256))
+    try:
         state = load_file(str(heads_file))
-    except (json.JSONDecodeError, KeyError, OSError) as exc:
-        raise UclipError(f"cannot read model in {path}: {exc}") from exc
-    except SafetensorError as exc:
+    except (SafetensorError, OSError) as exc:
         raise UclipError(f"corrupt heads file {heads_file}: {exc}") from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UclipError(
+            f"heads file {heads_file} holds NaN/inf weights ({bad[0]}): restore or retrain it"
+        )
     model = UCLIPModel(config)
     try:
         model.heads.load_state_dict(state)
     except RuntimeError as exc:
         raise UclipError(f"heads in {heads_file} do not match config.json dims: {exc}") from exc
-    model.metadata = {k: v for k, v in payload.items() if k not in {"model", "spec", "versions"}}
+    own = {"model", "spec", "versions", HEADS_SHA256}
+    model.metadata = {k: v for k, v in payload.items() if k not in own}
     return model.eval()
+
+
+def _verify_heads_file(heads_file: Path, recorded: Any) -> None:
+    if recorded is None:
+        log.warning(
+            "%s records no sha256 of %s (saved by an older uclip): its integrity is not checked; "
+            "save the model again to record it",
+            heads_file.parent / CONFIG_NAME,
+            heads_file.name,
+        )
+        return
+    try:
+        actual = file_sha256(heads_file)
+    except OSError as exc:
+        raise UclipError(f"cannot read heads file {heads_file}: {exc}") from exc
+    if actual != recorded:
+        raise UclipError(
+            f"heads file {heads_file} is corrupt or was replaced: it does not match the sha256 "
+            f"recorded in {CONFIG_NAME}; restore it or retrain the model"
+        )

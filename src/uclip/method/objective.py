@@ -9,10 +9,11 @@ Perturbation (Eq. 3–4), the heads and the losses (Eq. 5–7) run every step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uclip.errors import UclipError
@@ -20,6 +21,19 @@ from uclip.method.gather import FeatureGather, perturb_local_rows
 from uclip.method.losses import uclip_loss
 from uclip.method.model import UCLIPHeads
 from uclip.method.retrieval import soft_retrieve
+from uclip.validation import Allowed, above, at_least, check_fields, check_mapping, one_of
+
+# Ranges beyond the field types (a field without an entry is type-checked only).
+METHOD_ALLOWED: dict[str, Allowed] = {
+    "tau_retrieval": above(0),
+    "noise_variance": at_least(0),
+    "tau": above(0),
+    "lam": at_least(0),
+    "retrieval_chunk_size": at_least(1),
+    "retrieval_top_k": at_least(1),
+    "init": one_of("random", "ridge"),
+    "ridge_lambda": at_least(0),
+}
 
 
 @dataclass
@@ -36,14 +50,21 @@ class UCLIPHyperParams:
     use_intra: bool = True
     retrieval_chunk_size: int = 65536
     retrieval_top_k: int | None = None
+    # Beyond the paper (chosen on dev data): "ridge" starts linear/residual heads at the
+    # closed-form ridge map (uclip.method.ridge); ridge_lambda None picks lambda on dev.
+    init: str = "random"
+    ridge_lambda: float | None = None
+    # Where the paper text and the authors' code differ: the code L2-normalises the retrieved
+    # v^C, m^M before Eq. 3-4 and uses the unsquared distance in L_intra; the text does neither.
+    renormalize_retrieved: bool = False
+    intra_squared: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self, METHOD_ALLOWED, "method")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UCLIPHyperParams:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise UclipError(f"unknown key(s) {sorted(unknown)} in config section 'method'")
-        return cls(**data)
+        return cls(**check_mapping(data, cls, "method", METHOD_ALLOWED))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +95,8 @@ def retrieve_pseudo_pairs(
     with torch.no_grad():
         v_c = soft_retrieve(e_c, image_bank, hp.tau_retrieval, **kwargs)
         m_m = soft_retrieve(e_m, text_bank, hp.tau_retrieval, **kwargs)
+    if hp.renormalize_retrieved:
+        v_c, m_m = F.normalize(v_c, dim=-1), F.normalize(m_m, dim=-1)
     return v_c, m_m
 
 
@@ -139,4 +162,5 @@ class UCLIPObjective:
             use_text=self.hp.use_text,
             use_pseudo=self.hp.use_pseudo,
             use_intra=self.hp.use_intra,
+            intra_squared=self.hp.intra_squared,
         )

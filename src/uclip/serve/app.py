@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +177,11 @@ def create_app(
         k: int = Query(DEFAULT_K, ge=1, le=max_k, description="Number of results wanted."),
     ) -> SearchResponse:
         query = q.strip()
-        if not query:
+        if not has_visible_text(query):
             raise StarletteHTTPException(
-                422, f"invalid query parameter 'q': it is only whitespace; {hints['q']}"
+                422,
+                "invalid query parameter 'q': it has no visible characters (only whitespace or "
+                f"control characters); {hints['q']}",
             )
         try:
             with encode_lock:
@@ -240,7 +243,37 @@ def create_app(
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(HeadAsGet)
     return app
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a character that is neither a separator/space (Z*) nor a control,
+    format, surrogate, private-use or unassigned code point (C*): a query of NUL bytes or
+    zero-width spaces would otherwise be embedded and return arbitrary results."""
+    return any(unicodedata.category(c)[0] not in "CZ" for c in text)
+
+
+class HeadAsGet:
+    """ASGI middleware: answer HEAD like GET without the body (HTTP requires HEAD wherever GET
+    works; FastAPI routes declared with ``@app.get`` would answer 405)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
 def serve(
@@ -259,12 +292,32 @@ def serve(
     """
     import uvicorn
 
+    check_listen_address(host, port)
     if isinstance(model, str | os.PathLike):
         from uclip import load
 
         model = load(model)
     index = SearchIndex.load(index_path, model, images_root=images_root)
     uvicorn.run(create_app(index, model), host=host, port=port, log_level=log_level)
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Fail with one line before loading anything if ``host:port`` cannot be listened on (a port
+    out of range, in use, or privileged)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UclipError(
+            f"port {port!r} is out of range: pass --port from 0 (any free port) to 65535"
+        )
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise UclipError(
+            f"cannot listen on {host}:{port} ({reason}): pass another --host or --port"
+        ) from None
 
 
 class BackgroundServer:

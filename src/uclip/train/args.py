@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from uclip.errors import UclipError
+from uclip.validation import Allowed, above, at_least, between, check_fields, check_mapping, one_of
+
+# Ranges beyond the field types (a field without an entry is type-checked only).
+TRAIN_ALLOWED: dict[str, Allowed] = {
+    "lr": above(0),
+    "weight_decay": at_least(0),
+    "optimizer": one_of("adamw", "adam"),
+    "batch_size": at_least(1),
+    "epochs": at_least(1),
+    "max_steps": at_least(1),
+    "warmup_steps": at_least(0),
+    "schedule": one_of("linear", "cosine", "constant"),
+    "grad_accum": at_least(1),
+    "seed": between(0, 2**32 - 1),
+    "checkpoint_every": at_least(1),
+    "keep_checkpoints": at_least(1),
+    "log_every": at_least(1),
+    "eval_every": at_least(1),
+    "early_stopping_patience": at_least(1),
+}
 
 
 @dataclass
@@ -25,7 +47,7 @@ class TrainArgs:
     epochs: int = 5
     max_steps: int | None = None  # overrides epochs when set
     warmup_steps: int = 0
-    schedule: str = "linear"  # "linear" (decay to 0 after warm-up) | "constant"
+    schedule: str = "linear"  # "linear" | "cosine" (decay to 0 after warm-up) | "constant"
     grad_accum: int = 1
     seed: int = 0
     checkpoint_every: int = 500
@@ -39,55 +61,55 @@ class TrainArgs:
     # one process with the same global batch; false keeps per-rank statistics (no extra
     # communication, but a different model).
     sync_batchnorm: bool = True
+    # Dev evaluation (needs dev data): score every eval_every steps, stop after
+    # early_stopping_patience evaluations without a better score, end with the best weights.
+    eval_every: int | None = None
+    early_stopping_patience: int | None = None
 
     def __post_init__(self) -> None:
-        checks = {
-            "lr must be > 0": self.lr > 0,
-            "batch_size must be >= 1": self.batch_size >= 1,
-            "epochs must be >= 1": self.epochs >= 1,
-            "grad_accum must be >= 1": self.grad_accum >= 1,
-            "checkpoint_every must be >= 1": self.checkpoint_every >= 1,
-            "optimizer must be 'adamw' or 'adam'": self.optimizer in {"adamw", "adam"},
-            "schedule must be 'linear' or 'constant'": self.schedule in {"linear", "constant"},
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise UclipError(f"invalid training argument: {message}")
+        check_fields(self, TRAIN_ALLOWED, "train")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise UclipError(
+                f"train.device = {json.dumps(self.device)} is not allowed: expected a torch "
+                'device such as "cpu", "cuda" or "cuda:0"'
+            ) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainArgs:
-        return cls(**_known(cls, data, "train"))
+        return cls(**check_mapping(data, cls, "train", TRAIN_ALLOWED))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _known(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise UclipError(
-            f"unknown key(s) {sorted(unknown)} in config section '{section}'; "
-            f"known: {sorted(names)}"
-        )
-    return dict(data)
+    """``data`` checked against dataclass ``cls``: a mapping of known keys of the right types."""
+    return check_mapping(data, cls, section)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict (sections: model, data, method, train)."""
     p = Path(path)
-    if not p.is_file():
-        raise UclipError(f"config file {p} not found (see configs/ for examples)")
-    text = p.read_text()
-    try:
-        if p.suffix in {".yaml", ".yml"}:
-            import yaml
+    import yaml
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise UclipError(f"cannot parse config {p}: {exc}") from exc
+    try:
+        if not p.is_file():
+            raise UclipError(f"config file {p} not found (see configs/ for examples)")
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UclipError(
+            f"config {p} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:  # e.g. a name too long, a directory, no permission
+        raise UclipError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+    # RecursionError: absurdly nested input; yaml's errors are not ValueErrors.
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        message = " ".join(str(exc).split())
+        raise UclipError(f"cannot parse config {p}: {message}") from None
     if not isinstance(data, dict):
         raise UclipError(f"config {p} must be a mapping of sections, got {type(data).__name__}")
     return data

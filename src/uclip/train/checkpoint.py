@@ -2,15 +2,21 @@
 
 A checkpoint directory is written under a temporary name and renamed into place, and the pointer
 is replaced atomically, so a process killed at any moment leaves either the previous or the new
-checkpoint, never a half-written one.
+checkpoint, never a half-written one. ``state.json`` records the sha256 of the other two files,
+checked on load. Readers go by the ``step-*`` directories, not by the pointer (kept for people),
+so a deleted or damaged newest checkpoint falls back to the next older one that verifies.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
+import re
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +26,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from uclip.errors import UclipError
-from uclip.paths import default_permissions
+from uclip.paths import default_permissions, file_sha256
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 LATEST = "latest"
+_STEP_DIR = re.compile(r"step-(\d+)")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +59,11 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` under ``root/checkpoints`` and keep only the newest ``keep``."""
+    """Write checkpoint ``step`` under ``root/checkpoints`` and keep only the newest ``keep``
+    (at least this one).
+
+    Checkpoints of later steps are deleted: they are from before a resume that could not read
+    them, and keeping them would let retention delete this run's good ones in their place."""
     ckpt_root = root / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:07d}"
@@ -58,14 +71,20 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
     save_file(tensors, str(tmp / MODEL_FILE))
     torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
+    files = {name: file_sha256(tmp / name) for name in (MODEL_FILE, OPTIMIZER_FILE)}
+    state = {"step": step, **trainer_state, "files_sha256": files}
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
     default_permissions(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     write_text_atomic(ckpt_root / LATEST, final.name)
-    steps = sorted(p for p in ckpt_root.glob("step-*") if p.is_dir())
-    for old in steps[: max(0, len(steps) - keep)]:
+    for path in list_checkpoints(root):
+        if _step_of(path) > step:
+            log.warning("deleting %s: it is newer than the checkpoint just written", path)
+            shutil.rmtree(path, ignore_errors=True)
+    older = [p for p in list_checkpoints(root) if _step_of(p) < step]
+    for old in older[max(0, keep - 1) :]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in ckpt_root.glob(".tmp-step-*"):
         if stale != tmp:
@@ -73,21 +92,69 @@ def save_checkpoint(
     return final
 
 
+def _step_of(path: Path) -> int:
+    match = _STEP_DIR.fullmatch(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """The checkpoint directories under ``root/checkpoints``, newest step first (not verified)."""
+    ckpt_root = root / "checkpoints"
+    if not ckpt_root.is_dir():
+        return []
+    found = [p for p in ckpt_root.iterdir() if _step_of(p) >= 0 and p.is_dir()]
+    return sorted(found, key=_step_of, reverse=True)
+
+
 def latest_checkpoint(root: Path) -> Path | None:
-    pointer = root / "checkpoints" / LATEST
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    """The newest checkpoint directory under ``root``, or ``None`` (not verified; see
+    :func:`load_newest_checkpoint`)."""
+    found = list_checkpoints(root)
+    return found[0] if found else None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    """Read and verify one checkpoint; a one-line :class:`UclipError` if it does not verify."""
     try:
-        state = json.loads((path / STATE_FILE).read_text())
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        for name, digest in state.pop("files_sha256", {}).items():
+            if file_sha256(path / name) != digest:
+                raise UclipError(f"checkpoint {path} is corrupt: {name} fails its sha256")
         model_state = load_file(str(path / MODEL_FILE))
         optimizer_state = torch.load(path / OPTIMIZER_FILE, weights_only=True)
-    except (OSError, json.JSONDecodeError, SafetensorError, RuntimeError) as exc:
+        step = int(state.pop("step"))
+    # Checkpoints written before checksums were recorded fail in any of these ways when damaged
+    # (a pickle, a zip, a JSON file); to the user they all mean the same.
+    except (
+        AttributeError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        SafetensorError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:
+        raise UclipError(f"checkpoint {path} is unreadable ({exc})") from exc
+    return Checkpoint(step, model_state, optimizer_state, state)
+
+
+def load_newest_checkpoint(root: Path) -> tuple[Path, Checkpoint] | None:
+    """The newest checkpoint under ``root`` that verifies, skipping (with a warning) newer ones
+    that do not; ``None`` if there are none at all. Raises :class:`UclipError` when checkpoints
+    exist but none verifies, so a caller never mistakes lost progress for a fresh start."""
+    candidates = list_checkpoints(root)
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path)
+        except UclipError as exc:
+            log.warning("skipping checkpoint: %s", exc)
+    ckpt_root = root / "checkpoints"
+    if candidates or (ckpt_root / LATEST).is_file():
         raise UclipError(
-            f"checkpoint {path} is unreadable ({exc}); delete it to resume from an older one"
-        ) from exc
-    return Checkpoint(int(state.pop("step")), model_state, optimizer_state, state)
+            f"cannot resume: none of the {len(candidates)} checkpoint(s) in {ckpt_root} is "
+            f"readable; delete {root} to start over, or train into a new --out"
+        )
+    return None

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +33,22 @@ from uclip.errors import UclipError
 from uclip.method.gather import convert_sync_batchnorm, revert_sync_batchnorm
 from uclip.train import distributed
 from uclip.train.args import TrainArgs
-from uclip.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from uclip.train.checkpoint import (
+    latest_checkpoint,
+    load_newest_checkpoint,
+    save_checkpoint,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
+DEV_LOG_FILE = "dev.jsonl"
+# Tensors of the best-so-far model ride in the checkpoint's model file under this prefix, so a
+# resumed run keeps the state that early stopping will return.
+BEST_PREFIX = "best/"
+
+Evaluator = Callable[[nn.Module], dict[str, float]]
+"""Scores the model on dev data: a dict of metrics whose key ``"score"`` is maximised."""
 
 
 class Objective(Protocol):
@@ -77,6 +89,28 @@ class TrainResult:
     final_loss: float
     out_dir: Path
     resumed_from: int | None
+    best_step: int | None = None  # with an evaluator: the step whose weights the model holds
+    best_score: float | None = None
+    stopped_early: bool = False
+
+
+@dataclass
+class BestState:
+    """Early-stopping bookkeeping; saved in every checkpoint."""
+
+    step: int | None = None
+    score: float = -math.inf
+    evals_since: int = 0
+    stopped: bool = False
+    weights: dict[str, torch.Tensor] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "score": self.score if math.isfinite(self.score) else None,
+            "evals_since": self.evals_since,
+            "stopped": self.stopped,
+        }
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -91,12 +125,27 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, objective: Objective, args: TrainArgs, out_dir: str | Path) -> None:
+    """Runs an :class:`Objective`; with an ``evaluator`` and ``args.eval_every`` it scores the
+    model on dev data every so many steps, logs the curve to ``dev.jsonl``, stops after
+    ``args.early_stopping_patience`` evaluations without improvement and ends holding the best
+    evaluated weights."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        args: TrainArgs,
+        out_dir: str | Path,
+        evaluator: Evaluator | None = None,
+    ) -> None:
         if objective.num_examples < 1:
             raise UclipError("no training examples: check the training captions / data mode")
+        if args.eval_every and evaluator is None:
+            raise UclipError("eval_every is set but there is no dev evaluator: give dev data")
         self.objective = objective
         self.args = args
         self.out_dir = Path(out_dir)
+        self.evaluator = evaluator if args.eval_every else None
+        self.best = BestState()
         self.dist = distributed.current_env()
         self.device = distributed.device_for(args.device, self.dist)
         self.micro_batch = min(args.batch_size, objective.num_examples)
@@ -141,7 +190,10 @@ class Trainer:
         if self.args.schedule == "constant":
             return 1.0
         remaining = self.total_steps - self.args.warmup_steps
-        return max(0.0, 1.0 - (step - self.args.warmup_steps) / max(1, remaining))
+        progress = min(1.0, (step - self.args.warmup_steps) / max(1, remaining))
+        if self.args.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
 
     def _batches(self, start_step: int) -> Iterator[tuple[int, list[torch.Tensor]]]:
         """Yield (step, this rank's micro-batches of indices) from ``start_step`` on.
@@ -157,10 +209,20 @@ class Trainer:
             yield step, [mb[self._local_rows] for mb in chunk.split(self.micro_batch)]
 
     def _resume(self) -> int:
-        path = latest_checkpoint(self.out_dir)
-        if path is None:
+        """Load the newest checkpoint that verifies and trim the log to it; 0 on a fresh run.
+
+        Never restarts quietly: if checkpoints or logged steps exist but nothing can be
+        loaded, it raises instead of training again from step 0."""
+        found = load_newest_checkpoint(self.out_dir)
+        if found is None:
+            logged = read_log(self.out_dir)
+            if logged:
+                raise UclipError(
+                    f"cannot resume: {self.out_dir / LOG_FILE} records {len(logged)} step(s) but "
+                    "no checkpoint was saved; rerun without --resume to start over"
+                )
             return 0
-        ckpt = load_checkpoint(path)
+        path, ckpt = found
         if ckpt.trainer_state.get("total_steps") != self.total_steps:
             raise UclipError(
                 f"checkpoint {path} was made for {ckpt.trainer_state.get('total_steps')} steps, "
@@ -172,9 +234,23 @@ class Trainer:
                 f"checkpoint {path} was made with a global batch of {saved_batch}, this run has "
                 f"{self.global_batch} (batch_size x grad_accum): keep the global batch to resume"
             )
-        self.objective.model.load_state_dict(ckpt.model_state)
+        model_state = {k: v for k, v in ckpt.model_state.items() if not k.startswith(BEST_PREFIX)}
+        self.objective.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.scheduler.load_state_dict(ckpt.trainer_state["scheduler"])
+        best = ckpt.trainer_state.get("best") or {}
+        weights = {
+            k.removeprefix(BEST_PREFIX): v
+            for k, v in ckpt.model_state.items()
+            if k.startswith(BEST_PREFIX)
+        }
+        self.best = BestState(
+            step=best.get("step"),
+            score=-math.inf if best.get("score") is None else float(best["score"]),
+            evals_since=int(best.get("evals_since", 0)),
+            stopped=bool(best.get("stopped", False)),
+            weights=weights or None,
+        )
         if self.dist.is_main:
             self._truncate_log(ckpt.step)
         log.info(
@@ -188,25 +264,30 @@ class Trainer:
 
     def _truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint we resume from (they will be redone)."""
-        path = self.out_dir / LOG_FILE
-        if not path.is_file():
-            return
-        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        path.write_text("".join(f"{ln}\n" for ln in kept))
+        for name in (LOG_FILE, DEV_LOG_FILE):
+            path = self.out_dir / name
+            if not path.is_file():
+                continue
+            kept = [r for r in _log_records(path) if r.get("step", 0) <= step]
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def _checkpoint(self, step: int) -> None:
         """Rank 0 writes (model, optimiser and schedule are replicated on every rank)."""
         if self.dist.is_main:
+            state = dict(self.objective.model.state_dict())
+            for k, v in (self.best.weights or {}).items():
+                state[BEST_PREFIX + k] = v
             save_checkpoint(
                 self.out_dir,
                 step,
-                self.objective.model.state_dict(),
+                state,
                 self.optimizer.state_dict(),
                 {
                     "total_steps": self.total_steps,
                     "scheduler": self.scheduler.state_dict(),
                     "global_batch": self.global_batch,
                     "world_size": self.dist.world_size,
+                    "best": self.best.to_json(),
                 },
                 keep=self.args.keep_checkpoints,
             )
@@ -223,19 +304,58 @@ class Trainer:
             )
         if not resume and self.dist.is_main:
             (self.out_dir / LOG_FILE).unlink(missing_ok=True)
+            (self.out_dir / DEV_LOG_FILE).unlink(missing_ok=True)
         model = self.objective.model.to(self.device).train()
+        if self.evaluator is not None and start == 0:
+            self._evaluate(0)  # the starting point is a candidate (e.g. a closed-form init)
         with self._data_parallel(model) as step_model:
-            last = self._loop(start, step_model)
+            last, done = self._loop(start, step_model)
         self.objective.model.eval()
+        if self.evaluator is not None and self.best.weights is not None:
+            self.objective.model.load_state_dict(self.best.weights)
         return TrainResult(
-            self.total_steps, last.get("loss", float("nan")), self.out_dir, start or None
+            done,
+            last.get("loss", float("nan")),
+            self.out_dir,
+            start or None,
+            best_step=self.best.step if self.evaluator is not None else None,
+            best_score=self.best.score if self.evaluator is not None else None,
+            stopped_early=self.best.stopped,
         )
 
-    def _loop(self, start: int, step_model: Any) -> dict[str, float]:
-        """The optimiser steps from ``start``; returns the last step's loss terms."""
+    def _evaluate(self, step: int) -> None:
+        """Score the model on dev data; keep its weights if best so far; log the point."""
+        assert self.evaluator is not None
+        model = self.objective.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in self.evaluator(model).items()}
+        model.train(was_training)
+        if "score" not in metrics:
+            raise UclipError("the dev evaluator must return a 'score' metric")
+        improved = metrics["score"] > self.best.score
+        if improved:
+            self.best.step, self.best.score, self.best.evals_since = step, metrics["score"], 0
+            self.best.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            self.best.evals_since += 1
+        patience = self.args.early_stopping_patience
+        self.best.stopped = bool(patience) and self.best.evals_since >= patience
+        if self.dist.is_main:
+            record = {"step": step, **metrics, "best_step": self.best.step}
+            with (self.out_dir / DEV_LOG_FILE).open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _loop(self, start: int, step_model: Any) -> tuple[dict[str, float], int]:
+        """The optimiser steps from ``start``; returns the last step's loss terms and the number
+        of steps done (fewer than ``total_steps`` after early stopping)."""
         use_amp = self.args.amp and self.device.type == "cuda"
         main = self.dist.is_main
         last: dict[str, float] = {}
+        done = start
+        if self.best.stopped:  # resumed after early stopping: nothing left to do
+            return last, done
         bar = tqdm(
             total=self.total_steps,
             initial=start,
@@ -269,10 +389,24 @@ class Trainer:
                     record = {"step": done, "lr": self.scheduler.get_last_lr()[0], **totals}
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
-                if done % self.args.checkpoint_every == 0 or done == self.total_steps:
+                eval_every = self.args.eval_every
+                if (
+                    self.evaluator is not None
+                    and eval_every
+                    and (done % eval_every == 0 or done == self.total_steps)
+                ):
+                    self._evaluate(done)
+                if (
+                    done % self.args.checkpoint_every == 0
+                    or done == self.total_steps
+                    or self.best.stopped
+                ):
                     self._checkpoint(done)
+                if self.best.stopped:
+                    log.info("early stop at step %d: best dev score at %s", done, self.best.step)
+                    break
         bar.close()
-        return last
+        return last, done
 
     @contextmanager
     def _data_parallel(self, model: nn.Module) -> Iterator[Any]:
@@ -326,4 +460,17 @@ class Trainer:
 def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
     """The JSONL training log as a list of records."""
     path = Path(out_dir) / LOG_FILE
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.is_file() else []
+    return _log_records(path) if path.is_file() else []
+
+
+def _log_records(path: Path) -> list[dict[str, Any]]:
+    """Parsed log lines; a line cut short by a kill mid-write is skipped (it is redone)."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
