@@ -338,8 +338,10 @@ def quickstart_args(tmp_path: Path, **kw) -> QuickstartArgs:
         ({"langs": ("xx",)}, "unknown XM3600 language 'xx'"),
         ({"langs": ("x" * 5000,)}, "unknown XM3600 language"),  # never a path: no ENAMETOOLONG
         ({"langs": ()}, "--langs"),
-        ({"n_train": 0}, "--n-train must be an integer >= 1"),
-        ({"epochs": -1}, "--epochs must be an integer >= 1"),
+        ({"overrides": ("data.n_train=0",)}, "data.n_train = 0 is not allowed"),
+        ({"overrides": ("train.max_steps=-1",)}, "train.max_steps = -1 is not allowed"),
+        ({"overrides": ("train.lr",)}, "must look like section.key=value"),
+        ({"xm3600_pairs": 0}, "--xm3600-pairs must be an integer >= 1"),
     ],
 )
 def test_quickstart_rejects_bad_arguments_before_encoding(

