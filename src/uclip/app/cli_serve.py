@@ -77,7 +77,9 @@ def add_commands(sub: Any) -> None:
     isub = index.add_subparsers(dest="index_command", required=True)
     build = isub.add_parser("build", help="embed a folder of images into an index")
     build.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    build.add_argument("--model", required=True, help="a model directory or a pretrained name (uclip models)")
+    build.add_argument(
+        "--model", required=True, help="a model directory or a pretrained name (uclip models)"
+    )
     build.add_argument("--out", required=True, help="index directory to write")
     build.add_argument(
         "--mode",
@@ -93,7 +95,9 @@ def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve an index over HTTP with a search page")
     serve.add_argument("--index", required=True)
     serve.add_argument(
-        "--model", required=True, help="the model (directory or pretrained name) the index was built with"
+        "--model",
+        required=True,
+        help="the model (directory or pretrained name) the index was built with",
     )
     serve.add_argument("--images", help="image folder, if it moved since the index was built")
     serve.add_argument("--host", default="127.0.0.1")
