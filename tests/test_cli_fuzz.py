@@ -170,7 +170,8 @@ INTS = st.integers(-(2**40), 2**40).map(str) | st.integers(-2, 3).map(str) | ARG
     | ARG_TEXT
     | st.lists(st.sampled_from(["cs", "ja", "xx", "", "en"])).map(",".join),
     sizes=st.dictionaries(
-        st.sampled_from(["--n-train", "--n-bank-v", "--max-steps", "--flores-pairs", "--seed"]), INTS
+        st.sampled_from(["--n-train", "--n-bank-v", "--max-steps", "--flores-pairs", "--seed"]),
+        INTS,
     ),
     out=st.sampled_from(["out", "file", "file/sub", "o" * 300]) | ARG_TEXT,
     data=st.sampled_from(["bundled", "empty", "file", "missing"]),
