@@ -109,9 +109,7 @@ def add_commands(sub: Any) -> None:
 
     export = sub.add_parser("export", help="export trained heads (HF directory or ONNX)")
     export.add_argument("--model", required=True)
-    export.add_argument(
-        "--format", choices=("hf", "onnx", "sentence-transformers"), required=True
-    )
+    export.add_argument("--format", choices=("hf", "onnx", "sentence-transformers"), required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(func=cmd_export)
