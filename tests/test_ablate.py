@@ -56,7 +56,10 @@ class HashEncoder:
 def test_parse_variation_forms() -> None:
     assert parse_variation("no_intra").overrides == {"method": {"use_intra": False}}
     assert parse_variation("no_perturb").overrides == {"method": {"perturb": False}}
-    assert parse_variation("sigma2=0.001").overrides == {"method": {"noise_variance": 0.001}}
+    # sigma^2 switches the perturbation on (the reference config has it off)
+    assert parse_variation("sigma2=0.001").overrides == {
+        "method": {"noise_variance": 0.001, "perturb": True}
+    }
     assert parse_variation("tau_retrieval=0.05").overrides == {"method": {"tau_retrieval": 0.05}}
     assert parse_variation("train.lr=5e-4").overrides == {"train": {"lr": 0.0005}}
     v = parse_variation("bank=250")
@@ -79,8 +82,10 @@ def test_default_variations_give_distinct_valid_configs() -> None:
     assert len(dumped) == len(DEFAULT_VARIATIONS)
     assert configs["full"] == BASE
     assert configs["no_pseudo"]["method"] == {**BASE["method"], "use_pseudo": False}
-    assert configs["sigma2=0.016"]["method"]["noise_variance"] == 0.016
-    assert configs["sigma2=0.016"]["train"] == BASE["train"]  # nothing else changes
+    assert configs["sigma2=0.001"]["method"]["noise_variance"] == 0.001
+    assert configs["sigma2=0.001"]["train"] == BASE["train"]  # nothing else changes
+    assert configs["paper_recipe"]["model"]["head"] == "mlp"
+    assert configs["paper_recipe"]["method"]["init"] == "random"
     assert configs["bank=250"]["ablation"] == {"bank_size": 250}
 
 

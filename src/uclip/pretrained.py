@@ -46,6 +46,11 @@ def resolve_model_dir(name_or_path: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         return path
     name = str(name_or_path)
+    if path.exists() or path.is_absolute() or name.startswith((".", "~")):
+        raise UclipError(
+            f"{path} is not a uclip model directory (it does not exist or is a file): pass the "
+            "output directory of `uclip train` / `uclip quickstart`, or a name from `uclip models`"
+        )
     entry = registry().get(name)
     if entry is not None:
         if not entry.get("path"):
