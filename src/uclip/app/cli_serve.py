@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from uclip.errors import UclipError
+
 
 def cmd_index_build(ns: argparse.Namespace) -> int:
     import uclip
@@ -43,12 +45,22 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
-    from uclip.export import export_hf, export_onnx, export_sentence_transformers
+    from uclip.export import (
+        export_hf,
+        export_onnx,
+        export_onnx_text_pipeline,
+        export_sentence_transformers,
+    )
 
+    if ns.full and ns.format != "onnx":
+        raise UclipError("--full goes with --format onnx (the whole text side as one graph)")
     if ns.format == "hf":
         out: Any = str(export_hf(ns.model, ns.out, overwrite=ns.overwrite))
     elif ns.format == "sentence-transformers":
         written = export_sentence_transformers(ns.model, ns.out, overwrite=ns.overwrite)
+        out = {k: str(v) for k, v in written.items()}
+    elif ns.full:
+        written = export_onnx_text_pipeline(ns.model, ns.out, overwrite=ns.overwrite)
         out = {k: str(v) for k, v in written.items()}
     else:
         out = {k: str(v) for k, v in export_onnx(ns.model, ns.out, overwrite=ns.overwrite).items()}
@@ -112,4 +124,10 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--format", choices=("hf", "onnx", "sentence-transformers"), required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument(
+        "--full",
+        action="store_true",
+        help="with --format onnx: the whole text side (multilingual tower + f_M) as one graph, "
+        "tokenizer.json beside it",
+    )
     export.set_defaults(func=cmd_export)
