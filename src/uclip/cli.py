@@ -67,7 +67,16 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
     print(markdown_table(results["summary"]))
     print(f"per-language results: {Path(ns.out) / 'results.md'} (json, csv beside it)")
     print(f"model: {Path(ns.out) / 'model'}   weights: {results['weights']}")
-    print(f"wall time: {results['timings']['total_s']:.0f} s")
+    t = results["timings"]
+    print(
+        f"wall time: {t['total_s']:.0f} s (embedding {t['embed_s']:.0f} s, training and dev "
+        f"selection {t['train_s']:.0f} s, evaluation {t['evaluate_s']:.0f} s)"
+    )
+    training = results["training"]
+    print(
+        f"heads: best dev step {training['best_step']} of {training['steps']}; ridge lambda "
+        f"{training['ridge_lambda']}; dev curve: {Path(ns.out) / 'train' / 'dev_curve.png'}"
+    )
     for name, work in results["embedding_throughput"].items():
         print(f"  {name}: embedded {work['sentences']} sentences at {work['per_s']:.0f}/s")
     return 0
