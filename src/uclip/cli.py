@@ -69,8 +69,9 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
     print(f"model: {Path(ns.out) / 'model'}   weights: {results['weights']}")
     t = results["timings"]
     print(
-        f"wall time: {t['total_s']:.0f} s (embedding {t['embed_s']:.0f} s, training and dev "
-        f"selection {t['train_s']:.0f} s, evaluation {t['evaluate_s']:.0f} s)"
+        f"wall time: {t['total_s']:.0f} s (embedding training and dev text "
+        f"{t['embed_s']:.0f} s, training and dev selection {t['train_s']:.0f} s, "
+        f"evaluation {t['evaluate_s']:.0f} s)"
     )
     training = results["training"]
     print(
