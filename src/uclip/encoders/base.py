@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from uclip.errors import UclipError
+from uclip.paths import file_sha256
 
 TEXT = "text"
 IMAGE = "image"
@@ -118,17 +119,14 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, memoised per (path, size, mtime) since weight files are large."""
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a weight file, memoised per (path, size, mtime) since weight files are large
+    (for identifying weights; verification on read uses :func:`uclip.paths.file_sha256`)."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
     key = (str(resolved), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA_MEMO:
-        digest = hashlib.sha256()
-        with open(resolved, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _SHA_MEMO[key] = digest.hexdigest()
+        _SHA_MEMO[key] = file_sha256(resolved)
     return _SHA_MEMO[key]
 
 
@@ -190,7 +188,7 @@ def dir_weights_id(hf_id: str, directory: Path) -> str:
         )
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+        digest.update(f"{f.name}:{weights_sha256(f)}\n".encode())
     return f"{hf_id}@sha256:{digest.hexdigest()[:16]}"
 
 

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
-from uclip.encoders.base import file_sha256
+from uclip.encoders.base import weights_sha256
 from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
 
@@ -51,13 +51,13 @@ __all__ = [
     "default_cache_dir",
     "default_q4_path",
     "dequantize_q4_0",
-    "file_sha256",
     "find_tokenizer_file",
     "load_tokenizer",
     "mean_pool",
     "q4_state_dict",
     "read_q4_header",
     "read_q4_vocab",
+    "weights_sha256",
 ]
 
 QK = 32
@@ -342,7 +342,7 @@ def _load_or_convert(q4_path: Path, cache_dir: Path) -> tuple[Q4Header, dict[str
     from safetensors.torch import load_file, safe_open, save_file
 
     _open_q4(q4_path)  # a missing or foreign file fails here, with a clear message
-    sha = file_sha256(q4_path)
+    sha = weights_sha256(q4_path)
     cached = cache_dir / f"{sha}-{_CACHE_FORMAT}.safetensors"
     if cached.is_file():
         try:

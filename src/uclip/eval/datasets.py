@@ -17,7 +17,6 @@ files hold.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import html
 import json
 import os
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from uclip.errors import UclipError
-from uclip.paths import resolve_data_dir
+from uclip.paths import file_sha256, resolve_data_dir
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -1031,14 +1030,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "uclip" / "data"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     members = []
     for member in tar.getmembers():
@@ -1066,7 +1057,7 @@ def extract_archive(archive: Path, cache_dir: PathLike | None = None) -> Path:
         )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     stem = archive.name.removesuffix(".tar.gz").removesuffix(".tgz")
-    target = cache / f"{stem}-{_sha256(archive)[:16]}"
+    target = cache / f"{stem}-{file_sha256(archive)[:16]}"
     if target.is_dir():
         return target
     try:

@@ -54,6 +54,7 @@ from safetensors import SafetensorError
 from tqdm import tqdm
 
 from uclip.errors import UclipError
+from uclip.paths import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -344,16 +345,12 @@ def _input_digest(modality: str, item: Any, index: int) -> bytes:
 
 
 def _file_sha256(path: Path) -> bytes:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        return bytes.fromhex(file_sha256(path))
     except FileNotFoundError:
         raise UclipError(f"image file {path} not found: fix the image list or folder") from None
     except IsADirectoryError:
         raise UclipError(f"image path {path} is a directory: pass image files") from None
-    return h.digest()
 
 
 def _load_image(path: Path) -> Any:

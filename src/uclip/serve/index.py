@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from uclip.errors import UclipError
 from uclip.features.banks import IMAGE_EXTENSIONS
+from uclip.paths import file_sha256
 
 INDEX_FORMAT = "uclip-search-index"
 INDEX_VERSION = 1
@@ -100,14 +101,6 @@ class SearchHit:
 
 # --------------------------------------------------------------------------------------------
 # small helpers
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_json(obj: Any) -> str:
@@ -483,7 +476,7 @@ class SearchIndex:
         changed = []
         for entry in self.meta["images"]:
             file = self.root / entry["path"]
-            if not file.is_file() or sha256_file(file) != entry["sha256"]:
+            if not file.is_file() or file_sha256(file) != entry["sha256"]:
                 changed.append(entry["path"])
         return changed
 
@@ -515,7 +508,7 @@ def check_model(meta: Mapping[str, Any], model: Any, where: Path | str) -> None:
 def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
     if not file.is_file():
         raise UclipError(f"{file} is missing; rebuild the index")
-    if not expected_sha or sha256_file(file) != expected_sha:
+    if not expected_sha or file_sha256(file) != expected_sha:
         raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
     try:
         # Memory-mapped: FAISS backends keep their own copy, and numpy pages rows in on demand.
@@ -540,7 +533,7 @@ def _faiss() -> Any:
 def _load_faiss(file: Path, expected_sha: str | None) -> Any:
     if not file.is_file():
         raise UclipError(f"{file} is missing; rebuild the index (or load with backend='numpy')")
-    if not expected_sha or sha256_file(file) != expected_sha:
+    if not expected_sha or file_sha256(file) != expected_sha:
         raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
     return _faiss().read_index(str(file))
 
@@ -693,7 +686,7 @@ def build_index(
         serialized = _faiss().serialize_index(faiss_index)
         _write_atomic(out_dir / FAISS_FILE, lambda fh: fh.write(serialized.tobytes()))
         backend_meta["file"] = FAISS_FILE
-        backend_meta["sha256"] = sha256_file(out_dir / FAISS_FILE)
+        backend_meta["sha256"] = file_sha256(out_dir / FAISS_FILE)
     else:
         (out_dir / FAISS_FILE).unlink(missing_ok=True)
 
@@ -710,7 +703,7 @@ def build_index(
         "embeddings": {
             "file": EMBEDDINGS_FILE,
             "dtype": "float32",
-            "sha256": sha256_file(out_dir / EMBEDDINGS_FILE),
+            "sha256": file_sha256(out_dir / EMBEDDINGS_FILE),
         },
         "backend": backend_meta,
         "model": {"spec": spec, "heads_sha256": heads_sha},
@@ -782,7 +775,7 @@ def _embed_chunk(
             parts.append(_to_numpy(model.encode_image(images)))
     else:
         assert texts is not None
-        shas = [sha256_file(root / rel) for rel in paths]
+        shas = [file_sha256(root / rel) for rel in paths]
         flat = [t for caps in texts for t in caps]
         encoded = np.concatenate(
             [
@@ -824,7 +817,7 @@ class _ChunkStore:
         npy, info = self.dir / f"chunk_{c:06d}.npy", self.dir / f"chunk_{c:06d}.json"
         try:
             meta = json.loads(info.read_text())
-            if sha256_file(npy) != meta["sha256"]:
+            if file_sha256(npy) != meta["sha256"]:
                 return None
             return np.load(npy, allow_pickle=False), list(meta["image_sha256"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -834,5 +827,5 @@ class _ChunkStore:
         npy = self.dir / f"chunk_{c:06d}.npy"
         _write_npy(npy, emb)
         _write_json(
-            self.dir / f"chunk_{c:06d}.json", {"sha256": sha256_file(npy), "image_sha256": shas}
+            self.dir / f"chunk_{c:06d}.json", {"sha256": file_sha256(npy), "image_sha256": shas}
         )
