@@ -89,6 +89,15 @@ def default_permissions(path: str | os.PathLike[str]) -> None:
         item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` through a temporary file and a rename: a reader (or a
+    kill) sees the old content or the new, never a mixture."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read now (no memo: it is used to verify files on read)."""
     digest = hashlib.sha256()

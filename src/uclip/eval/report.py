@@ -11,13 +11,13 @@ import csv
 import datetime as _dt
 import io
 import json
-import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from uclip.errors import UclipError
+from uclip.paths import write_text_atomic
 
 
 def git_commit() -> str | None:
@@ -82,12 +82,6 @@ def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     return cols
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_table(
     rows: Sequence[dict[str, Any]],
     out_dir: str | Path,
@@ -106,7 +100,7 @@ def write_table(
     if notes:
         md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
-    _write_atomic(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False))
-    _write_atomic(paths["csv"], csv_text(rows, columns))
-    _write_atomic(paths["md"], md)
+    write_text_atomic(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False))
+    write_text_atomic(paths["csv"], csv_text(rows, columns))
+    write_text_atomic(paths["md"], md)
     return paths

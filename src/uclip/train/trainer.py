@@ -31,13 +31,13 @@ from tqdm.auto import tqdm
 
 from uclip.errors import UclipError
 from uclip.method.gather import convert_sync_batchnorm, revert_sync_batchnorm
+from uclip.paths import write_text_atomic
 from uclip.train import distributed
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import (
     latest_checkpoint,
     load_newest_checkpoint,
     save_checkpoint,
-    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)
