@@ -47,6 +47,7 @@ from uclip.app.train import (
 from uclip.encoders.registry import merge_config
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, embed_dev_tasks
+from uclip.eval.models import EVAL_SHARD_SIZE
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
 from uclip.features.corpora import dev_sets
@@ -273,7 +274,15 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
         return prepared[key]
 
     def embed(name: str, texts: list[str], desc: str) -> torch.Tensor:
-        return cache.embed(encoders[name], texts, batch_size=64, progress=progress, desc=desc)
+        # the evaluators' shard size: test sets embedded by `uclip eval` are cache hits here
+        return cache.embed(
+            encoders[name],
+            texts,
+            batch_size=64,
+            shard_size=EVAL_SHARD_SIZE,
+            progress=progress,
+            desc=desc,
+        )
 
     eval_args = QuickstartArgs(xm3600_pairs=args.xm3600_pairs, flores_pairs=args.flores_pairs)
     eval_sets = [
