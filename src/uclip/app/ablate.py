@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from uclip.app.quickstart import QuickstartArgs, _eval_pairs, _recall, pick_data_dir
+from uclip.app.quickstart import QuickstartArgs, eval_pairs, pick_data_dir
 from uclip.app.train import (
     RunConfig,
     fit_ridge_baseline,
@@ -47,6 +47,7 @@ from uclip.app.train import (
 from uclip.encoders.registry import merge_config
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, embed_dev_tasks
+from uclip.eval.metrics import paired_recall
 from uclip.eval.models import EVAL_SHARD_SIZE
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
@@ -288,7 +289,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     eval_sets = [
         (lang, dataset, pairs)
         for lang in args.langs
-        for dataset, pairs in _eval_pairs(lang, data_dir, eval_args)
+        for dataset, pairs in eval_pairs(lang, data_dir, eval_args)
     ]
     rows: list[dict[str, Any]] = []
     reference_done: set[tuple[str, str]] = set()
@@ -431,7 +432,7 @@ def _model_rows(
     ]
     rows = []
     for dataset, lang, n, q_raw, c_raw in pairs:
-        recall = _recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
+        recall = paired_recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
         rows.append(
             {
                 "variation": name,
@@ -474,7 +475,7 @@ def _reference_rows(
                 "dataset": dataset,
                 "lang": lang,
                 "pairs": len(foreign),
-                **{k: round(100 * val, 2) for k, val in _recall(q, c).items()},
+                **{k: round(100 * val, 2) for k, val in paired_recall(q, c).items()},
                 "final_loss": None,
             }
         )
@@ -496,7 +497,7 @@ def _dev_reference_rows(tasks: list[DevTask]) -> list[dict[str, Any]]:
                     "dataset": f"dev {t.name}",
                     "lang": t.lang,
                     "pairs": len(q),
-                    **{k: round(100 * val, 2) for k, val in _recall(q, c).items()},
+                    **{k: round(100 * val, 2) for k, val in paired_recall(q, c).items()},
                 }
             )
     return rows

@@ -38,7 +38,7 @@ from uclip.eval.datasets import (
     resolve_flores_code,
     resolve_xm3600_language,
 )
-from uclip.eval.metrics import retrieval_recall
+from uclip.eval.metrics import paired_recall
 from uclip.eval.report import write_table
 from uclip.features.cache import EmbeddingCache
 from uclip.features.corpora import BANK_M_SOURCES, M30K, TATOEBA_LANGS
@@ -110,13 +110,6 @@ def pick_data_dir(data_dir: Path | None) -> tuple[Path, str]:
     return QUICKSTART_DATA, "bundled"
 
 
-def _recall(queries: torch.Tensor, candidates: torch.Tensor) -> dict[str, float]:
-    """Query i's correct candidate is row i: text→"image" recall with one caption per item."""
-    ids = list(range(candidates.shape[0]))
-    metrics = retrieval_recall(candidates, queries, ids, ks=(1, 10), protocol="all")
-    return {"R@1": metrics["t2i_R@1"], "R@10": metrics["t2i_R@10"]}
-
-
 def check_quickstart(args: QuickstartArgs) -> None:
     """Everything that can be checked cheaply, before any encoder is built or text embedded:
     sizes, languages (XM3600 and FLORES-200), the training data and a writable ``--out``."""
@@ -185,7 +178,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     t = time.perf_counter()
     rows = []
     for lang in args.langs:
-        for dataset, pairs in _eval_pairs(lang, data_dir, args):
+        for dataset, pairs in eval_pairs(lang, data_dir, args):
             foreign, english = pairs
             foreign_ml = embed(multilingual, foreign, f"{dataset} {lang} · multilingual")
             english_ml = embed(multilingual, english, f"{dataset} en · multilingual")
@@ -204,7 +197,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
                         "dataset": dataset,
                         "lang": lang,
                         "pairs": len(foreign),
-                        **{k: round(100 * v, 2) for k, v in _recall(q, c).items()},
+                        **{k: round(100 * v, 2) for k, v in paired_recall(q, c).items()},
                     }
                 )
     timings["evaluate_s"] = time.perf_counter() - t
@@ -271,9 +264,11 @@ def quickstart_config(args: QuickstartArgs) -> dict[str, Any]:
     return raw
 
 
-def _eval_pairs(
+def eval_pairs(
     lang: str, data_dir: Path, args: QuickstartArgs
 ) -> list[tuple[str, tuple[list[str], list[str]]]]:
+    """``(data set, (texts in lang, English texts))`` for XM3600 (caption of the same image) and
+    FLORES-200 (translation), the first ``args.xm3600_pairs`` / ``args.flores_pairs`` of each."""
     pairs = []
     xm = load_xm3600(lang, data_dir=data_dir)
     n = min(args.xm3600_pairs, len(xm.captions))
