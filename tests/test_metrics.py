@@ -237,3 +237,13 @@ def test_bitext_accuracy_matches_argmax_and_rejects_misaligned_rows() -> None:
     assert 0 < result["x2en_acc"] < 1
     with pytest.raises(UclipError, match="aligned one to one"):
         bitext_accuracy(src, tgt[:49])
+
+
+def test_paired_recall_hand_computed() -> None:
+    from uclip.eval.metrics import paired_recall
+
+    candidates = torch.eye(3)
+    # query 0 finds row 0; query 1 prefers row 2 (its own row 1 is second); query 2 finds row 2
+    queries = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8], [0.0, 0.0, 1.0]])
+    got = paired_recall(queries, candidates, ks=(1, 2))
+    assert got == {"R@1": pytest.approx(2 / 3), "R@2": pytest.approx(1.0)}
