@@ -350,7 +350,12 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     summary = summarise(rows, [v.name for v in variations])
     descriptions = {v.name: v.description for v in variations}
     for row in summary:
-        row["description"] = descriptions.get(row["variation"], "frozen tower alone, no heads")
+        row["description"] = descriptions.get(
+            row["variation"],
+            "closed-form ridge map on the same English text, lambda on dev"
+            if row["variation"].startswith("reference: ridge")
+            else "frozen tower alone, no heads",
+        )
     meta = {
         **run_metadata(),
         "base_config": str(args.config),
