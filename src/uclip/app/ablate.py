@@ -29,7 +29,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ import torch
 from uclip.app.quickstart import QuickstartArgs, eval_pairs, pick_data_dir
 from uclip.app.train import (
     RunConfig,
+    dev_evaluator,
     fit_ridge_baseline,
-    heads_dev_metrics,
+    initial_heads,
     load_run_config,
     prepare_training_data,
     run_config,
@@ -52,9 +53,8 @@ from uclip.eval.models import EVAL_SHARD_SIZE
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
 from uclip.features.corpora import dev_sets
-from uclip.method.model import UCLIPHeads, UCLIPModel
+from uclip.method.model import UCLIPModel
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
-from uclip.method.ridge import init_heads_from_ridge
 from uclip.train.args import TrainArgs
 from uclip.train.trainer import Trainer, TrainResult
 
@@ -294,7 +294,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     rows: list[dict[str, Any]] = []
     reference_done: set[tuple[str, str]] = set()
     dev_tasks: dict[tuple[str, str], list[DevTask]] = {}
-    ridge_done: dict[str, str] = {}
+    ridge_lambda: dict[str, float] = {}  # per training text: the lambda chosen on dev
     for v in variations:
         raw = configs[v.name]
         run = run_config({k: val for k, val in raw.items() if k != "ablation"})
@@ -319,10 +319,10 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
             rows += _dev_reference_rows(tasks)
         reference_done.add((anchor, multilingual))
         data_key = json.dumps([raw.get("model"), raw.get("data")], sort_keys=True)
-        if data_key not in ridge_done:
+        if data_key not in ridge_lambda:
             ridge, record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
-            label = "reference: ridge baseline" + ("" if not ridge_done else f" ({v.name} data)")
-            ridge_done[data_key] = label
+            label = "reference: ridge baseline" + ("" if not ridge_lambda else f" ({v.name} data)")
+            ridge_lambda[data_key] = record["lambda"]
             rows += _model_rows(
                 label, None, ridge, eval_sets, features, tasks, {"ridge_lambda": record["lambda"]}
             )
@@ -330,7 +330,14 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
             log.info("variation %s, seed %d", v.name, seed)
             run_dir = work / "runs" / f"{_slug(v.name)}-seed{seed}"
             model, result = train_variation(
-                v, run, (e_c, e_m, image_bank, text_bank), seed, run_dir, progress, tasks
+                v,
+                run,
+                (e_c, e_m, image_bank, text_bank),
+                seed,
+                run_dir,
+                progress,
+                tasks,
+                ridge_lambda[data_key],
             )
             if args.save_models:
                 model.save(run_dir / "model", training={"config": raw, "variation": v.name})
@@ -387,34 +394,23 @@ def train_variation(
     run_dir: Path,
     progress: bool,
     tasks: list[DevTask] | None = None,
+    dev_lambda: float = 1.0,
 ) -> tuple[UCLIPModel, TrainResult]:
     """Retrieve (Eq. 1–2) with the variation's τ_retrieval and banks, train fresh heads with
     ``seed`` (head init, batch order, perturbation noise, bank sub-sample); with dev ``tasks``
-    and ``train.eval_every`` the heads early-stop on dev and keep their best dev weights."""
+    and ``train.eval_every`` the heads early-stop on dev and keep their best dev weights;
+    ``dev_lambda`` is the ridge strength chosen on dev for this training text."""
     e_c, e_m, image_bank, text_bank = data
     if v.bank_size is not None:
         image_bank = _subsample(image_bank, v.bank_size, seed)
         text_bank = _subsample(text_bank, v.bank_size, seed + 1)
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
-    torch.manual_seed(seed)  # head initialisation
-    cfg = run.model
-    heads = UCLIPHeads.from_config(cfg)
-    if run.method.init == "ridge":
-        lam = run.method.ridge_lambda
-        if lam is None:
-            lam = fit_ridge_baseline(cfg, e_c, e_m, tasks)[1]["lambda"]
-        init_heads_from_ridge(heads, e_c, e_m, lam)
     train = TrainArgs(**{**run.train.to_dict(), "seed": seed, "progress": progress})
+    heads = initial_heads(replace(run, train=train), e_c, e_m, dev_lambda)
     shutil.rmtree(run_dir, ignore_errors=True)  # an ablation always retrains from scratch
     objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method)
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        assert tasks is not None
-        return heads_dev_metrics(model, tasks)  # type: ignore[arg-type]
-
-    trainer = Trainer(objective, train, run_dir / "train", evaluator=evaluate if tasks else None)
-    result = trainer.train()
-    return UCLIPModel(cfg, heads=heads), result
+    result = Trainer(objective, train, run_dir / "train", evaluator=dev_evaluator(tasks)).train()
+    return UCLIPModel(run.model, heads=heads), result
 
 
 def _model_rows(

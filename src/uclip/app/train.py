@@ -32,7 +32,7 @@ from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_ps
 from uclip.method.ridge import init_heads_from_ridge, ridge_config
 from uclip.paths import resolve_data_dir, writable_dir
 from uclip.train.args import TrainArgs, load_config_file
-from uclip.train.trainer import Trainer, TrainResult
+from uclip.train.trainer import Evaluator, Trainer, TrainResult
 from uclip.validation import at_least, between, check_mapping
 
 SECTIONS = {"model", "data", "method", "train", "description"}
@@ -316,23 +316,44 @@ def fit_ridge_baseline(
     Without dev data the middle lambda (1.0) is used and the record says so.
     """
     scores: dict[str, float] = {}
-    best: tuple[float, float, UCLIPHeads] | None = None
+    best: tuple[float, float, UCLIPHeads, dict[str, float] | None] | None = None
     for lam in lambdas if tasks else (1.0,):
         heads = UCLIPHeads.from_config(ridge_config(config))
         init_heads_from_ridge(heads, e_c, e_m, lam)
-        score = heads_dev_metrics(heads, tasks)["score"] if tasks else float("nan")
+        metrics = heads_dev_metrics(heads, tasks) if tasks else None
+        score = metrics["score"] if metrics else float("nan")
         scores[str(lam)] = score
         if best is None or score > best[0]:
-            best = (score, lam, heads)
+            best = (score, lam, heads, metrics)
     assert best is not None
     model = UCLIPModel(ridge_config(config), heads=best[2].eval())
     record = {
         "lambda": best[1],
         "lambda_chosen_on": "dev" if tasks else "default (no dev data)",
         "dev_score_by_lambda": scores,
-        "dev": heads_dev_metrics(best[2], tasks) if tasks else None,
+        "dev": best[3],
     }
     return model, record
+
+
+def initial_heads(
+    run: RunConfig, e_c: torch.Tensor, e_m: torch.Tensor, dev_lambda: float
+) -> UCLIPHeads:
+    """Fresh heads seeded by ``run.train.seed``; with ``method.init = "ridge"`` started at the
+    ridge map (``method.ridge_lambda``, else ``dev_lambda``, the one chosen on dev)."""
+    torch.manual_seed(run.train.seed)
+    heads = UCLIPHeads.from_config(run.model)
+    if run.method.init == "ridge":
+        lam = run.method.ridge_lambda
+        init_heads_from_ridge(heads, e_c, e_m, dev_lambda if lam is None else lam)
+    return heads
+
+
+def dev_evaluator(tasks: list[DevTask] | None) -> Evaluator | None:
+    """The Trainer's dev evaluator for ``tasks`` (``None`` without dev data)."""
+    if not tasks:
+        return None
+    return lambda model: heads_dev_metrics(model, tasks)  # type: ignore[arg-type]
 
 
 def train_run(
@@ -378,20 +399,11 @@ def train_run(
     ceiling = dev_ceiling(tasks) if tasks else None
     ridge_model, ridge_record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
     v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
-    torch.manual_seed(run.train.seed)  # head initialisation
-    heads = UCLIPHeads.from_config(run.model)
-    if run.method.init == "ridge":
-        lam = run.method.ridge_lambda
-        init_heads_from_ridge(heads, e_c, e_m, ridge_record["lambda"] if lam is None else lam)
+    heads = initial_heads(run, e_c, e_m, ridge_record["lambda"])
     objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method, gather=env.gather)
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        assert tasks is not None
-        return heads_dev_metrics(model, tasks)  # type: ignore[arg-type]
-
-    result = Trainer(
-        objective, run.train, out / "train", evaluator=evaluate if tasks else None
-    ).train(resume=resume)
+    result = Trainer(objective, run.train, out / "train", evaluator=dev_evaluator(tasks)).train(
+        resume=resume
+    )
     model = UCLIPModel(run.model, heads=heads)
     model.use_encoders(encoders)
     if env.is_main:
