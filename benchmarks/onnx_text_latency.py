@@ -39,7 +39,7 @@ def main() -> None:
     from tokenizers import Tokenizer
 
     import uclip
-    from uclip.eval.datasets import load_flores
+    from uclip.data.flores200 import load_flores
     from uclip.eval.report import run_metadata, write_table
     from uclip.export import E5_PREFIX, export_onnx_text_pipeline, text_pipeline
 

@@ -246,14 +246,14 @@ def bench_retrieval(ns: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _real_embeddings(ns: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    from uclip.data.io import read_nonblank_lines
     from uclip.encoders.registry import build_encoder
     from uclip.features.cache import EmbeddingCache
-    from uclip.features.corpora import read_lines
     from uclip.paths import resolve_data_dir
 
     root = resolve_data_dir(ns.data_dir) / M30K
-    bank_texts = read_lines(root / "train.1.en.gz")[: ns.bank_rows]
-    query_texts = read_lines(root / "val.1.en.gz")
+    bank_texts = read_nonblank_lines(root / "train.1.en.gz")[: ns.bank_rows]
+    query_texts = read_nonblank_lines(root / "val.1.en.gz")
     encoder = build_encoder(ns.encoder)
     cache = EmbeddingCache(ns.cache_dir)
     queries = cache.embed(encoder, query_texts, progress=True, desc="queries")

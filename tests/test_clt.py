@@ -34,18 +34,11 @@ from uclip.clt.data import (
 )
 from uclip.clt.loss import clt_loss, clt_similarity, temperature
 from uclip.clt.model import CLTConfig, ImagePreprocess, build_clt_model
-from uclip.clt.nli import (
-    NLIClassifier,
-    nli_features,
-    read_mnli_jsonl,
-    read_nli,
-    read_xnli_tsv,
-    run_nli_probe,
-    synthetic_nli,
-)
 from uclip.clt.objective import CLTMethod, CLTObjective
+from uclip.data.nli import read_mnli_jsonl, read_nli, read_xnli_tsv, synthetic_nli
 from uclip.errors import UclipError
 from uclip.eval.metrics import bitext_accuracy
+from uclip.eval.nli import NLIClassifier, nli_features, run_nli_probe
 from uclip.paths import ASSETS_DIR
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import latest_checkpoint

@@ -13,8 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from uclip.data.classification import (
+    CIFAR10_CLASSES,
+    STL10_CLASSES,
+    load_cifar10,
+    load_classification_prompts,
+    load_stl10,
+)
+from uclip.data.coco import load_coco5k
+from uclip.data.flickr30k import load_flickr30k
+from uclip.data.flores200 import available_flores_codes, load_flores
+from uclip.data.languages import XM3600_LANGUAGES
+from uclip.data.records import RetrievalDataset
+from uclip.data.text_quality import find_repetition_loops, has_repetition_loop, normalize_romanian
+from uclip.data.xm3600 import available_xm3600_languages, load_xm3600
 from uclip.errors import UclipError
-from uclip.eval import datasets as ds
 from uclip.paths import default_data_dir
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
@@ -52,9 +65,9 @@ def _write_images(folder: Path, names: list[str]) -> None:
 
 
 def test_normalize_romanian() -> None:
-    assert ds.normalize_romanian("şi ţară ŞI ŢARĂ") == "și țară ȘI ȚARĂ"
-    assert ds.normalize_romanian("s\u0327i t\u0327ara") == "și țara"  # decomposed cedilla
-    assert ds.normalize_romanian("și țară") == "și țară"
+    assert normalize_romanian("şi ţară ŞI ŢARĂ") == "și țară ȘI ȚARĂ"
+    assert normalize_romanian("s\u0327i t\u0327ara") == "și țara"  # decomposed cedilla
+    assert normalize_romanian("și țară") == "și țară"
 
 
 def test_find_repetition_loops() -> None:
@@ -69,9 +82,9 @@ def test_find_repetition_loops() -> None:
         "word word word",  # only three times
         " " * 30,  # whitespace only
     ]
-    assert ds.find_repetition_loops(texts) == [1, 2, 3, 4]
-    assert ds.has_repetition_loop("pirítós pirítós pirítós pirítós")
-    assert ds.find_repetition_loops([]) == []
+    assert find_repetition_loops(texts) == [1, 2, 3, 4]
+    assert has_repetition_loop("pirítós pirítós pirítós pirítós")
+    assert find_repetition_loops([]) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,9 +92,9 @@ def test_find_repetition_loops() -> None:
 
 
 def test_xm3600_fixture_counts_and_alignment() -> None:
-    en = ds.load_xm3600("en", DATA)
-    cs = ds.load_xm3600("cs", DATA)
-    ja = ds.load_xm3600("jpn_Jpan", DATA)  # FLORES code accepted
+    en = load_xm3600("en", DATA)
+    cs = load_xm3600("cs", DATA)
+    ja = load_xm3600("jpn_Jpan", DATA)  # FLORES code accepted
     assert (cs.num_images, cs.num_captions) == (20, 20)
     assert en.image_ids == cs.image_ids == ja.image_ids
     assert cs.image_ids[0] == "000411001ff7dd4f.jpg"
@@ -96,34 +109,34 @@ def test_xm3600_fixture_counts_and_alignment() -> None:
 
 def test_xm3600_unknown_language_lists_available() -> None:
     with pytest.raises(UclipError) as exc:
-        ds.load_xm3600("xx", DATA)
+        load_xm3600("xx", DATA)
     message = _one_line(exc)
     assert "unknown XM3600 language 'xx'" in message
     assert "available cs, en, ja" in message
 
 
 def test_xm3600_missing_images_counted_in_one_line(tmp_path: Path) -> None:
-    names = ds.load_xm3600("en", DATA).image_ids
+    names = load_xm3600("en", DATA).image_ids
     _write_images(tmp_path, names[3:])
     with pytest.raises(UclipError) as exc:
-        ds.load_xm3600("cs", DATA, images_dir=tmp_path)
+        load_xm3600("cs", DATA, images_dir=tmp_path)
     message = _one_line(exc)
     assert message.startswith(f"3 of 20 XM3600 images are missing under {tmp_path}")
     assert f"(e.g. {names[0]})" in message
     assert "pass --images DIR with the XM3600 images" in message
 
     _write_images(tmp_path, names[:3])
-    data = ds.load_xm3600("cs", DATA, images_dir=tmp_path)
+    data = load_xm3600("cs", DATA, images_dir=tmp_path)
     assert data.image_paths == [tmp_path / n for n in names]
 
     with pytest.raises(UclipError, match=r"images folder .* does not exist"):
-        ds.load_xm3600("cs", DATA, images_dir=tmp_path / "nope")
+        load_xm3600("cs", DATA, images_dir=tmp_path / "nope")
 
 
 def test_xm3600_images_in_subfolder(tmp_path: Path) -> None:
-    names = ds.load_xm3600("en", DATA).image_ids
+    names = load_xm3600("en", DATA).image_ids
     _write_images(tmp_path / "images", names)
-    data = ds.load_xm3600("en", DATA, images_dir=tmp_path)
+    data = load_xm3600("en", DATA, images_dir=tmp_path)
     assert data.image_paths[0] == tmp_path / "images" / names[0]
 
 
@@ -131,11 +144,11 @@ def test_empty_data_set_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "xm3600").mkdir()
     (tmp_path / "xm3600" / "captions_cs.json").write_text("[]", encoding="utf-8")
     with pytest.raises(UclipError, match="holds no records: the data set is empty"):
-        ds.load_xm3600("cs", tmp_path)
+        load_xm3600("cs", tmp_path)
     with pytest.raises(UclipError, match="is empty"):
-        ds.RetrievalDataset("x", "en", [], [], [], [])
+        RetrievalDataset("x", "en", [], [], [], [])
     with pytest.raises(UclipError, match="no XM3600 captions under"):
-        ds.load_xm3600("cs", tmp_path / "xm3600")
+        load_xm3600("cs", tmp_path / "xm3600")
 
 
 def test_malformed_record_is_a_clear_error(tmp_path: Path) -> None:
@@ -143,11 +156,11 @@ def test_malformed_record_is_a_clear_error(tmp_path: Path) -> None:
     record = {"filename": "a.jpg", "captions_en": "x"}
     (tmp_path / "xm3600" / "captions_cs.json").write_text(json.dumps([record]), encoding="utf-8")
     with pytest.raises(UclipError, match="record 0 lacks a str 'captions_translated'"):
-        ds.load_xm3600("cs", tmp_path)
+        load_xm3600("cs", tmp_path)
 
 
 def test_first_captions_only_view() -> None:
-    coco = ds.load_coco5k("en", DATA)
+    coco = load_coco5k("en", DATA)
     first = coco.first_captions_only()
     assert first.num_captions == first.num_images == 20
     assert first.captions == [coco.captions[i] for i in coco.first_caption_index]
@@ -159,37 +172,37 @@ def test_first_captions_only_view() -> None:
 
 
 def test_coco_fixture_english_and_translations() -> None:
-    en = ds.load_coco5k("en", DATA)
+    en = load_coco5k("en", DATA)
     assert (en.num_images, en.num_captions) == (20, 100)
     assert en.caption_to_image[:6] == [0, 0, 0, 0, 0, 1]
     assert en.first_caption_index == list(range(0, 100, 5))
     assert en.image_ids[0] == "COCO_val2014_000000391895.jpg"
     assert en.captions[0] == "A man with a red helmet on a small moped on a dirt road ."
-    one = ds.load_coco5k("en", DATA, captions_per_image=1)
+    one = load_coco5k("en", DATA, captions_per_image=1)
     assert one.captions == [en.captions[i] for i in en.first_caption_index]
 
     for lang, loop_image in [("cs", "268375"), ("fi", "448365"), ("hu", "117089")]:
-        data = ds.load_coco5k(lang, DATA)
+        data = load_coco5k(lang, DATA)
         assert data.image_ids == en.image_ids
         assert data.num_captions == 20
         loops = [n for n in data.notes if "repetition loops" in n]
         assert len(loops) == 1 and loops[0].startswith("1 of 20 captions"), data.notes
         assert loop_image in loops[0]
-    hr = ds.load_coco5k("hr", DATA)
+    hr = load_coco5k("hr", DATA)
     assert not any("repetition" in n for n in hr.notes)
-    fi = ds.load_coco5k("fi", DATA)
+    fi = load_coco5k("fi", DATA)
     raw = json.loads((DATA / "coco" / "captions_fi.json").read_text("utf-8"))
     assert fi.english_captions == [r["captions_en"] for r in raw]
-    assert ds.find_repetition_loops(fi.captions) == [17]  # fixture row of image 448365
+    assert find_repetition_loops(fi.captions) == [17]  # fixture row of image 448365
 
 
 def test_coco_romanian_letter_forms_kept_or_normalized() -> None:
-    ro = ds.load_coco5k("ro", DATA)
+    ro = load_coco5k("ro", DATA)
     assert any("ş" in c or "ţ" in c for c in ro.captions)  # kept as in the source by default
     assert any("mixes letter forms" in n for n in ro.notes)
-    fixed = ds.load_coco5k("ro", DATA, normalize=True)
+    fixed = load_coco5k("ro", DATA, normalize=True)
     assert not any(ch in c for c in fixed.captions for ch in "şţŞŢ")
-    assert fixed.captions == [ds.normalize_romanian(c) for c in ro.captions]
+    assert fixed.captions == [normalize_romanian(c) for c in ro.captions]
     assert not any("mixes letter forms" in n for n in fixed.notes)
 
 
@@ -198,15 +211,15 @@ def test_coco_id_mismatch_and_reorder(tmp_path: Path) -> None:
     path = tmp_path / "coco" / "captions_fi.json"
     records = json.loads(path.read_text("utf-8"))
     path.write_text(json.dumps(records[::-1], ensure_ascii=False), encoding="utf-8")
-    reordered = ds.load_coco5k("fi", tmp_path)
-    assert reordered.image_ids == ds.load_coco5k("en", tmp_path).image_ids
-    assert reordered.captions == ds.load_coco5k("fi", DATA).captions
+    reordered = load_coco5k("fi", tmp_path)
+    assert reordered.image_ids == load_coco5k("en", tmp_path).image_ids
+    assert reordered.captions == load_coco5k("fi", DATA).captions
     assert any("reordered" in n for n in reordered.notes)
 
     records[4]["filename"] = "COCO_val2014_000000000001.jpg"
     path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(UclipError) as exc:
-        ds.load_coco5k("fi", tmp_path)
+        load_coco5k("fi", tmp_path)
     message = _one_line(exc)
     assert "image ids differ from coco_karpathy_test5k_en.jsonl" in message
     assert "1 only in captions_fi.json" in message and "COCO_val2014_000000000001.jpg" in message
@@ -214,14 +227,14 @@ def test_coco_id_mismatch_and_reorder(tmp_path: Path) -> None:
 
 def test_coco_errors_and_2017_image_names(tmp_path: Path) -> None:
     with pytest.raises(UclipError, match="unknown COCO-5k language 'de': available cs, en, fi"):
-        ds.load_coco5k("de", DATA)
+        load_coco5k("de", DATA)
     with pytest.raises(UclipError, match="1 caption\\(s\\) per image, not 5"):
-        ds.load_coco5k("fi", DATA, captions_per_image=5)
-    names = ds.load_coco5k("en", DATA).image_ids
+        load_coco5k("fi", DATA, captions_per_image=5)
+    names = load_coco5k("en", DATA).image_ids
     short = [n.rsplit("_", 1)[1] for n in names]  # COCO 2017 naming: <12-digit id>.jpg
     _write_images(tmp_path / "val2017", short[:10])
     _write_images(tmp_path / "train2017", short[10:])
-    data = ds.load_coco5k("cs", DATA, images_dir=tmp_path)
+    data = load_coco5k("cs", DATA, images_dir=tmp_path)
     assert data.image_paths[0] == tmp_path / "val2017" / short[0]
     assert data.image_paths[-1] == tmp_path / "train2017" / short[-1]
 
@@ -231,41 +244,41 @@ def test_coco_errors_and_2017_image_names(tmp_path: Path) -> None:
 
 
 def test_flickr_fixture_jsonl_languages() -> None:
-    en = ds.load_flickr30k("en", DATA)
+    en = load_flickr30k("en", DATA)
     assert (en.num_images, en.num_captions) == (20, 100)
     assert en.image_ids[0] == "1007129816.jpg"
-    first = ds.load_flickr30k("en", DATA, captions_per_image=1)
+    first = load_flickr30k("en", DATA, captions_per_image=1)
     assert first.captions == [en.captions[i] for i in en.first_caption_index]
-    cs = ds.load_flickr30k("cs", DATA)
+    cs = load_flickr30k("cs", DATA)
     assert cs.num_captions == 20 and cs.image_ids == en.image_ids
     assert cs.captions[0] == "Muž s propíchnutými ušima má brýle a oranžový klobouk."
     assert cs.english_captions == first.captions
-    ro = ds.load_flickr30k("ro", DATA)
+    ro = load_flickr30k("ro", DATA)
     assert any("mixes letter forms" in n for n in ro.notes)
 
 
 def test_flickr_fixture_flores_codes_from_tar() -> None:
-    ces = ds.load_flickr30k("ces_Latn", DATA)
-    cs = ds.load_flickr30k("cs", DATA)
+    ces = load_flickr30k("ces_Latn", DATA)
+    cs = load_flickr30k("cs", DATA)
     assert ces.lang == "ces_Latn" and ces.image_ids == cs.image_ids
     assert ces.captions == cs.captions  # the jsonl's cs is NLLB-CLIP's ces_Latn
     assert ces.english_captions == cs.english_captions
-    ja = ds.load_flickr30k("ja", DATA)  # XM3600 code -> jpn_Jpan
+    ja = load_flickr30k("ja", DATA)  # XM3600 code -> jpn_Jpan
     assert ja.lang == "jpn_Jpan" and ja.num_captions == 20
-    eng = ds.load_flickr30k("eng_Latn", DATA)
-    assert eng.captions == ds.load_flickr30k("en", DATA, captions_per_image=1).captions
+    eng = load_flickr30k("eng_Latn", DATA)
+    assert eng.captions == load_flickr30k("en", DATA, captions_per_image=1).captions
     with pytest.raises(UclipError) as exc:
-        ds.load_flickr30k("jpn_Japn", DATA)
+        load_flickr30k("jpn_Japn", DATA)
     message = _one_line(exc)
     assert "unknown Flickr30k-200 language code 'jpn_Japn'" in message
     assert "close matches: jpn_Jpan" in message
 
 
 def test_flickr_missing_images(tmp_path: Path) -> None:
-    names = ds.load_flickr30k("en", DATA).image_ids
+    names = load_flickr30k("en", DATA).image_ids
     _write_images(tmp_path / "flickr30k-images", names[:-1])
     with pytest.raises(UclipError, match="1 of 20 Flickr30k images are missing"):
-        ds.load_flickr30k("en", DATA, images_dir=tmp_path)
+        load_flickr30k("en", DATA, images_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,18 +286,18 @@ def test_flickr_missing_images(tmp_path: Path) -> None:
 
 
 def test_flores_fixture_codes() -> None:
-    bitext = ds.load_flores("cs", data_dir=DATA)
+    bitext = load_flores("cs", data_dir=DATA)
     assert (bitext.src_lang, bitext.tgt_lang, len(bitext)) == ("ces_Latn", "eng_Latn", 30)
     eng = (DATA / "flores200" / "eng_Latn.devtest").read_text("utf-8").splitlines()
     assert bitext.tgt == eng
-    ja = ds.load_flores("ja", "ces_Latn", DATA)
+    ja = load_flores("ja", "ces_Latn", DATA)
     assert (ja.src_lang, ja.tgt_lang) == ("jpn_Jpan", "ces_Latn") and ja.tgt == bitext.src
-    assert ds.load_flores("CES_LATN", data_dir=DATA).src_lang == "ces_Latn"
+    assert load_flores("CES_LATN", data_dir=DATA).src_lang == "ces_Latn"
 
 
 def test_flores_unknown_code_suggests_close_matches() -> None:
     with pytest.raises(UclipError) as exc:
-        ds.load_flores("ces_Latin", data_dir=DATA)
+        load_flores("ces_Latin", data_dir=DATA)
     message = _one_line(exc)
     assert "unknown FLORES-200 language code 'ces_Latin'" in message
     assert "close matches: ces_Latn" in message
@@ -295,24 +308,24 @@ def test_flores_unknown_code_suggests_close_matches() -> None:
 
 
 def test_classification_prompts_and_known_issues() -> None:
-    en = ds.load_classification_prompts("cifar10", "en", DATA)
-    assert en.prompts[3] == "a photo of a cat." and en.class_names_en == list(ds.CIFAR10_CLASSES)
-    fi = ds.load_classification_prompts("cifar10", "fi", DATA)
+    en = load_classification_prompts("cifar10", "en", DATA)
+    assert en.prompts[3] == "a photo of a cat." and en.class_names_en == list(CIFAR10_CLASSES)
+    fi = load_classification_prompts("cifar10", "fi", DATA)
     assert fi.prompts[4] == "Eläimen kuva"  # kept as in the source by default
     assert any("'deer'" in n and "fix_translations=True" in n for n in fi.notes)
-    fixed = ds.load_classification_prompts("cifar10", "finnish", DATA, fix_translations=True)
+    fixed = load_classification_prompts("cifar10", "finnish", DATA, fix_translations=True)
     assert fixed.lang == "fi" and fixed.prompts[4] == "Kuva peurasta"
     assert fixed.prompts[:4] == fi.prompts[:4] and fixed.prompts[5:] == fi.prompts[5:]
-    hr = ds.load_classification_prompts("cifar10", "hr", DATA, fix_translations=True)
+    hr = load_classification_prompts("cifar10", "hr", DATA, fix_translations=True)
     assert hr.prompts[6] == "Fotografija žabe"
-    stl_fi = ds.load_classification_prompts("stl10", "fi", DATA, fix_translations=True)
+    stl_fi = load_classification_prompts("stl10", "fi", DATA, fix_translations=True)
     assert stl_fi.prompts[4] == "Kuva peurasta" and stl_fi.class_names_en[2] == "car"
-    stl_hr = ds.load_classification_prompts("stl10", "hr", DATA)
+    stl_hr = load_classification_prompts("stl10", "hr", DATA)
     assert not any("frog" in n for n in stl_hr.notes)
     with pytest.raises(UclipError, match="unknown classification data set 'mnist'"):
-        ds.load_classification_prompts("mnist", "en", DATA)
+        load_classification_prompts("mnist", "en", DATA)
     with pytest.raises(UclipError, match="unknown cifar10 prompt language 'de'"):
-        ds.load_classification_prompts("cifar10", "de", DATA)
+        load_classification_prompts("cifar10", "de", DATA)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,13 +333,13 @@ def test_classification_prompts_and_known_issues() -> None:
 
 
 def test_cifar10_class_folders() -> None:
-    data = ds.load_cifar10(images_dir=CIFAR_IMAGES)
+    data = load_cifar10(images_dir=CIFAR_IMAGES)
     assert len(data) == 30
     assert data.labels == [c for c in range(10) for _ in range(3)]
     assert data.image_paths[0].parent.name == "airplane"
     image = data.load_image(0)
     assert image.mode == "RGB" and image.size == (32, 32)
-    limited = ds.load_cifar10(images_dir=CIFAR_IMAGES, limit_per_class=2)
+    limited = load_cifar10(images_dir=CIFAR_IMAGES, limit_per_class=2)
     assert len(limited) == 20 and limited.image_paths[:2] == data.image_paths[:2]
 
 
@@ -335,7 +348,7 @@ def test_cifar10_missing_class_folder(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "cifar" / "frog")
     shutil.rmtree(tmp_path / "cifar" / "ship")
     with pytest.raises(UclipError) as exc:
-        ds.load_cifar10(images_dir=tmp_path / "cifar")
+        load_cifar10(images_dir=tmp_path / "cifar")
     assert _one_line(exc).startswith("2 of 10 CIFAR-10 class folders are missing")
 
 
@@ -354,7 +367,7 @@ def _cifar_tar(path: Path, extra: str | None = None) -> None:
 def test_cifar10_archive_extracted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir, cache = tmp_path / "data", tmp_path / "cache"
     _cifar_tar(data_dir / "images" / "cifar10_test_jpg.tar.gz")
-    data = ds.load_cifar10(data_dir, cache_dir=cache)
+    data = load_cifar10(data_dir, cache_dir=cache)
     assert len(data) == 30 and data.labels[-1] == 9
     assert data.image_paths[0].is_relative_to(cache)
     assert [p.name for p in cache.iterdir()] == [data.image_paths[0].parents[2].name]
@@ -363,13 +376,13 @@ def test_cifar10_archive_extracted_once(tmp_path: Path, monkeypatch: pytest.Monk
         raise AssertionError("the archive was extracted twice")
 
     monkeypatch.setattr(tarfile, "open", no_reopen)
-    assert ds.load_cifar10(data_dir, cache_dir=cache).image_paths == data.image_paths
+    assert load_cifar10(data_dir, cache_dir=cache).image_paths == data.image_paths
 
 
 def test_unsafe_archive_is_refused(tmp_path: Path) -> None:
     _cifar_tar(tmp_path / "data" / "images" / "cifar10_test_jpg.tar.gz", extra="../evil.txt")
     with pytest.raises(UclipError, match=r"unsafe entry '\.\./evil\.txt'"):
-        ds.load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache")
+        load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache")
     assert not (tmp_path / "evil.txt").exists()
     assert list((tmp_path / "cache").iterdir()) == []  # the temporary folder is cleaned up
 
@@ -382,7 +395,7 @@ def test_stl10_binary_layout_is_column_major(tmp_path: Path) -> None:
     raw[1, 2, :, 5] = 200  # image 1: blue row y=5
     raw.tofile(folder / "test_X.bin")
     np.array([1, 10, 3], dtype=np.uint8).tofile(folder / "test_y.bin")
-    data = ds.load_stl10(tmp_path)
+    data = load_stl10(tmp_path)
     assert data.labels == [0, 9, 2] and data.image_paths is None
     first = np.asarray(data.load_image(0))
     assert first.shape == (96, 96, 3)
@@ -391,22 +404,22 @@ def test_stl10_binary_layout_is_column_major(tmp_path: Path) -> None:
     )
     second = np.asarray(data.load_image(1))
     assert (second[5, :, 2] == 200).all() and second.sum() == 200 * 96
-    limited = ds.load_stl10(folder, limit_per_class=1)
+    limited = load_stl10(folder, limit_per_class=1)
     assert limited.labels == [0, 9, 2]
 
     (folder / "test_X.bin").write_bytes(b"\0" * 10)
     with pytest.raises(UclipError, match="holds 10 bytes, expected 3 x 27648"):
-        ds.load_stl10(tmp_path)
+        load_stl10(tmp_path)
 
 
 def test_stl10_not_shipped_and_class_folders(tmp_path: Path) -> None:
     with pytest.raises(UclipError, match="STL-10 is not shipped with uclip: pass --images DIR"):
-        ds.load_stl10(None)
+        load_stl10(None)
     with pytest.raises(UclipError, match="10 of 10 STL-10 class folders are missing"):
-        ds.load_stl10(tmp_path)
-    for cls in ds.STL10_CLASSES:
+        load_stl10(tmp_path)
+    for cls in STL10_CLASSES:
         _write_images(tmp_path / "test" / cls, ["a.png", "b.png"])
-    data = ds.load_stl10(tmp_path, limit_per_class=1)
+    data = load_stl10(tmp_path, limit_per_class=1)
     assert len(data) == 10 and data.class_names_en[7] == "monkey"
 
 
@@ -416,10 +429,10 @@ def test_stl10_not_shipped_and_class_folders(tmp_path: Path) -> None:
 
 @needs_full_data
 def test_full_xm3600_36_languages_share_file_names() -> None:
-    en = ds.load_xm3600("en", FULL)
-    assert len(ds.available_xm3600_languages(FULL)) == 36
-    for lang in ds.XM3600_LANGUAGES:
-        data = ds.load_xm3600(lang, FULL)
+    en = load_xm3600("en", FULL)
+    assert len(available_xm3600_languages(FULL)) == 36
+    for lang in XM3600_LANGUAGES:
+        data = load_xm3600(lang, FULL)
         assert (data.num_images, data.num_captions) == (3600, 3600), lang
         assert data.image_ids == en.image_ids, lang
         assert data.english_captions == en.captions, lang
@@ -427,33 +440,33 @@ def test_full_xm3600_36_languages_share_file_names() -> None:
 
 @needs_full_data
 def test_full_coco_5k() -> None:
-    en = ds.load_coco5k("en", FULL)
+    en = load_coco5k("en", FULL)
     assert (en.num_images, en.num_captions) == (5000, 25000)
     expected_loops = {"cs": 1, "fi": 4, "hr": 0, "hu": 2, "ro": 1}  # MANIFEST.md
     for lang, loops in expected_loops.items():
-        data = ds.load_coco5k(lang, FULL)
+        data = load_coco5k(lang, FULL)
         assert data.image_ids == en.image_ids and data.num_captions == 5000
-        assert len(ds.find_repetition_loops(data.captions)) == loops, lang
-    assert not ds.find_repetition_loops(en.captions)
+        assert len(find_repetition_loops(data.captions)) == loops, lang
+    assert not find_repetition_loops(en.captions)
 
 
 @needs_full_data
 def test_full_flickr_1k_and_flores() -> None:
-    en = ds.load_flickr30k("en", FULL)
+    en = load_flickr30k("en", FULL)
     assert (en.num_images, en.num_captions) == (1000, 5000)
-    deu = ds.load_flickr30k("de", FULL)
+    deu = load_flickr30k("de", FULL)
     assert deu.lang == "deu_Latn" and deu.image_ids == en.image_ids and deu.num_captions == 1000
-    assert ds.load_flickr30k("ro", FULL).num_captions == 1000
+    assert load_flickr30k("ro", FULL).num_captions == 1000
     for code in ("eng_Latn", "ces_Latn", "quz", "zh", "cmn_Hant"):
-        bitext = ds.load_flores(code, data_dir=FULL)
+        bitext = load_flores(code, data_dir=FULL)
         assert len(bitext) == 1012, code
-    assert ds.load_flores("quz", data_dir=FULL).src_lang == "quy_Latn"
-    assert len(ds.available_flores_codes(FULL)) == 204
+    assert load_flores("quz", data_dir=FULL).src_lang == "quy_Latn"
+    assert len(available_flores_codes(FULL)) == 204
 
 
 @pytest.mark.slow
 @needs_full_data
 def test_full_cifar10_archive(tmp_path: Path) -> None:
-    data = ds.load_cifar10(FULL, cache_dir=tmp_path, limit_per_class=1000)
+    data = load_cifar10(FULL, cache_dir=tmp_path, limit_per_class=1000)
     assert len(data) == 10000
     assert np.bincount(data.labels).tolist() == [1000] * 10

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from test_trainer import make_objective
+from uclip.data.tatoeba import split_tatoeba, tatoeba_pairs
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics
-from uclip.features.corpora import DEV_MULTI30K_LANGS, dev_sets, split_tatoeba, tatoeba_pairs
+from uclip.features.corpora import DEV_MULTI30K_LANGS, dev_sets
 from uclip.method.heads import ProjectionHead
 from uclip.method.model import UCLIPHeads
 from uclip.method.ridge import fit_ridge, init_heads_from_ridge

@@ -14,16 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from uclip.data.classification import load_cifar10, load_classification_prompts
+from uclip.data.coco import load_coco5k
+from uclip.data.flores200 import load_flores
+from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import l2_normalize
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
-from uclip.eval.datasets import (
-    load_cifar10,
-    load_classification_prompts,
-    load_coco5k,
-    load_flores,
-    load_xm3600,
-)
 from uclip.eval.evaluators import (
     BitextEvaluator,
     CrossLingualTextRetrievalEvaluator,

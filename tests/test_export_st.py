@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import uclip
-from uclip.eval.datasets import load_flores
+from uclip.data.flores200 import load_flores
 from uclip.export import export_sentence_transformers, head_as_stock_modules
 from uclip.method.heads import ProjectionHead
 from uclip.paths import ASSETS_DIR

@@ -25,7 +25,7 @@ from uclip.features.banks import (
     MemoryBank,
     build_image_bank,
     build_text_bank,
-    list_images,
+    image_files,
     read_text_files,
 )
 from uclip.features.cache import EmbeddingCache
@@ -278,7 +278,7 @@ def test_image_cache_hashes_file_content_not_path_or_mtime(tmp_path):
     for i in range(9):
         _write_image(folder / f"sub{i % 2}" / f"{i}.png", i)
     (folder / "notes.txt").write_text("not an image")
-    paths = list_images(folder)
+    paths = image_files(folder)
     assert len(paths) == 9
     cache, enc = EmbeddingCache(tmp_path / "cache"), FakeImageEncoder()
     kw = dict(batch_size=2, shard_size=4, progress=False)
@@ -293,7 +293,7 @@ def test_image_cache_hashes_file_content_not_path_or_mtime(tmp_path):
     shutil.copytree(folder, copy)
     for p in copy.rglob("*.png"):
         os.utime(p, (1, 1))
-    cache.embed(enc, [str(p) for p in list_images(copy)], **kw)
+    cache.embed(enc, [str(p) for p in image_files(copy)], **kw)
     assert stats_tuple(cache) == (3, 0, 3, 0)
 
     _write_image(paths[5], seed=99)  # same path, new pixels -> only shard 1 recomputed
@@ -515,7 +515,7 @@ def test_build_banks_go_through_the_cache(tmp_path):
 
     for i in range(5):
         _write_image(tmp_path / "imgs" / f"{i}.jpg", i)
-    v = build_image_bank(FakeImageEncoder(), list_images(tmp_path / "imgs"), cache, **kw)
+    v = build_image_bank(FakeImageEncoder(), image_files(tmp_path / "imgs"), cache, **kw)
     assert len(v) == 5 and v.dim == 8
     with pytest.raises(UclipError, match="the text bank needs an encoder with modality 'text'"):
         build_text_bank(FakeImageEncoder(), texts, cache, **kw)
@@ -549,15 +549,15 @@ def test_read_text_files_any_language_gz_blank_lines_and_dedup(tmp_path):
         read_text_files(tmp_path / "missing.txt")
 
 
-def test_list_images_is_sorted_recursive_and_rejects_empty_folders(tmp_path):
+def test_image_files_are_sorted_recursive_and_reject_empty_folders(tmp_path):
     for rel in ["b/2.PNG", "a/10.jpg", "a/9.jpeg", "c.webp", "d.gif"]:
         (tmp_path / "f" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "f" / rel).write_bytes(b"x")
-    found = [p.relative_to(tmp_path / "f").as_posix() for p in list_images(tmp_path / "f")]
+    found = [p.relative_to(tmp_path / "f").as_posix() for p in image_files(tmp_path / "f")]
     assert found == ["a/10.jpg", "a/9.jpeg", "b/2.PNG", "c.webp"]
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "x.txt").write_text("no images")
     with pytest.raises(UclipError, match="no images"):
-        list_images(tmp_path / "empty")
+        image_files(tmp_path / "empty")
     with pytest.raises(UclipError, match="does not exist"):
-        list_images(tmp_path / "nope")
+        image_files(tmp_path / "nope")

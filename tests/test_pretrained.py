@@ -14,7 +14,7 @@ from uclip.paths import ASSETS_DIR
 
 
 def test_every_trained_entry_ships_its_heads_with_the_listed_sha256() -> None:
-    from uclip.paths import file_sha256
+    from uclip.data.io import file_sha256
 
     trained = {n: e for n, e in pretrained.registry().items() if e["path"]}
     assert "uclip-text-anchor" in trained and "uclip-text-anchor-ridge" in trained

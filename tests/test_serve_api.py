@@ -24,6 +24,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from uclip.data.io import list_images
 from uclip.errors import UclipError
 from uclip.method.model import UCLIPConfig, UCLIPModel
 from uclip.serve.app import create_app
@@ -34,7 +35,6 @@ from uclip.serve.index import (
     PARTIAL_DIR,
     SearchIndex,
     build_index,
-    list_images,
 )
 
 torch.set_num_threads(1)

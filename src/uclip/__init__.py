@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from uclip.version import __version__
 
 if TYPE_CHECKING:
     from uclip.method.model import UCLIPModel
@@ -13,10 +13,10 @@ if TYPE_CHECKING:
 def load(name_or_path: str, **config_overrides: Any) -> UCLIPModel:
     """Load a trained uCLIP model: a directory (``config.json`` + ``heads.safetensors``), a
     pretrained name (``uclip models``) or a Hugging Face Hub id (``org/name``)."""
+    from uclip.data.io import file_sha256
     from uclip.errors import UclipError
     from uclip.method.model import HEADS_NAME
     from uclip.method.model import load as _load
-    from uclip.paths import file_sha256
     from uclip.pretrained import expected_sha256, resolve_model_dir
 
     directory = resolve_model_dir(name_or_path)

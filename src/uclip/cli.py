@@ -50,7 +50,7 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
         ]
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
         if ns.langs is None:
-            from uclip.eval.datasets import XM3600_LANGUAGES
+            from uclip.data.languages import XM3600_LANGUAGES
 
             args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang != "en")
     for key in ("xm3600_pairs", "flores_pairs"):

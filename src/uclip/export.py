@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from uclip.data.io import default_permissions, file_sha256
 from uclip.errors import UclipError
-from uclip.paths import default_permissions, file_sha256
 
 EXPORT_FORMAT_VERSION = 1
 HEAD_NAMES = ("f_c", "f_m")

@@ -1,10 +1,14 @@
-"""Where data lives: ``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data`` (the quickstart also
-falls back to its bundled subset); checks that a folder to read or write is usable, done before
-any expensive work; and the permissions and checksums of what we write."""
+"""Where things live: the package's own files (assets, configs), the data directory the CLI uses
+(``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data``; the quickstart also falls back to its
+bundled subset), and checks that a folder to read or write is usable, done before any expensive
+work.
+
+Only the application layer (``uclip.app``, ``uclip.cli``) calls :func:`default_data_dir` /
+:func:`resolve_data_dir`: library functions are given their paths (``tests/
+test_import_direction.py`` checks it)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
@@ -76,32 +80,3 @@ def writable_dir(path: str | os.PathLike[str], flag: str) -> Path:
             "or fix its permissions"
         ) from None
     return out
-
-
-def default_permissions(path: str | os.PathLike[str]) -> None:
-    """Give ``path`` (and, for a directory, everything below it) the permissions a plain
-    ``open``/``mkdir`` would under the current umask: ``mkdtemp`` makes 0700 directories and
-    safetensors writes 0600 files, which would hide saved models from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root = Path(path)
-    for item in [root, *root.rglob("*")] if root.is_dir() else [root]:
-        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` through a temporary file and a rename: a reader (or a
-    kill) sees the old content or the new, never a mixture."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read now (no memo: it is used to verify files on read)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -83,7 +83,8 @@ def cmd_table(ns: argparse.Namespace) -> int:
 
 def cmd_nli(ns: argparse.Namespace) -> int:
     from uclip.clt.app import load_clt_model
-    from uclip.clt.nli import read_nli, run_nli_probe, synthetic_nli
+    from uclip.data.nli import read_nli, synthetic_nli
+    from uclip.eval.nli import run_nli_probe
 
     model, _, label = load_clt_model(ns.model)
     if ns.synthetic:

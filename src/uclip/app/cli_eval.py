@@ -41,12 +41,14 @@ def _parse_langs(text: str) -> list[str]:
 
 def _all_langs(task: str, dataset: str, data_dir: str | None) -> list[str]:
     """Every language ``--langs all`` stands for."""
-    from uclip.eval import datasets as ds
+    from uclip.data.flores200 import available_flores_codes
+    from uclip.data.xm3600 import available_xm3600_languages
+    from uclip.paths import resolve_data_dir
 
     if dataset == "xm3600":
-        langs = ds.available_xm3600_languages(data_dir)
+        langs = available_xm3600_languages(resolve_data_dir(data_dir))
     elif dataset == "flores200":
-        langs = ds.available_flores_codes(data_dir)
+        langs = available_flores_codes(resolve_data_dir(data_dir))
     else:
         langs = ["en", *UCLIP_LANGS]
     drop = {"en", "eng_Latn"} if task in ("crosslingual", "bitext") else set()
@@ -64,9 +66,18 @@ def make_evaluators(
     protocol: str = "all",
     target: str = "eng_Latn",
 ) -> list[Evaluator]:
-    """One evaluator per language; loads (and so validates) every data set now."""
-    from uclip.eval import datasets as ds
+    """One evaluator per language; loads (and so validates) every data set now.
+
+    ``data_dir`` is resolved here (``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data``), and
+    only when the data set needs it: English zero-shot prompts on a given image folder need none.
+    """
+    from uclip.data.classification import load_cifar10, load_classification_prompts, load_stl10
+    from uclip.data.coco import load_coco5k
+    from uclip.data.flickr30k import load_flickr30k
+    from uclip.data.flores200 import load_flores
+    from uclip.data.xm3600 import load_xm3600
     from uclip.eval import evaluators as ev
+    from uclip.paths import resolve_data_dir
 
     if dataset not in DATASETS[task]:
         raise UclipError(
@@ -75,16 +86,18 @@ def make_evaluators(
     ev.check_limit(limit)
     if langs == ["all"]:
         langs = _all_langs(task, dataset, data_dir)
-    loaders = {"xm3600": ds.load_xm3600, "coco5k": ds.load_coco5k, "flickr30k": ds.load_flickr30k}
+    english_zeroshot = task == "zeroshot" and images is not None and set(langs) <= {"en"}
+    root = None if english_zeroshot else resolve_data_dir(data_dir)
+    loaders = {"xm3600": load_xm3600, "coco5k": load_coco5k, "flickr30k": load_flickr30k}
     out: list[Evaluator] = []
     if task == "zeroshot":
-        data = ds.load_cifar10(data_dir, images) if dataset == "cifar10" else ds.load_stl10(images)
+        data = load_cifar10(root, images) if dataset == "cifar10" else load_stl10(images)
         for lang in langs:
-            prompts = ds.load_classification_prompts(dataset, lang, data_dir)
+            prompts = load_classification_prompts(dataset, lang, root)
             out.append(ev.ZeroShotClassificationEvaluator(data, prompts, limit_per_class=limit))
     elif task == "bitext":
         for lang in langs:
-            bitext = ds.load_flores(lang, target, data_dir)
+            bitext = load_flores(lang, target, root)
             out.append(ev.BitextEvaluator(bitext, limit=limit))
     elif task == "retrieval":
         if images is None:
@@ -93,11 +106,11 @@ def make_evaluators(
                 "(they are not shipped; see MANIFEST.md)"
             )
         for lang in langs:
-            data = loaders[dataset](lang, data_dir, images)
+            data = loaders[dataset](lang, root, images)
             out.append(ev.CrossModalRetrievalEvaluator(data, protocol=protocol, limit=limit))
     else:
         for lang in langs:
-            data = loaders[dataset](lang, data_dir)
+            data = loaders[dataset](lang, root)
             out.append(ev.CrossLingualTextRetrievalEvaluator(data, limit=limit))
     return out
 
@@ -111,7 +124,7 @@ def _summary_line(result: Any, path: Path) -> str:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from uclip.eval.datasets import default_cache_dir
+    from uclip.data.io import default_cache_dir
     from uclip.eval.evaluators import save_result
     from uclip.eval.models import load_eval_model
     from uclip.eval.report import markdown_table
@@ -128,7 +141,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         protocol=ns.protocol,
         target=ns.target,
     )
-    cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir().parent / "embeddings")
+    cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir() / "embeddings")
     rows = []
     for spec in ns.model:
         model = load_eval_model(

@@ -29,15 +29,11 @@ import torch
 
 from uclip.app.dev_curve import write_dev_curve
 from uclip.app.train import apply_overrides, run_config, train_run
+from uclip.data.flores200 import available_flores_codes, load_flores
+from uclip.data.languages import resolve_flores_code
+from uclip.data.xm3600 import load_xm3600, resolve_xm3600_language
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
-from uclip.eval.datasets import (
-    available_flores_codes,
-    load_flores,
-    load_xm3600,
-    resolve_flores_code,
-    resolve_xm3600_language,
-)
 from uclip.eval.metrics import paired_recall
 from uclip.eval.report import write_table
 from uclip.features.cache import EmbeddingCache

@@ -24,7 +24,7 @@ import torch
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics, embed_dev_tasks
-from uclip.features.banks import MemoryBank, list_images, read_text_files
+from uclip.features.banks import MemoryBank, image_files, read_text_files
 from uclip.features.cache import EmbeddingCache
 from uclip.features.corpora import dev_sets, split_training_corpora
 from uclip.method.model import MODEL_ALLOWED, UCLIPConfig, UCLIPHeads, UCLIPModel
@@ -249,7 +249,7 @@ def prepare_training_data(
         elif bank_source.is_dir():
             image = encoder(run.model.image_encoder or "")
             image_bank = cache.embed(
-                image, list_images(bank_source), progress=progress, desc="bank V"
+                image, image_files(bank_source), progress=progress, desc="bank V"
             )
         else:
             raise UclipError(f"image_bank {bank_source} is neither an image folder nor a .npy file")

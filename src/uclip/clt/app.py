@@ -37,9 +37,9 @@ from uclip.clt.data import (
 )
 from uclip.clt.model import CLTConfig, CLTModel, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
+from uclip.data.flores200 import load_flores
 from uclip.encoders.base import load_image
 from uclip.errors import UclipError
-from uclip.eval.datasets import load_flores
 from uclip.eval.metrics import bitext_accuracy, retrieval_recall
 from uclip.eval.report import run_metadata, write_table
 from uclip.paths import resolve_data_dir

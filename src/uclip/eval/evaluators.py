@@ -23,13 +23,14 @@ from typing import Any
 
 from torch import Tensor
 
-from uclip.errors import UclipError
-from uclip.eval.datasets import (
+from uclip.data.io import write_text_atomic
+from uclip.data.records import (
     BitextDataset,
     ClassificationDataset,
     ClassificationPrompts,
     RetrievalDataset,
 )
+from uclip.errors import UclipError
 from uclip.eval.metrics import (
     accuracy,
     bitext_accuracy,
@@ -451,9 +452,7 @@ def save_result(result: EvalResult, out_dir: str | Path) -> Path:
     path = result_path(result, out_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
     return path

@@ -553,7 +553,8 @@ def load_pairs(
     """The first ``n`` (non-English caption, English caption of the same image) pairs per
     language of ``dataset``: "xm3600" (captions written in each language) or "flickr30k"
     (NLLB translations of the first English caption, the paper's Fig. 4 data)."""
-    from uclip.eval.datasets import load_flickr30k, load_xm3600
+    from uclip.data.flickr30k import load_flickr30k
+    from uclip.data.xm3600 import load_xm3600
 
     loaders = {"xm3600": load_xm3600, "flickr30k": load_flickr30k}
     if dataset not in loaders:

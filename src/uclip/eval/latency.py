@@ -445,7 +445,7 @@ def latency_captions(
     """XM3600 captions in ``langs`` (interleaved by language) with the English caption of the same
     image, and a description of where they came from. Falls back to the bundled quickstart
     subset when no data directory is found."""
-    from uclip.eval.datasets import load_xm3600
+    from uclip.data.xm3600 import load_xm3600
     from uclip.paths import ASSETS_DIR, default_data_dir
 
     root = Path(data_dir) if data_dir is not None else default_data_dir()

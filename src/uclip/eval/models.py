@@ -34,12 +34,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from uclip.data.io import file_sha256
 from uclip.encoders.base import REAL, Encoder, ImageInput, l2_normalize
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.features.cache import EmbeddingCache
 from uclip.method.model import HEADS_NAME
-from uclip.paths import file_sha256
 
 EVAL_SHARD_SIZE = 600
 """Inputs per cache shard. 3,600 XM3600 captions are 6 shards, so ``--limit 600`` (or 1200, ...)

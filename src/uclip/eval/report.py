@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from uclip.data.io import write_text_atomic
 from uclip.errors import UclipError
-from uclip.paths import write_text_atomic
+from uclip.version import library_versions
 
 
 def git_commit() -> str | None:
@@ -38,8 +39,6 @@ def git_commit() -> str | None:
 
 def run_metadata() -> dict[str, Any]:
     """Provenance recorded with every result file: versions, commit, date."""
-    from uclip.method.model import library_versions
-
     return {
         "versions": library_versions(),
         "git_commit": git_commit(),

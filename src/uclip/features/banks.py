@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from uclip.data.io import IMAGE_SUFFIXES, list_images
 from uclip.errors import UclipError
 from uclip.features.cache import EmbeddingCache, write_npy_atomic
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-"""Files :func:`list_images` picks up (case-insensitive)."""
 
 DEFAULT_CHUNK_SIZE = 65536
 
@@ -332,17 +330,16 @@ def read_text_files(
     return sentences
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Images under ``folder`` (recursive, :data:`IMAGE_EXTENSIONS`), sorted by relative path."""
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The images of a bank-V folder (:func:`uclip.data.io.list_images`: recursive,
+    :data:`~uclip.data.io.IMAGE_SUFFIXES`, hidden files and links out of the folder left out),
+    sorted by relative path; an empty or missing folder is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UclipError(f"image folder {folder} does not exist: check the path")
-    images = sorted(
-        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-        key=lambda p: p.relative_to(folder).as_posix(),
-    )
-    if not images:
+    relative, _ = list_images(folder)
+    if not relative:
         raise UclipError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}: check the folder"
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}: check the folder"
         )
-    return images
+    return [folder / rel for rel in relative]

@@ -40,7 +40,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,8 +52,14 @@ import torch
 from safetensors import SafetensorError
 from tqdm import tqdm
 
+from uclip.data.io import (
+    TMP_SUFFIX,
+    atomic_target,
+    file_sha256,
+    is_stale_temporary,
+    write_bytes_atomic,
+)
 from uclip.errors import UclipError
-from uclip.paths import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +69,6 @@ STORAGE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": t
 FORMAT_VERSION = "1"
 _TENSOR_KEY = "embeddings"
 _SHARD_SUFFIX = ".safetensors"
-_TMP_SUFFIX = ".tmp"
-# A temporary file of another host cannot be checked for a live writer; after this long no
-# single shard write can still be running, so it is safe to remove.
-_STALE_TMP_AGE_S = 24 * 3600
 
 
 @dataclass
@@ -273,8 +274,7 @@ def write_npy_atomic(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
+    with atomic_target(path, fsync=True) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         row = 0
         for block in blocks:
@@ -284,11 +284,6 @@ def write_npy_atomic(
             raise UclipError(f"wrote {row} rows to {path} but expected {shape[0]}")
         arr.flush()
         del arr
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -313,9 +308,9 @@ def _prepare_dir(plan: _Plan) -> None:
             "dtype": plan.dtype,
             "format_version": FORMAT_VERSION,
         }
-        _write_atomic(info, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-    for tmp in plan.directory.glob(f".*{_TMP_SUFFIX}"):
-        if _is_stale_tmp(tmp):
+        write_bytes_atomic(info, (json.dumps(record, indent=2) + "\n").encode("utf-8"), fsync=True)
+    for tmp in plan.directory.glob(f".*{TMP_SUFFIX}"):
+        if is_stale_temporary(tmp):
             logger.info("removing temporary file %s left by an interrupted run", tmp)
             tmp.unlink(missing_ok=True)
 
@@ -404,7 +399,9 @@ def _write_shard(path: Path, emb: torch.Tensor, plan: _Plan) -> None:
         "inputs_sha256": path.stem,
         "sha256": hashlib.sha256(emb.numpy()).hexdigest(),
     }
-    _write_atomic(path, safetensors.torch.save({_TENSOR_KEY: emb}, metadata=metadata))
+    write_bytes_atomic(
+        path, safetensors.torch.save({_TENSOR_KEY: emb}, metadata=metadata), fsync=True
+    )
 
 
 def _read_shard(path: Path, plan: _Plan, count: int, stats: CacheStats) -> torch.Tensor | None:
@@ -449,48 +446,3 @@ def _verify_shard(
     if hashlib.sha256(emb.numpy()).hexdigest() != meta.get("sha256"):
         return "sha256 mismatch", None
     return None, emb
-
-
-def _tmp_name(path: Path) -> Path:
-    # Host and pid in the name let a later run tell a dead writer's leftovers from a live one's.
-    host = socket.gethostname().replace("~", "_")
-    return path.with_name(f".{path.name}~{host}~{os.getpid()}{_TMP_SUFFIX}")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _is_stale_tmp(tmp: Path) -> bool:
-    """A temporary file whose writer is dead (same host) or that is too old to be in use."""
-    parts = tmp.name[: -len(_TMP_SUFFIX)].split("~")
-    try:
-        if time.time() - tmp.stat().st_mtime > _STALE_TMP_AGE_S:
-            return True
-    except FileNotFoundError:
-        return False
-    if len(parts) < 3 or not parts[-1].isdigit():
-        return False
-    host, pid = parts[-2], int(parts[-1])
-    return host == socket.gethostname().replace("~", "_") and not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":
-        # os.kill(pid, 0) would terminate the process on Windows; rely on the age rule there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -9,126 +9,16 @@ Flickr30k 1k test images (Multi30K test2016) are never touched (Multi30K train s
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
-import io
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uclip.data.io import read_nonblank_lines
+from uclip.data.multi30k import M30K, multi30k_english, multi30k_foreign, multi30k_images
+from uclip.data.tatoeba import TATOEBA_LANGS, split_tatoeba
 from uclip.errors import UclipError
 
-M30K = Path("multi30k") / "data"
 BANK_M_SOURCES = {"de": "multi30k", "fr": "multi30k", "cs": "multi30k"}
-TATOEBA_LANGS = ("cs", "fi", "hr", "hu", "ro")
-
-
-def read_lines(path: Path) -> list[str]:
-    """Non-empty stripped lines of a UTF-8 text file (``.gz`` read transparently)."""
-    if not path.is_file():
-        raise UclipError(
-            f"missing data file {path}: check --data-dir (see MANIFEST.md for the layout)"
-        )
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [line.strip() for line in fh if line.strip()]
-
-
-def multi30k_images(data_dir: Path, split: str = "train") -> list[str]:
-    return read_lines(data_dir / M30K / "task1" / "image_splits" / f"{split}.txt")
-
-
-def multi30k_english(data_dir: Path, split: str = "train") -> list[list[str]]:
-    """The 5 English captions of each image (task 2), in image-split order."""
-    cols = [
-        read_lines(data_dir / M30K / "task2" / "raw" / f"{split}.{k}.en.gz") for k in range(1, 6)
-    ]
-    return [list(caps) for caps in zip(*cols, strict=True)]
-
-
-def multi30k_foreign(data_dir: Path, lang: str, split: str = "train") -> list[str]:
-    """One caption per image in ``lang`` (task 1: de, fr, cs), in image-split order."""
-    return read_lines(data_dir / M30K / "task1" / "raw" / f"{split}.{lang}.gz")
-
-
-def tatoeba_pairs(data_dir: Path, lang: str) -> list[tuple[str, str]]:
-    """The ``(foreign, english)`` Tatoeba pairs of ``lang`` in ``text_bank/``, file order."""
-    path = data_dir / "text_bank" / f"tatoeba_{lang}-en.tsv.gz"
-    if not path.is_file():
-        raise UclipError(f"missing {path}: Tatoeba bank text exists for {', '.join(TATOEBA_LANGS)}")
-    with gzip.open(path, "rb") as fh:
-        reader = csv.DictReader(
-            io.TextIOWrapper(fh, encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE
-        )
-        pairs = [(row["text"].strip(), row["eng"].strip()) for row in reader]
-    return [(f, e) for f, e in pairs if f and e]
-
-
-# Shares of the distinct English Tatoeba sentences (in %): dev pairs, bank-M rows, English training
-# text. Fixed, not seeded, so the dev set never changes between runs.
-TATOEBA_ROLES = (("dev", 8), ("bank", 42), ("train", 50))
-
-
-def tatoeba_role(english: str) -> str:
-    """Which disjoint part a Tatoeba pair belongs to, decided by its English sentence alone.
-
-    Keying on the English side keeps every translation of one English sentence in one part, so
-    a dev pair's English never appears as training text and no training sentence has its
-    translation in bank M.
-    """
-    key = " ".join(english.lower().split()).encode("utf-8")
-    bucket = int.from_bytes(hashlib.sha256(key).digest()[:4], "big") % 100
-    for role, share in TATOEBA_ROLES:
-        if bucket < share:
-            return role
-        bucket -= share
-    raise AssertionError("TATOEBA_ROLES shares must add up to 100")
-
-
-@dataclass
-class TatoebaSplit:
-    """Tatoeba cut into three disjoint parts (see :func:`tatoeba_role`)."""
-
-    dev: dict[str, list[tuple[str, str]]]  # lang -> (foreign, english) pairs
-    bank: dict[str, list[str]]  # lang -> foreign sentences for bank M
-    english: list[str]  # distinct English sentences, training text only
-
-
-def split_tatoeba(data_dir: Path) -> TatoebaSplit:
-    """Split every Tatoeba language into dev pairs, bank-M sentences and English training text.
-
-    A foreign sentence that also occurs in a dev or training pair (under another English
-    wording) is kept out of the bank, so the three parts share no sentence in either language.
-    """
-    pairs = {lang: tatoeba_pairs(data_dir, lang) for lang in TATOEBA_LANGS}
-    roles = {lang: [tatoeba_role(e) for _, e in rows] for lang, rows in pairs.items()}
-    not_bank = {
-        f
-        for lang, rows in pairs.items()
-        for (f, _), r in zip(rows, roles[lang], strict=True)
-        if r != "bank"
-    }
-    dev: dict[str, list[tuple[str, str]]] = {}
-    bank: dict[str, list[str]] = {}
-    english: dict[str, None] = {}
-    for lang, rows in pairs.items():
-        dev[lang] = [p for p, r in zip(rows, roles[lang], strict=True) if r == "dev"]
-        bank[lang] = list(
-            dict.fromkeys(f for (f, _), r in zip(rows, roles[lang], strict=True) if r == "bank")
-        )
-        bank[lang] = [f for f in bank[lang] if f not in not_bank]
-        english.update(
-            (e, None) for (_, e), r in zip(rows, roles[lang], strict=True) if r == "train"
-        )
-    # A seed-independent order, so growing n_general only appends sentences.
-    ordered = sorted(english, key=lambda e: hashlib.sha256(e.encode("utf-8")).digest())
-    return TatoebaSplit(dev=dev, bank=bank, english=ordered)
-
-
-def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
-    """The bank-M part of ``lang``'s Tatoeba sentences (never dev or training text)."""
-    return split_tatoeba(data_dir).bank[lang]
 
 
 @dataclass
@@ -157,7 +47,7 @@ def dev_sets(
     ``multi30k_per_lang`` keeps the first captions only (a quicker, noisier dev score).
     """
     n = multi30k_per_lang
-    english = read_lines(data_dir / M30K / "task1" / "raw" / "val.en.gz")[:n]
+    english = read_nonblank_lines(data_dir / M30K / "task1" / "raw" / "val.en.gz")[:n]
     sets = [
         DevSet("multi30k-val", lang, multi30k_foreign(data_dir, lang, "val")[:n], english)
         for lang in DEV_MULTI30K_LANGS

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from uclip.data.io import is_stale_temporary, write_text_atomic
 from uclip.errors import UclipError
-from uclip.features.banks import list_images, read_text_files
-from uclip.features.cache import EmbeddingCache, _is_stale_tmp, write_npy_atomic
+from uclip.features.banks import image_files, read_text_files
+from uclip.features.cache import EmbeddingCache, write_npy_atomic
 
 MERGED_NAME = "embeddings.npy"
 MERGED_META = "embeddings.json"
@@ -85,7 +86,7 @@ def read_inputs(path: str | os.PathLike[str], modality: str) -> list[str]:
     source = Path(path)
     if modality == "image":
         if source.is_dir():
-            return [str(p) for p in list_images(source)]
+            return [str(p) for p in image_files(source)]
         return [str(source.parent / line) for line in read_text_files(source)]
     if modality != "text":
         raise UclipError(f"modality {modality!r} cannot be extracted: expected 'text' or 'image'")
@@ -178,7 +179,7 @@ def extract_shard(
     # half-written array (the cache's host~pid temporary naming) is removed once its pid is dead.
     (out / f"{expected.stem}.json").unlink(missing_ok=True)
     for tmp in out.glob(f".{expected.stem}.npy~*.tmp"):
-        if _is_stale_tmp(tmp):
+        if is_stale_temporary(tmp):
             tmp.unlink(missing_ok=True)
     cache = cache or EmbeddingCache(out / "cache")
     cache.extract_to_bank(
@@ -193,7 +194,7 @@ def extract_shard(
     )
     info = ShardInfo(**{**asdict(expected), "array_sha256": _npy_sha256(npy)})
     # The sidecar is written last: its presence is what marks the shard as finished.
-    _write_json_atomic(out / f"{info.stem}.json", asdict(info))
+    write_text_atomic(out / f"{info.stem}.json", json.dumps(asdict(info), indent=2) + "\n")
     return ShardResult(info, npy, computed=True)
 
 
@@ -257,7 +258,7 @@ def merge_shards(
         "inputs_sha256": first.inputs_sha256,
         "num_shards": first.num_shards,
     }
-    _write_json_atomic(target.with_suffix(".json"), meta)
+    write_text_atomic(target.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return target
 
 
@@ -342,12 +343,6 @@ def _blocks(root: Path, infos: Sequence[ShardInfo]) -> Iterator[np.ndarray]:
         rows = max(1, (64 << 20) // max(1, arr.shape[1] * arr.itemsize))
         for start in range(0, arr.shape[0], rows):
             yield np.asarray(arr[start : start + rows])
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _abbrev(values: list[int], limit: int = 10) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,10 +21,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from uclip.data.io import file_sha256, replace_dir
 from uclip.errors import UclipError
 from uclip.method.heads import HEAD_KINDS, ProjectionHead
-from uclip.paths import default_permissions, file_sha256
 from uclip.validation import Allowed, at_least, between, check_fields, check_mapping, one_of
+from uclip.version import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -233,46 +233,6 @@ class UCLIPModel(nn.Module):
         (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
         replace_dir(tmp, out)
         return out
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``.
-
-    ``src`` gets the permissions of a normally created directory first
-    (:func:`uclip.paths.default_permissions`).
-    """
-    default_permissions(src)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        if old.exists():
-            _rmtree(old)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        _rmtree(old)
-    else:
-        os.replace(src, dst)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions recorded with every saved model and result."""
-    import numpy
-    import transformers
-
-    import uclip
-
-    return {
-        "uclip": uclip.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPModel:

@@ -31,9 +31,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from uclip.data.io import IMAGE_SUFFIXES
 from uclip.errors import UclipError
 from uclip.serve.index import (
-    IMAGE_SUFFIXES,
     MissingImageError,
     SearchIndex,
     SearchModel,

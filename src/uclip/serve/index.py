@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
@@ -41,9 +41,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from uclip.data.io import IMAGE_SUFFIXES, file_sha256, list_images, write_with_atomic
 from uclip.errors import UclipError
-from uclip.features.banks import IMAGE_EXTENSIONS
-from uclip.paths import file_sha256
 
 INDEX_FORMAT = "uclip-search-index"
 INDEX_VERSION = 1
@@ -51,9 +50,6 @@ INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 FAISS_FILE = "index.faiss"
 PARTIAL_DIR = ".partial"
-
-IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
-"""Files indexed from a folder (the project's one list); everything else is ignored."""
 
 DEFAULT_FAISS_THRESHOLD = 50_000
 """``backend="auto"``: exact numpy search below this many images, FAISS from here on."""
@@ -117,24 +113,13 @@ def _json_roundtrip(obj: Any) -> Any:
         ) from exc
 
 
-def _write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write via a temporary file in the same directory and rename: a kill leaves all or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, obj: Any) -> None:
     data = json.dumps(obj, indent=1, ensure_ascii=False).encode()
-    _write_atomic(path, lambda fh: fh.write(data))
+    write_with_atomic(path, lambda fh: fh.write(data))
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    _write_atomic(path, lambda fh: np.save(fh, array, allow_pickle=False))
+    write_with_atomic(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -179,40 +164,6 @@ def model_fingerprint(model: Any) -> str | None:
 
 # --------------------------------------------------------------------------------------------
 # collecting images and captions
-
-
-def list_images(images_dir: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
-    """Image files under ``images_dir``, as sorted relative POSIX paths.
-
-    Returns ``(paths, skipped)``. Hidden files and folders (``.name``) are not visited; a symlink
-    whose target lies outside the folder is skipped (listed in ``skipped``) so the index never
-    refers to a file outside its root. Directory symlinks are not followed (no cycles).
-    """
-    root = Path(images_dir)
-    if not root.is_dir():
-        raise UclipError(f"images folder {root} does not exist or is not a directory")
-    root_real = root.resolve()
-    paths: list[str] = []
-    skipped: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            full = Path(dirpath) / name
-            rel = full.relative_to(root).as_posix()
-            try:
-                real = full.resolve(strict=True)
-            except (OSError, RuntimeError):
-                skipped.append(rel)  # dangling or looping symlink
-                continue
-            if not real.is_relative_to(root_real) or not real.is_file():
-                skipped.append(rel)
-                continue
-            paths.append(rel)
-    paths.sort()
-    skipped.sort()
-    return paths, skipped
 
 
 def load_captions(source: str | os.PathLike[str] | Captions | None) -> Captions | None:
@@ -684,7 +635,7 @@ def build_index(
             backend_meta.update(nlist=int(faiss_index.nlist), nprobe=int(nprobe))
             _set_nprobe(faiss_index, nprobe)
         serialized = _faiss().serialize_index(faiss_index)
-        _write_atomic(out_dir / FAISS_FILE, lambda fh: fh.write(serialized.tobytes()))
+        write_with_atomic(out_dir / FAISS_FILE, lambda fh: fh.write(serialized.tobytes()))
         backend_meta["file"] = FAISS_FILE
         backend_meta["sha256"] = file_sha256(out_dir / FAISS_FILE)
     else:

@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from uclip.data.io import default_permissions, file_sha256, write_text_atomic
 from uclip.errors import UclipError
-from uclip.paths import default_permissions, file_sha256, write_text_atomic
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from uclip.data.io import write_text_atomic
 from uclip.errors import UclipError
 from uclip.method.gather import convert_sync_batchnorm, revert_sync_batchnorm
-from uclip.paths import write_text_atomic
 from uclip.train import distributed
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import (
