@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from uclip.clt.app import (
+from uclip.app.clt import (
     before_after_rows,
     flores_bitext,
     load_clt_config,
@@ -39,6 +39,7 @@ from uclip.data.nli import read_mnli_jsonl, read_nli, read_xnli_tsv, synthetic_n
 from uclip.errors import UclipError
 from uclip.eval.metrics import bitext_accuracy
 from uclip.eval.nli import NLIClassifier, nli_features, run_nli_probe
+from uclip.method.losses import info_nce
 from uclip.paths import ASSETS_DIR
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import latest_checkpoint
@@ -136,6 +137,55 @@ def test_loss_matches_brute_force():
     assert clt_loss(c, i, scale, groups=torch.arange(5)).item() == pytest.approx(
         brute_force_loss(c, i, t), rel=1e-5
     )
+
+
+def _clt_loss_before_merge(c, i, logit_scale, symmetric=False, groups=None):
+    """clt/loss.py's own implementation before the two InfoNCE copies became one (verbatim)."""
+    logits = c @ i.T * temperature(logit_scale)
+    if groups is not None:
+        same = groups[:, None] == groups[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    targets = torch.arange(logits.shape[0])
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    if symmetric:
+        loss = (loss + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
+    return loss
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (64, 512), (33, 384)])
+def test_clt_loss_is_the_shared_info_nce_with_the_same_numbers(shape):
+    """One InfoNCE (uclip.method.losses) serves both methods: CLT's loss through it equals, bit
+    for bit, the implementation clt/loss.py had (values, and the gradient of t in the paper's
+    one-directional loss), and uCLIP's Eq. 5 path (tau divides) is the plain cross-entropy it
+    always was."""
+    g = torch.Generator().manual_seed(shape[0])
+    c = torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=-1)
+    i = torch.nn.functional.normalize(torch.randn(*shape, generator=g), dim=-1)
+    groups = torch.randint(0, max(2, shape[0] // 2), (shape[0],), generator=g)
+    for symmetric in (False, True):
+        for grp in (None, groups):
+            scale = torch.tensor(2.659, requires_grad=True)
+            new = clt_loss(c, i, scale, symmetric=symmetric, groups=grp)
+            (new_grad,) = torch.autograd.grad(new, scale)
+            ref_scale = torch.tensor(2.659, requires_grad=True)
+            old = _clt_loss_before_merge(c, i, ref_scale, symmetric, grp)
+            (old_grad,) = torch.autograd.grad(old, ref_scale)
+            assert torch.equal(new, old)
+            if symmetric:
+                # one similarity matmul per direction (as uCLIP's Eq. 6) instead of a shared
+                # transposed one: the gradient of t may differ in its last bits (no config uses
+                # symmetric=true; the paper's loss is one-directional)
+                torch.testing.assert_close(new_grad, old_grad, rtol=1e-6, atol=0)
+            else:
+                assert torch.equal(new_grad, old_grad)
+    t = temperature(torch.tensor(2.659))
+    assert torch.equal(clt_loss(c, i, torch.tensor(2.659)), info_nce(c, i, scale=t))
+    targets = torch.arange(shape[0])
+    uclip_ref = torch.nn.functional.cross_entropy(c @ i.T / 0.01, targets)
+    assert torch.equal(info_nce(c, i, 0.01), uclip_ref)
+    with pytest.raises(UclipError, match="exactly one"):
+        info_nce(c, i, 0.01, scale=t)
 
 
 def test_temperature_is_log_parameterised_and_clipped():
@@ -546,7 +596,7 @@ def test_efficientnet_lite0_tower_is_real():
 
 
 def test_tsne_figure_writes_png(tiny_model, tmp_path):
-    from uclip.clt.app import tsne_figure
+    from uclip.app.figures import tsne_figure
 
     out = tsne_figure(
         tiny_model, ["en", "cs", "jpn_Jpan"], BUNDLED, tmp_path / "t.png", n_sentences=5

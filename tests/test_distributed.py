@@ -21,18 +21,17 @@ from test_trainer import final_weights, make_objective, small_args
 from uclip.errors import UclipError
 from uclip.features.banks import MemoryBank
 from uclip.method.bank_search import soft_retrieve_distributed, soft_retrieve_partial
-from uclip.method.gather import (
+from uclip.method.losses import symmetric_info_nce
+from uclip.method.objective import UCLIPObjective
+from uclip.method.perturb import perturb, perturb_local_rows
+from uclip.method.retrieval import soft_retrieve
+from uclip.train.distributed import DistEnv, launcher_env
+from uclip.train.gather import (
     FeatureGather,
     GatheredBatchNorm1d,
     convert_sync_batchnorm,
-    perturb_local_rows,
     revert_sync_batchnorm,
 )
-from uclip.method.losses import symmetric_info_nce
-from uclip.method.objective import UCLIPObjective
-from uclip.method.perturb import perturb
-from uclip.method.retrieval import soft_retrieve
-from uclip.train.distributed import DistEnv, launcher_env
 from uclip.train.trainer import Trainer, read_log
 
 WORLD = 2

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from uclip.errors import UclipError
-from uclip.eval import figures
-from uclip.eval.figures import (
+from uclip.app import figures
+from uclip.app.figures import (
     PairSet,
     System,
     cross_language_zscore,
@@ -25,6 +24,7 @@ from uclip.eval.figures import (
     plot_zscores,
     text_anchor_figures,
 )
+from uclip.errors import UclipError
 
 
 @pytest.fixture(autouse=True)

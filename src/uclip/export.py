@@ -420,7 +420,7 @@ def _tower_modules(name: str, workdir: Path) -> tuple[list[nn.Module], dict[str,
         pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
         return [transformer, pooling, Normalize()], {"passage": "passage: "}
     from uclip.encoders.registry import get_spec
-    from uclip.encoders.sentence import _package_model_path
+    from uclip.encoders.sentence import package_model_path
 
     spec = get_spec(name)
     if spec.family != "sentence-transformers" or not spec.weights_package:
@@ -428,7 +428,7 @@ def _tower_modules(name: str, workdir: Path) -> tuple[list[nn.Module], dict[str,
             f"encoder {name} has no local sentence-transformers weights to export; "
             f"supported: {', '.join(E5_ENCODERS)} and packaged sentence-transformers encoders"
         )
-    return list(SentenceTransformer(str(_package_model_path(spec)), device="cpu")), {}
+    return list(SentenceTransformer(str(package_model_path(spec)), device="cpu")), {}
 
 
 def export_sentence_transformers(

@@ -1,7 +1,7 @@
 """``uclip bench latency``, ``uclip figures`` and ``uclip ablate``: argument parsing and output.
 
 The lead wires :func:`add_commands` into ``uclip/cli.py``; the work happens in
-:mod:`uclip.eval.latency`, :mod:`uclip.eval.figures` and :mod:`uclip.app.ablate`.
+:mod:`uclip.eval.latency`, :mod:`uclip.app.figures` and :mod:`uclip.app.ablate`.
 """
 
 from __future__ import annotations
@@ -126,9 +126,10 @@ def add_bench(sub: Any) -> None:
 
 # figures ----------------------------------------------------------------------------------------
 def cmd_figures(ns: argparse.Namespace) -> int:
-    from uclip.eval.figures import load_pairs, text_anchor_figures, text_anchor_systems
+    from uclip.app.figures import load_pairs, text_anchor_figures, text_anchor_systems
     from uclip.features.cache import EmbeddingCache
     from uclip.method.model import load
+    from uclip.paths import resolve_data_dir
 
     set_threads(ns.threads)
     model = load(ns.model)
@@ -140,7 +141,7 @@ def cmd_figures(ns: argparse.Namespace) -> int:
             return encoder.encode(texts)
         return cache.embed(encoder, texts, batch_size=64, progress=not ns.no_progress)
 
-    pairs = load_pairs(ns.dataset, ns.langs, ns.pairs, ns.data_dir)
+    pairs = load_pairs(ns.dataset, ns.langs, ns.pairs, resolve_data_dir(ns.data_dir))
     result = text_anchor_figures(
         text_anchor_systems(model, embed, seed=ns.seed),
         pairs,

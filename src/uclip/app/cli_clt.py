@@ -31,7 +31,7 @@ def _langs(value: str) -> list[str]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from uclip.clt.app import load_clt_config, train_clt
+    from uclip.app.clt import load_clt_config, train_clt
 
     overrides: dict[str, dict[str, Any]] = {"train": {"progress": not ns.no_progress}}
     if ns.mode:
@@ -52,7 +52,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from uclip.clt.app import flores_bitext, load_clt_model
+    from uclip.app.clt import flores_bitext, load_clt_model
     from uclip.eval.report import markdown_table, write_table
     from uclip.paths import resolve_data_dir
 
@@ -70,7 +70,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
 
 def cmd_table(ns: argparse.Namespace) -> int:
-    from uclip.clt.app import write_before_after
+    from uclip.app.clt import write_before_after
 
     command = ns.command_note or "uclip clt table " + " ".join(
         shlex.quote(str(d)) for d in [*ns.runs, "--out", ns.out]
@@ -82,7 +82,7 @@ def cmd_table(ns: argparse.Namespace) -> int:
 
 
 def cmd_nli(ns: argparse.Namespace) -> int:
-    from uclip.clt.app import load_clt_model
+    from uclip.app.clt import load_clt_model
     from uclip.data.nli import read_nli, synthetic_nli
     from uclip.eval.nli import run_nli_probe
 
@@ -119,11 +119,14 @@ def cmd_nli(ns: argparse.Namespace) -> int:
 
 
 def cmd_tsne(ns: argparse.Namespace) -> int:
-    from uclip.clt.app import load_clt_model, tsne_figure
+    from uclip.app.clt import load_clt_model
+    from uclip.app.figures import tsne_figure
+    from uclip.paths import resolve_data_dir
 
     model, _, label = load_clt_model(ns.model)
+    data_dir = resolve_data_dir(ns.data_dir)
     path = tsne_figure(
-        model, _langs(ns.langs), ns.data_dir, ns.out, n_sentences=ns.n, space=ns.space,
+        model, _langs(ns.langs), data_dir, ns.out, n_sentences=ns.n, space=ns.space,
         title=f"{label}: FLORES-200, {ns.n} sentences per language ({ns.space} space)",
     )  # fmt: skip
     print(f"written: {path}")

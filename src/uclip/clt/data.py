@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uclip.data.archives import extract_archive
+from uclip.data.io import resolve_image_paths
+from uclip.data.multi30k import multi30k_english, multi30k_foreign, multi30k_images
+from uclip.data.xm3600 import load_xm3600
 from uclip.errors import UclipError
 
 MODES = ("eng_only", "eng_pivot", "multilingual", "multilingual_plus")
@@ -242,8 +246,6 @@ def load_coco_mini_corpus(
     machine translations (``coco/captions_<lang>.json``) of their first Karpathy caption, with
     that raw English caption as pivot. The archive is extracted once into the data cache.
     """
-    from uclip.data.archives import extract_archive
-
     captions_file = data_dir / "images" / "coco_mini_captions.jsonl"
     if not captions_file.is_file():
         raise UclipError(f"missing {captions_file}: pass --data-dir with the uclip data")
@@ -294,8 +296,6 @@ def load_xm3600_corpus(
     XM3600 captions were written in each language, not translated: the English pivot of a
     caption is the English caption of the same image.
     """
-    from uclip.data.xm3600 import load_xm3600
-
     langs = list(dict.fromkeys([ENGLISH, *languages]))
     sets = {lang: load_xm3600(lang, data_dir, images_dir) for lang in langs}
     english = sets[ENGLISH]
@@ -322,8 +322,6 @@ def load_multi30k_corpus(
     English: the 5 task-2 captions; ``de``/``fr``/``cs``: task-1 professional translations of the
     task-1 English caption, which is their pivot.
     """
-    from uclip.data.multi30k import multi30k_english, multi30k_foreign, multi30k_images
-
     names = multi30k_images(data_dir, split)
     english5 = multi30k_english(data_dir, split)
     task1_en = multi30k_foreign(data_dir, ENGLISH, split)
@@ -333,8 +331,6 @@ def load_multi30k_corpus(
             raise UclipError(f"Multi30K {split}.{lang}: {len(lines)} lines for {len(names)} images")
     paths: list[Path | None] = [None] * len(names)
     if images_dir is not None:
-        from uclip.data.io import resolve_image_paths
-
         paths = list(resolve_image_paths(images_dir, names, "Flickr30k"))
     images = [
         CaptionedImage(

@@ -6,17 +6,17 @@
 ``E_c`` and ``E_i`` are the L2-normalised 512-d adapter outputs, ``t`` a learned temperature
 stored as ``logit_scale = log t`` (CLIP's parameterisation, so t stays positive). The same loss
 aligns text with text in the Eng-Pivot setting (LaBSE-style): ``E_i`` is then the English side.
+It is uCLIP's InfoNCE (:func:`uclip.method.losses.info_nce`) with t as a multiplier.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from uclip.errors import UclipError
+from uclip.method.losses import info_nce, symmetric_info_nce
 
 CLIP_INIT_TEMPERATURE = 0.07
 """CLIP initialises its logit scale to log(1 / 0.07)."""
@@ -39,17 +39,6 @@ def clt_similarity(text_emb: Tensor, other_emb: Tensor, logit_scale: Tensor) -> 
     return text_emb @ other_emb.T * temperature(logit_scale)
 
 
-def _mask_same_group(logits: Tensor, groups: Tensor) -> Tensor:
-    """Remove entry (r, c), c != r, from row r's softmax when rows r and c share a group id.
-
-    Two captions of one image in a batch would otherwise each count the other's image as a
-    negative; with one example per image (the paper's data) nothing is masked.
-    """
-    same = groups[:, None] == groups[None, :]
-    same.fill_diagonal_(False)
-    return logits.masked_fill(same, float("-inf"))
-
-
 def clt_loss(
     text_emb: Tensor,
     other_emb: Tensor,
@@ -60,24 +49,15 @@ def clt_loss(
 ) -> Tensor:
     """CrossEntropy(S, I) with S = E_c · E_iᵀ · t (the paper's form: captions query images).
 
-    ``symmetric=True`` averages it with the images-query-captions direction (CLIP's loss).
-    ``groups`` (B,) marks rows that share an image (or an English pivot sentence); such pairs are
-    not used as negatives of each other. Returns a scalar (mean over rows).
+    :func:`uclip.method.losses.info_nce` with ``scale = t``. ``symmetric=True`` averages it with
+    the images-query-captions direction (CLIP's loss). ``groups`` (B,) marks rows that share an
+    image (or an English pivot sentence); such pairs are not used as negatives of each other.
+    Returns a scalar (mean over rows).
     """
     if text_emb.shape != other_emb.shape:
         raise UclipError(
             f"CLT pairs row i of the captions with row i of the images: got "
             f"{tuple(text_emb.shape)} and {tuple(other_emb.shape)}"
         )
-    logits = clt_similarity(text_emb, other_emb, logit_scale)
-    if groups is not None:
-        if groups.shape != (logits.shape[0],):
-            raise UclipError(
-                f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}"
-            )
-        logits = _mask_same_group(logits, groups)
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    loss = F.cross_entropy(logits, targets)
-    if symmetric:
-        loss = (loss + F.cross_entropy(logits.T, targets)) / 2
-    return loss
+    loss = symmetric_info_nce if symmetric else info_nce
+    return loss(text_emb, other_emb, scale=temperature(logit_scale), groups=groups)

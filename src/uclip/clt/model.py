@@ -35,7 +35,7 @@ from uclip.clt.loss import CLIP_INIT_TEMPERATURE, MAX_LOGIT_SCALE, temperature
 from uclip.encoders.base import l2_normalize, resolve_weights_dir
 from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
-from uclip.train.args import _known
+from uclip.validation import check_mapping
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class TowerConfig:
     def from_dict(cls, data: dict[str, Any], section: str) -> TowerConfig:
         if "kind" not in data:
             raise UclipError(f"config section '{section}' needs 'kind' (e.g. e5-small-float, vit)")
-        return cls(**_known(cls, data, section))
+        return cls(**check_mapping(data, cls, section))
 
 
 @dataclass

@@ -22,7 +22,7 @@ from uclip.clt.model import CLTModel
 from uclip.clt.schedule import ThawSchedule
 from uclip.encoders.base import load_image
 from uclip.errors import UclipError
-from uclip.train.args import _known
+from uclip.validation import check_mapping
 
 
 @dataclass
@@ -51,7 +51,7 @@ class CLTMethod:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLTMethod:
-        return cls(**_known(cls, data, "method"))
+        return cls(**check_mapping(data, cls, "method"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

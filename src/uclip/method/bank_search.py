@@ -35,11 +35,11 @@ from uclip.errors import UclipError
 # per-rank partial sums are bit-for-bit the single-process ones.
 from uclip.method.retrieval import (
     Bank,
-    _bank_chunks,
-    _compute_dtype,
-    _OnlineSoftmax,
-    _query_blocks,
-    _validate,
+    OnlineSoftmax,
+    bank_chunks,
+    compute_dtype,
+    query_blocks,
+    validate_retrieval_args,
 )
 
 
@@ -55,11 +55,11 @@ def soft_retrieve_partial(
     Shapes (B,), (B,), (B, d) with ``numerator / denominator[:, None]`` the retrieval over this
     slice alone; combine slices with :func:`combine_partials`.
     """
-    _validate(queries, bank, tau, chunk_size, None, None)
-    dtype = _compute_dtype(queries, bank)
+    validate_retrieval_args(queries, bank, tau, chunk_size, None, None)
+    dtype = compute_dtype(queries, bank)
     q_scaled = queries.to(dtype) / tau
-    state = _OnlineSoftmax(q_scaled)
-    for chunk in _bank_chunks(bank, chunk_size, q_scaled.shape[1], dtype, q_scaled.device):
+    state = OnlineSoftmax(q_scaled)
+    for chunk in bank_chunks(bank, chunk_size, q_scaled.shape[1], dtype, q_scaled.device):
         state.update(chunk)
     return state.max, state.denom, state.acc
 
@@ -100,8 +100,8 @@ def soft_retrieve_distributed(
     ``query_chunk_size`` (each block streams the slice once), which bounds the (B, d) buffers
     that are all-reduced. Collective: all ranks must call it with the same query shape.
     """
-    _validate(queries, bank_shard, tau, chunk_size, None, query_chunk_size)
-    blocks = _query_blocks(queries.shape[0], query_chunk_size)
+    validate_retrieval_args(queries, bank_shard, tau, chunk_size, None, query_chunk_size)
+    blocks = query_blocks(queries.shape[0], query_chunk_size)
     out = [
         combine_partials(
             *soft_retrieve_partial(queries[rows], bank_shard, tau, chunk_size=chunk_size),
@@ -153,7 +153,7 @@ class FaissBankIndex:
             self.index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self.index.train(_training_sample(bank, self.dim, train_size, chunk_size, seed))
             self.index.nprobe = min(nprobe, nlist)
-        for chunk in _bank_chunks(bank, chunk_size, self.dim, torch.float32, torch.device("cpu")):
+        for chunk in bank_chunks(bank, chunk_size, self.dim, torch.float32, torch.device("cpu")):
             self.index.add(np.ascontiguousarray(chunk.numpy(), dtype=np.float32))
 
     def __len__(self) -> int:
@@ -208,7 +208,7 @@ def _training_sample(bank: Bank, dim: int, size: int, chunk_size: int, seed: int
     """Up to ``size`` rows drawn evenly at random for IVF k-means (the whole bank if smaller)."""
     n = len(bank)
     if n <= size:
-        parts = _bank_chunks(bank, chunk_size, dim, torch.float32, torch.device("cpu"))
+        parts = bank_chunks(bank, chunk_size, dim, torch.float32, torch.device("cpu"))
         return np.ascontiguousarray(torch.cat(list(parts)).numpy())
     rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
     sample = bank[torch.from_numpy(rows)] if isinstance(bank, Tensor) else bank.subset(rows)

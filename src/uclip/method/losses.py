@@ -4,6 +4,7 @@ All embeddings are (B, d) outputs of the projection heads, L2-normalised, so the
 similarity sim(a, b) is the dot product a . b. Row i of every tensor belongs to English query i.
 
     l(q, k)   = -(1/B) sum_i log softmax_j(sim(q_i, k_j) / tau)[i]              (Eq. 5)
+              (also CLT's loss, with its learned temperature: :func:`info_nce`)
     L_text    = 1/2 [l(e^C, e^M) + l(e^M, e^C)]                                  (Eq. 6)
     L_pseudo  = 1/2 [l(v^C, m^M) + l(m^M, v^C)]                                  (Eq. 6)
     L_inter   = L_text + L_pseudo
@@ -22,18 +23,64 @@ from torch import Tensor
 from uclip.errors import UclipError
 
 
-def info_nce(q: Tensor, k: Tensor, tau: float) -> Tensor:
-    """Eq. 5: InfoNCE of queries q against keys k, positives on the diagonal. (B, d) -> scalar."""
+def info_nce(
+    q: Tensor,
+    k: Tensor,
+    tau: float | None = None,
+    *,
+    scale: Tensor | None = None,
+    groups: Tensor | None = None,
+) -> Tensor:
+    """Eq. 5: InfoNCE of queries q against keys k, positives on the diagonal. (B, d) -> scalar.
+
+    The one contrastive loss of the project (uCLIP's Eq. 5 and CLT's CrossEntropy(S, I)). The
+    temperature comes the way each method defines it, so each keeps its exact numbers:
+
+    - ``tau`` (uCLIP, a fixed float): ``logits = q kᵀ / tau``;
+    - ``scale`` (CLT, the learned t = exp(logit_scale) as a 0-d tensor that receives gradients):
+      ``logits = q kᵀ · t``.
+
+    ``groups`` (B,) marks rows that share an item (CLT: an image, or an English pivot sentence):
+    entry (r, c), c != r, is removed from row r's softmax when rows r and c share a group id, so
+    two captions of one image are not each other's negatives. ``None``: every off-diagonal pair
+    is a negative.
+    """
     _check_pair("info_nce", q, k)
-    _check_tau(tau)
-    logits = q @ k.T / tau
+    if (tau is None) == (scale is None):
+        raise UclipError("info_nce takes the temperature as tau or as scale (exactly one).")
+    if tau is not None:
+        _check_tau(tau)
+        logits = q @ k.T / tau
+    else:
+        logits = q @ k.T * scale
+    if groups is not None:
+        if groups.shape != (logits.shape[0],):
+            raise UclipError(
+                f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}"
+            )
+        logits = _mask_same_group(logits, groups)
     targets = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, targets)
 
 
-def symmetric_info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
-    """1/2 [l(a, b) + l(b, a)] with l from Eq. 5: softmax is asymmetric, so both directions."""
-    return 0.5 * (info_nce(a, b, tau) + info_nce(b, a, tau))
+def symmetric_info_nce(
+    a: Tensor,
+    b: Tensor,
+    tau: float | None = None,
+    *,
+    scale: Tensor | None = None,
+    groups: Tensor | None = None,
+) -> Tensor:
+    """1/2 [l(a, b) + l(b, a)] with l from Eq. 5: softmax is asymmetric, so both directions
+    (the temperature and ``groups`` as in :func:`info_nce`)."""
+    forward = info_nce(a, b, tau, scale=scale, groups=groups)
+    return 0.5 * (forward + info_nce(b, a, tau, scale=scale, groups=groups))
+
+
+def _mask_same_group(logits: Tensor, groups: Tensor) -> Tensor:
+    same = groups[:, None] == groups[None, :]
+    same.fill_diagonal_(False)
+    return logits.masked_fill(same, float("-inf"))
 
 
 def text_alignment_loss(e_c_hat: Tensor, e_m_hat: Tensor, tau: float) -> Tensor:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from uclip.errors import UclipError
-from uclip.method.gather import FeatureGather, perturb_local_rows
 from uclip.method.losses import uclip_loss
 from uclip.method.model import UCLIPHeads
+from uclip.method.perturb import RowGather, perturb_local_rows
 from uclip.method.retrieval import soft_retrieve
 from uclip.validation import Allowed, above, at_least, check_fields, check_mapping, one_of
 
@@ -105,8 +105,8 @@ class UCLIPObjective:
 
     ``gather`` (data-parallel runs, see ``uclip.train.distributed``): each rank perturbs its rows
     with the noise one process would draw for them, projects them, and gathers the projections of
-    all ranks (keeping gradients) so Eq. 5–7 are evaluated on the global batch. The default is the
-    single-process identity.
+    all ranks (keeping gradients) so Eq. 5–7 are evaluated on the global batch. ``None``: one
+    process.
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class UCLIPObjective:
         v_c: torch.Tensor,
         m_m: torch.Tensor,
         hp: UCLIPHyperParams,
-        gather: FeatureGather | None = None,
+        gather: RowGather | None = None,
     ) -> None:
         n = e_c.shape[0]
         if not (e_m.shape[0] == v_c.shape[0] == m_m.shape[0] == n):
@@ -134,7 +134,7 @@ class UCLIPObjective:
         self.e_c, self.e_m, self.v_c, self.m_m = (t.float() for t in (e_c, e_m, v_c, m_m))
         self.hp = hp
         self.num_examples = n
-        self.gather = gather or FeatureGather()
+        self.gather = gather
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters())
@@ -151,7 +151,9 @@ class UCLIPObjective:
         variance = self.hp.noise_variance if self.hp.perturb else 0.0
         batch = [perturb_local_rows(t, variance, generator, self.gather) for t in batch]
         projected = self.model(*(t.to(device) for t in batch))
-        e_c, e_m, v_c, m_m = (self.gather(t) for t in projected)
+        if self.gather is not None:
+            projected = tuple(self.gather(t) for t in projected)
+        e_c, e_m, v_c, m_m = projected
         return uclip_loss(
             e_c,
             e_m,

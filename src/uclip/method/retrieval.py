@@ -72,13 +72,13 @@ def soft_retrieve(
         (B, d) retrieved embeddings, not re-normalised, in float32 (or the queries' wider float
         dtype, e.g. float64), on the queries' device. A float16 bank is upcast chunk by chunk.
     """
-    n_bank = _validate(queries, bank, tau, chunk_size, top_k, query_chunk_size)
-    dtype = _compute_dtype(queries, bank)
+    n_bank = validate_retrieval_args(queries, bank, tau, chunk_size, top_k, query_chunk_size)
+    dtype = compute_dtype(queries, bank)
     q = queries.to(dtype)
     # Scaling the (B, d) queries once is cheaper than dividing every (B, n) logit block by tau.
     q_scaled = q / tau
-    blocks = _query_blocks(q.shape[0], query_chunk_size)
-    chunks = _bank_chunks(bank, chunk_size, q.shape[1], dtype, q.device)
+    blocks = query_blocks(q.shape[0], query_chunk_size)
+    chunks = bank_chunks(bank, chunk_size, q.shape[1], dtype, q.device)
     if top_k is None:
         return _retrieve_exact(q_scaled, chunks, blocks)
     return _retrieve_top_k(q_scaled, bank, chunks, blocks, min(top_k, n_bank))
@@ -91,14 +91,14 @@ def _retrieve_exact(q_scaled: Tensor, chunks: Iterator[Tensor], blocks: list[sli
     acc = sum exp(l - m) * b. When a chunk raises the max, s and acc are rescaled by exp(m_old -
     m_new), which keeps every exponent <= 0 and so never overflows, even for tiny tau.
     """
-    states = [_OnlineSoftmax(q_scaled[rows]) for rows in blocks]
+    states = [OnlineSoftmax(q_scaled[rows]) for rows in blocks]
     for chunk in chunks:
         for state in states:
             state.update(chunk)
     return torch.cat([state.result() for state in states])
 
 
-class _OnlineSoftmax:
+class OnlineSoftmax:
     """Running (max, denominator, numerator) of Eq. 1–2 for one block of queries."""
 
     def __init__(self, q_scaled: Tensor) -> None:
@@ -171,7 +171,7 @@ class _RunningTopK:
             self.rows = torch.gather(rows, 1, keep[:, :, None].expand(-1, -1, rows.shape[2]))
 
 
-def _validate(
+def validate_retrieval_args(
     queries: Tensor,
     bank: Bank,
     tau: float,
@@ -179,7 +179,8 @@ def _validate(
     top_k: int | None,
     query_chunk_size: int | None,
 ) -> int:
-    """Check the arguments of ``soft_retrieve``; returns the bank size N."""
+    """Check the arguments of ``soft_retrieve`` (and of the bank-sharded variants in
+    :mod:`uclip.method.bank_search`); returns the bank size N."""
     if not isinstance(queries, Tensor) or queries.ndim != 2:
         raise UclipError("soft_retrieve queries must be a 2-D torch.Tensor (B, d); reshape them.")
     if not queries.is_floating_point():
@@ -220,7 +221,7 @@ def _check_dim(query_dim: int, bank_dim: int) -> None:
         )
 
 
-def _compute_dtype(queries: Tensor, bank: Bank) -> torch.dtype:
+def compute_dtype(queries: Tensor, bank: Bank) -> torch.dtype:
     """At least float32 (fp16 banks are upcast); float64 if the queries or a tensor bank are."""
     dtype = torch.promote_types(queries.dtype, torch.float32)
     if isinstance(bank, Tensor) and bank.is_floating_point():
@@ -228,12 +229,13 @@ def _compute_dtype(queries: Tensor, bank: Bank) -> torch.dtype:
     return dtype
 
 
-def _query_blocks(n_queries: int, query_chunk_size: int | None) -> list[slice]:
+def query_blocks(n_queries: int, query_chunk_size: int | None) -> list[slice]:
+    """Row slices of at most ``query_chunk_size`` queries (one slice for all when ``None``)."""
     step = query_chunk_size or max(n_queries, 1)
     return [slice(start, start + step) for start in range(0, max(n_queries, 1), step)]
 
 
-def _bank_chunks(
+def bank_chunks(
     bank: Bank, chunk_size: int, dim: int, dtype: torch.dtype, device: torch.device
 ) -> Iterator[Tensor]:
     """Yield bank chunks as (n, d) tensors in the compute dtype on the queries' device."""

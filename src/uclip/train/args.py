@@ -84,11 +84,6 @@ class TrainArgs:
         return asdict(self)
 
 
-def _known(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
-    """``data`` checked against dataclass ``cls``: a mapping of known keys of the right types."""
-    return check_mapping(data, cls, section)
-
-
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict (sections: model, data, method, train)."""
     p = Path(path)

@@ -4,7 +4,7 @@ One process per device; ``torchrun`` (or ``srun`` under SLURM) sets ``RANK``, ``
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, and :func:`init_distributed` turns them into an
 initialised default process group: NCCL on GPUs, gloo on CPUs. Everything else is torch's own
 machinery: ``DistributedDataParallel`` averages gradients, ``torch.distributed.nn`` gathers
-features with gradients (:class:`uclip.method.gather.FeatureGather`), SyncBatchNorm keeps batch
+features with gradients (:class:`uclip.train.gather.FeatureGather`), SyncBatchNorm keeps batch
 statistics global. How the :class:`~uclip.train.trainer.Trainer` uses it:
 
 * data: every rank builds the same global permutation from ``(seed, epoch)`` and takes its
@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from uclip.errors import UclipError
-from uclip.method.gather import FeatureGather
+from uclip.train.gather import FeatureGather
 
 _LAUNCH_HINT = "launch with `torchrun --nproc-per-node N ...` (see docs/scaling.md)"
 

@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from uclip.data.io import write_text_atomic
 from uclip.errors import UclipError
-from uclip.method.gather import convert_sync_batchnorm, revert_sync_batchnorm
 from uclip.train import distributed
 from uclip.train.args import TrainArgs
 from uclip.train.checkpoint import (
@@ -39,6 +38,7 @@ from uclip.train.checkpoint import (
     load_newest_checkpoint,
     save_checkpoint,
 )
+from uclip.train.gather import convert_sync_batchnorm, revert_sync_batchnorm
 
 log = logging.getLogger(__name__)
 LOG_FILE = "log.jsonl"
@@ -55,7 +55,7 @@ class Objective(Protocol):
     """What a method supplies to the :class:`Trainer`.
 
     Data-parallel runs additionally need a ``gather`` attribute (a
-    :class:`uclip.method.gather.FeatureGather` of the process group) with which ``loss`` turns
+    :class:`uclip.train.gather.FeatureGather` of the process group) with which ``loss`` turns
     its rank's features into the global batch's, and ``loss`` must run the model through
     ``self.model(...)``: during ``loss`` the Trainer puts the DDP-wrapped model there.
     """

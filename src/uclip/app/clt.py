@@ -1,5 +1,6 @@
-"""CLT runs: train from a config, evaluate (FLORES-200 bitext, held-out image retrieval, NLI
-probe, t-SNE figure), and gather before/after tables. Used by ``uclip clt ...``.
+"""CLT runs: train from a config, evaluate (FLORES-200 bitext, held-out image retrieval), and
+gather before/after tables. Used by ``uclip clt ...`` (the NLI probe is :mod:`uclip.eval.nli`,
+the t-SNE figure :func:`uclip.app.figures.tsne_figure`).
 
 Config sections (JSON/YAML, see ``configs/clt-*.json``): ``model`` (:class:`CLTConfig`), ``data``
 (:class:`CLTData`), ``method`` (:class:`CLTMethod`), ``train`` (:class:`TrainArgs`), ``eval``
@@ -10,7 +11,6 @@ shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{befo
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -43,9 +43,10 @@ from uclip.errors import UclipError
 from uclip.eval.metrics import bitext_accuracy, retrieval_recall
 from uclip.eval.report import run_metadata, write_table
 from uclip.paths import resolve_data_dir
-from uclip.train.args import TrainArgs, _known, load_config_file
+from uclip.train.args import TrainArgs, load_config_file
 from uclip.train.checkpoint import latest_checkpoint, load_checkpoint
 from uclip.train.trainer import Trainer
+from uclip.validation import check_mapping
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ CONFIG_FILE, DATA_FILE, SUMMARY_FILE = "config.json", "data.json", "summary.json
 
 
 def _from_dict(cls: type, data: dict[str, Any], section: str) -> Any:
-    return cls(**_known(cls, data, section))
+    return cls(**check_mapping(data, cls, section))
 
 
 @dataclass
@@ -460,59 +461,3 @@ def write_before_after(
             notes=notes,
         )["md"]
     return paths
-
-
-# ------------------------------------------------------------------------------------ figures
-
-
-def tsne_figure(
-    model: CLTModel,
-    langs: list[str],
-    data_dir: str | Path | None,
-    out_png: str | Path,
-    *,
-    n_sentences: int = 100,
-    space: str = "encoder",
-    seed: int = 0,
-    title: str = "",
-) -> Path:
-    """t-SNE of FLORES sentence embeddings coloured by language, translations joined by lines
-    (paper Figure 1). Writes a PNG and returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-
-    data_root = resolve_data_dir(data_dir)
-    bitexts = [load_flores(lang, "eng_Latn", data_root) for lang in dict.fromkeys(langs)]
-    if len({b.src_lang for b in bitexts}) < 2:
-        raise UclipError("t-SNE needs at least two languages, e.g. --langs en,es,ja,hi")
-    langs = [b.src_lang for b in bitexts]  # label with FLORES codes: quz is plotted as quy_Latn
-    sentences = [b.src[:n_sentences] for b in bitexts]
-    n = min(len(s) for s in sentences)
-    emb = torch.cat(
-        [model.embed_sentences(s[:n], spaces=[space])[space] for s in sentences]
-    ).numpy()
-    points = TSNE(
-        n_components=2,
-        perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3)),
-        random_state=seed,
-        init="pca",
-    ).fit_transform(emb)
-    fig, ax = plt.subplots(figsize=(7, 7))
-    by_lang = points.reshape(len(langs), n, 2)
-    for i in range(n):  # each clique of translations
-        for a, b in itertools.combinations(range(len(langs)), 2):
-            ax.plot(*zip(by_lang[a, i], by_lang[b, i], strict=True), color="0.8", lw=0.4, zorder=1)
-    for k, lang in enumerate(langs):
-        ax.scatter(by_lang[k, :, 0], by_lang[k, :, 1], s=10, label=lang, zorder=2)
-    ax.legend(markerscale=2)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"FLORES-200, {n} sentences per language ({space} space)")
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return out

@@ -11,8 +11,9 @@ averaging divides it by W again: the optimiser sees exactly the gradient of a si
 holding the whole global batch. (The official uCLIP code gathers without gradients: the other
 ranks' rows are constants there, so its update is not the single-process one.)
 
-:class:`FeatureGather` is the one object the method layer needs: it is built by
-``uclip.train.distributed`` from the initialised process group, and is the identity on one process.
+:class:`FeatureGather` is built by ``uclip.train.distributed`` from the initialised process group
+and is the identity on one process; the method layer sees it only through
+:class:`uclip.method.perturb.RowGather` (what ``UCLIPObjective`` and ``perturb_local_rows`` need).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import torch.distributed.nn.functional as dist_nn
 from torch import Tensor, nn
 
 from uclip.errors import UclipError
-from uclip.method.perturb import perturb
 
 
 @dataclass(frozen=True)
@@ -81,24 +81,6 @@ class FeatureGather:
     def local_rows(self, n_local: int) -> slice:
         """Where this rank's ``n_local`` rows sit in the gathered batch."""
         return slice(self.rank * n_local, (self.rank + 1) * n_local)
-
-
-def perturb_local_rows(
-    x: Tensor, noise_variance: float, generator: torch.Generator, gather: FeatureGather
-) -> Tensor:
-    """Eq. 3–4 on this rank's rows with the noise a single process would draw for them.
-
-    A single process perturbs the whole (B, d) global batch with one draw of (B, d) noise from the
-    step generator. Each rank draws that same (B, d) noise (every rank's generator has the same
-    state) and keeps its own rows, by perturbing a (B, d) tensor that holds ``x`` at this rank's
-    rows; the other rows are discarded. Costs W times the (cheap) elementwise work of ``perturb``.
-    """
-    if not gather.active:
-        return perturb(x, noise_variance, generator)
-    rows = gather.local_rows(x.shape[0])
-    full = x.new_zeros((x.shape[0] * gather.world_size, *x.shape[1:]))
-    full[rows] = x
-    return perturb(full, noise_variance, generator)[rows]
 
 
 class GatheredBatchNorm1d(nn.BatchNorm1d):

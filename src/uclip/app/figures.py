@@ -21,6 +21,7 @@ Figures are PNG files written with matplotlib's Agg backend at exactly ``figsize
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -34,6 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from uclip.clt.model import CLTModel
+from uclip.data.flickr30k import load_flickr30k
+from uclip.data.flores200 import load_flores
+from uclip.data.xm3600 import load_xm3600
 from uclip.errors import UclipError
 
 log = logging.getLogger(__name__)
@@ -548,13 +553,11 @@ def load_pairs(
     dataset: str,
     langs: Sequence[str],
     n: int,
-    data_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str],
 ) -> list[PairSet]:
     """The first ``n`` (non-English caption, English caption of the same image) pairs per
     language of ``dataset``: "xm3600" (captions written in each language) or "flickr30k"
     (NLLB translations of the first English caption, the paper's Fig. 4 data)."""
-    from uclip.data.flickr30k import load_flickr30k
-    from uclip.data.xm3600 import load_xm3600
 
     loaders = {"xm3600": load_xm3600, "flickr30k": load_flickr30k}
     if dataset not in loaders:
@@ -568,3 +571,55 @@ def load_pairs(
             raise UclipError(f"{dataset} {lang} has no English counterpart captions")
         pairs.append(PairSet(lang, ds.captions[:n], ds.english_captions[:n]))
     return pairs
+
+
+# -- CLT ----------------------------------------------------------------------------------------
+
+
+def tsne_figure(
+    model: CLTModel,
+    langs: list[str],
+    data_dir: str | Path,
+    out_png: str | Path,
+    *,
+    n_sentences: int = 100,
+    space: str = "encoder",
+    seed: int = 0,
+    title: str = "",
+) -> Path:
+    """t-SNE of FLORES sentence embeddings coloured by language, translations joined by lines
+    (paper Figure 1). Writes a PNG and returns its path."""
+    plt = _pyplot()
+    from sklearn.manifold import TSNE
+
+    bitexts = [load_flores(lang, "eng_Latn", data_dir) for lang in dict.fromkeys(langs)]
+    if len({b.src_lang for b in bitexts}) < 2:
+        raise UclipError("t-SNE needs at least two languages, e.g. --langs en,es,ja,hi")
+    langs = [b.src_lang for b in bitexts]  # label with FLORES codes: quz is plotted as quy_Latn
+    sentences = [b.src[:n_sentences] for b in bitexts]
+    n = min(len(s) for s in sentences)
+    emb = torch.cat(
+        [model.embed_sentences(s[:n], spaces=[space])[space] for s in sentences]
+    ).numpy()
+    points = TSNE(
+        n_components=2,
+        perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3)),
+        random_state=seed,
+        init="pca",
+    ).fit_transform(emb)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    by_lang = points.reshape(len(langs), n, 2)
+    for i in range(n):  # each clique of translations
+        for a, b in itertools.combinations(range(len(langs)), 2):
+            ax.plot(*zip(by_lang[a, i], by_lang[b, i], strict=True), color="0.8", lw=0.4, zorder=1)
+    for k, lang in enumerate(langs):
+        ax.scatter(by_lang[k, :, 0], by_lang[k, :, 1], s=10, label=lang, zorder=2)
+    ax.legend(markerscale=2)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"FLORES-200, {n} sentences per language ({space} space)")
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
