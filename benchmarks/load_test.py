@@ -53,23 +53,25 @@ class HashModel:
     """Stand-in model: deterministic pseudo-random unit vectors (no encoder cost)."""
 
     dim = 512
+    name, weights = "benchmark-hash-model", "none"
 
     def _vec(self, key: bytes) -> np.ndarray:
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
         v = rng.standard_normal(self.dim).astype(np.float32)
         return v / np.linalg.norm(v)
 
-    def encode_text(self, texts: list[str]) -> np.ndarray:
+    def encode_text(self, texts: list[str], lang: str | None = None) -> np.ndarray:
         return np.stack([self._vec(t.encode()) for t in texts])
 
-    def encode_anchor_text(self, texts: list[str]) -> np.ndarray:
+    def encode_english(self, texts: list[str]) -> np.ndarray:
         return self.encode_text(texts)
 
     def encode_image(self, images: list[Any]) -> np.ndarray:
         return np.stack([self._vec(np.asarray(img).tobytes()) for img in images])
 
-    def spec(self) -> dict[str, Any]:
-        return {"method": "benchmark-hash-model", "dim": self.dim, "weights": "none"}
+    def describe(self) -> dict[str, Any]:
+        config = {"method": "benchmark-hash-model", "dim": self.dim, "weights": "none"}
+        return {"kind": "benchmark", "config": config}
 
 
 def _synthetic_folder(root: Path, n: int) -> Path:

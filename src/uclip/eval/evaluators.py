@@ -1,4 +1,5 @@
-"""Evaluators: one task on one data set and language, any :class:`~uclip.eval.models.EvalModel`.
+"""Evaluators: one task on one data set and language, any
+:class:`~uclip.encoders.base.EmbeddingModel`.
 
 Like sentence-transformers' evaluators, each has a ``name`` and a ``primary_metric`` and is called
 on a model: ``metrics = evaluator(model)``. :meth:`Evaluator.run` wraps that call in a result
@@ -30,6 +31,7 @@ from uclip.data.records import (
     ClassificationPrompts,
     RetrievalDataset,
 )
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 from uclip.eval.metrics import (
     accuracy,
@@ -39,7 +41,6 @@ from uclip.eval.metrics import (
     retrieval_ranks,
     retrieval_recall,
 )
-from uclip.eval.models import EvalModel
 from uclip.eval.report import run_metadata
 
 RESULT_FORMAT = "uclip-eval-run/1"
@@ -166,15 +167,15 @@ class Evaluator(ABC):
         return "default"
 
     @abstractmethod
-    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         """``(metrics as fractions, sizes)``; adds to ``self.timings``."""
 
-    def __call__(self, model: EvalModel) -> dict[str, float]:
+    def __call__(self, model: EmbeddingModel) -> dict[str, float]:
         self.timings = {}
         metrics, self.sizes = self.compute(model)
         return _percent(metrics)
 
-    def run(self, model: EvalModel) -> EvalResult:
+    def run(self, model: EmbeddingModel) -> EvalResult:
         """Evaluate ``model`` and return the full record (see :class:`EvalResult`)."""
         started = time.perf_counter()
         metrics = self(model)
@@ -239,7 +240,7 @@ class CrossModalRetrievalEvaluator(Evaluator):
     def protocol(self) -> str:
         return self._protocol
 
-    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         ds = self.dataset
         images = self._timed("encode_images_s", model.encode_image, ds.image_paths)
         texts = self._timed("encode_texts_s", model.encode_text, ds.captions, ds.lang)
@@ -311,7 +312,7 @@ class ZeroShotClassificationEvaluator(Evaluator):
             return [ds.image_paths[i] for i in self.keep]
         return [ds.load_image(i) for i in self.keep]
 
-    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         classes = self._timed("encode_texts_s", model.encode_text, self.prompts.prompts, self.lang)
         images = self._timed("encode_images_s", model.encode_image, self._images())
         started = time.perf_counter()
@@ -376,7 +377,7 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
     def protocol(self) -> str:
         return "x->en text, first caption per image"
 
-    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         queries = self._timed("encode_texts_s", model.encode_text, self.dataset.captions, self.lang)
         # All English captions are encoded in their aligned order (the cache then reuses the
         # same shards as any other run on this data set), and repeated texts are dropped after.
@@ -417,12 +418,12 @@ class BitextEvaluator(Evaluator):
         # of one target in one report table.
         return f"X<->{self.dataset.tgt_lang} top-1"
 
-    def _encode_target(self, model: EvalModel) -> Tensor:
+    def _encode_target(self, model: EmbeddingModel) -> Tensor:
         if self.dataset.tgt_lang in ENGLISH_CODES:
             return model.encode_english(self.tgt)
         return model.encode_text(self.tgt, self.dataset.tgt_lang)
 
-    def compute(self, model: EvalModel) -> tuple[dict[str, float], dict[str, int]]:
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
         tgt = self._timed("encode_english_s", self._encode_target, model)
         metrics = self._timed("score_s", bitext_accuracy, src, tgt)

@@ -42,7 +42,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -446,3 +446,68 @@ def _verify_shard(
     if hashlib.sha256(emb.numpy()).hexdigest() != meta.get("sha256"):
         return "sha256 mismatch", None
     return None, emb
+
+
+# --------------------------------------------------------------------------------------------
+# a frozen tower behind the cache: what an EmbeddingModel embeds with
+
+CacheLike = EmbeddingCache | str | os.PathLike[str] | None
+
+
+def as_cache(cache: CacheLike) -> EmbeddingCache | None:
+    """An :class:`EmbeddingCache` from a cache, a folder, or ``None`` (no cache)."""
+    if cache is None or isinstance(cache, EmbeddingCache):
+        return cache
+    return EmbeddingCache(cache)
+
+
+@dataclass(frozen=True)
+class TowerOptions:
+    """How a model's frozen towers embed: through ``cache`` (texts and image file paths) in
+    shards of ``shard_size`` (``None``: :meth:`EmbeddingCache.embed`'s default) and batches of
+    ``batch_size``; without a cache (or for PIL images, which the cache cannot content-hash
+    cheaply) ``chunk_size`` inputs per encoder call (``None``: all in one call)."""
+
+    cache: EmbeddingCache | None = None
+    batch_size: int = 64
+    shard_size: int | None = None
+    chunk_size: int | None = None
+    progress: bool = False
+
+    def with_cache(self, cache: CacheLike, **changes: Any) -> TowerOptions:
+        return replace(self, cache=as_cache(cache), **changes)
+
+
+class CachedTower:
+    """A frozen encoder, optionally behind an :class:`EmbeddingCache` (see :class:`TowerOptions`):
+    ``tower(items, desc)`` -> (N, encoder.dim) float32 CPU unit rows, in input order."""
+
+    def __init__(self, encoder: Any, options: TowerOptions = TowerOptions()) -> None:
+        self.encoder = encoder
+        self.options = options
+
+    def __call__(self, items: Sequence[Any], desc: str | None = None) -> torch.Tensor:
+        items = list(items)
+        if not items:
+            raise UclipError(f"nothing to encode with {self.encoder.name}: the data set is empty")
+        opt = self.options
+        if opt.cache is not None and (
+            self.encoder.modality == "text"
+            or all(isinstance(item, str | os.PathLike) for item in items)
+        ):
+            sharding = {} if opt.shard_size is None else {"shard_size": opt.shard_size}
+            return opt.cache.embed(
+                self.encoder,
+                [str(i) if isinstance(i, os.PathLike) else i for i in items],
+                batch_size=opt.batch_size,
+                progress=opt.progress,
+                desc=desc,
+                **sharding,
+            )
+        step = opt.chunk_size or len(items)
+        parts = [self.encoder.encode(items[i : i + step]) for i in range(0, len(items), step)]
+        return torch.cat(parts).float().cpu()
+
+    def describe(self) -> dict[str, Any]:
+        enc = self.encoder
+        return {"encoder": enc.name, "weights": enc.weights, "weights_id": enc.weights_id}

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from uclip.data.io import file_sha256, replace_dir
+from uclip.encoders.base import REAL, combine_weights
 from uclip.errors import UclipError
+from uclip.features.cache import CachedTower, TowerOptions
 from uclip.method.heads import HEAD_KINDS, ProjectionHead
 from uclip.validation import Allowed, at_least, between, check_fields, check_mapping, one_of
 from uclip.version import library_versions
@@ -113,13 +115,26 @@ class UCLIPHeads(nn.Module):
 
 
 class UCLIPModel(nn.Module):
-    """Frozen encoders (built lazily from the registry) + :class:`UCLIPHeads`."""
+    """Frozen encoders (built lazily from the registry) + :class:`UCLIPHeads`; an
+    :class:`~uclip.encoders.base.EmbeddingModel`.
+
+    Towers embed through :class:`~uclip.features.cache.CachedTower`: by default directly, all
+    inputs in one encoder call; :meth:`use_cache` puts them behind an embedding cache (as
+    ``uclip eval`` and the quickstart do). ``encoder_builder`` (registry name -> encoder)
+    replaces how a missing tower is built (``uclip eval --random-init`` falls back to random
+    weights only where real ones are not available).
+    """
 
     def __init__(self, config: UCLIPConfig, heads: UCLIPHeads | None = None) -> None:
         super().__init__()
         self.config = config
         self.heads = heads or UCLIPHeads.from_config(config)
+        self.name = "uclip"
+        self.source_dir: Path | None = None
+        self.encoder_builder: Callable[[str], Any] | None = None
+        self.tower_options = TowerOptions()
         self._encoders: dict[str, Any] = {}
+        self._towers: dict[str, CachedTower] = {}
         self.metadata: dict[str, Any] = {}
 
     # encoders ---------------------------------------------------------------------------------
@@ -133,23 +148,41 @@ class UCLIPModel(nn.Module):
         if name is None:
             if role == "image":
                 raise UclipError(
-                    "this model has no image tower (text-anchor setting): use encode_anchor_text "
-                    "for caption-indexed search, or train with a CLIP image encoder"
+                    f"{self.name} has no image tower (text-anchor setting): evaluate it with "
+                    "text->text tasks (crosslingual, bitext), search captions (encode_english), "
+                    "or train with a CLIP image encoder"
                 )
             raise UclipError(f"unknown encoder role {role!r}")
         if name not in self._encoders:
-            from uclip.encoders.registry import build_encoder
+            if self.encoder_builder is not None:
+                self._encoders[name] = self.encoder_builder(name)
+            else:
+                from uclip.encoders.registry import build_encoder
 
-            self._encoders[name] = build_encoder(
-                name,
-                random_init=self.config.random_init,
-                path=self.config.encoder_paths.get(name),
-            )
+                self._encoders[name] = build_encoder(
+                    name,
+                    random_init=self.config.random_init,
+                    path=self.config.encoder_paths.get(name),
+                )
         return self._encoders[name]
 
     def use_encoders(self, encoders: dict[str, Any]) -> None:
         """Reuse already-built encoders, keyed by registry name (saves rebuilding a tower)."""
         self._encoders.update(encoders)
+        self._towers = {
+            role: CachedTower(self.encoder(role), self.tower_options) for role in self._towers
+        }
+
+    def use_cache(self, options: TowerOptions) -> None:
+        """Embed through ``options`` (an embedding cache, its shard and batch sizes) from now on."""
+        self.tower_options = options
+        self._towers = {role: CachedTower(t.encoder, options) for role, t in self._towers.items()}
+
+    def tower(self, role: str) -> CachedTower:
+        """The tower for ``role`` as used by the ``encode_*`` methods (in first-use order)."""
+        if role not in self._towers:
+            self._towers[role] = CachedTower(self.encoder(role), self.tower_options)
+        return self._towers[role]
 
     # projection of cached features ------------------------------------------------------------
     @torch.inference_mode()
@@ -172,18 +205,43 @@ class UCLIPModel(nn.Module):
                 "they were made by a different encoder than this model's"
             )
 
-    # inference API ----------------------------------------------------------------------------
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+    # inference API (EmbeddingModel) ---------------------------------------------------------
+    def encode_text(self, texts: Sequence[str], lang: str | None = None) -> torch.Tensor:
         """Text in any language -> multilingual tower -> f_M; (B, embed_dim), L2-normalised."""
-        return self.project_multilingual(self.encoder("multilingual").encode(list(texts)))
+        emb = self.tower("multilingual")(texts, f"{self.name} f_M {lang or ''}".rstrip())
+        return self.project_multilingual(emb).clone()
+
+    def encode_english(self, texts: Sequence[str]) -> torch.Tensor:
+        """English text -> anchor (CLIP text) tower -> f_C; (B, embed_dim), L2-normalised.
+        In the text-anchor setting these stand for the images (e.g. a caption-indexed search)."""
+        emb = self.tower("anchor")(texts, f"{self.name} f_C en")
+        return self.project_clip(emb).clone()
 
     def encode_image(self, images: Sequence[Any]) -> torch.Tensor:
         """Images (PIL or paths) -> CLIP image tower -> f_C; (B, embed_dim), L2-normalised."""
-        return self.project_clip(self.encoder("image").encode(list(images)))
+        emb = self.tower("image")(images, f"{self.name} f_C images")
+        return self.project_clip(emb).clone()
 
-    def encode_anchor_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """English text -> anchor (CLIP text) tower -> f_C; (B, embed_dim), L2-normalised."""
-        return self.project_clip(self.encoder("anchor").encode(list(texts)))
+    @property
+    def weights(self) -> str:
+        """Weights of the towers used so far (the heads are trained, so they count as real)."""
+        parts = {role: tower.encoder.weights for role, tower in self._towers.items()}
+        return combine_weights(parts) if parts else REAL
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: the config (:meth:`spec`), the towers used so far and, for a loaded
+        model, its directory and the sha256 of the heads that produced the numbers."""
+        info: dict[str, Any] = {
+            "kind": "uclip",
+            "config": self.spec(),
+            "towers": {role: tower.describe() for role, tower in self._towers.items()},
+        }
+        if self.source_dir is not None:
+            # Which heads produced the numbers, even if the folder is later overwritten.
+            heads = self.source_dir / HEADS_NAME
+            info["model_dir"] = str(self.source_dir)
+            info["heads_sha256"] = file_sha256(heads) if heads.is_file() else None
+        return info
 
     @staticmethod
     def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -277,6 +335,8 @@ def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPMod
         raise UclipError(f"heads in {heads_file} do not match config.json dims: {exc}") from exc
     own = {"model", "spec", "versions", HEADS_SHA256}
     model.metadata = {k: v for k, v in payload.items() if k not in own}
+    model.source_dir = path
+    model.name = f"uclip:{path}"
     return model.eval()
 
 

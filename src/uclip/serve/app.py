@@ -32,11 +32,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from uclip.data.io import IMAGE_SUFFIXES
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 from uclip.serve.index import (
     MissingImageError,
     SearchIndex,
-    SearchModel,
     UnknownImageError,
     UnsafeImagePathError,
 )
@@ -114,7 +114,7 @@ def _validation_message(exc: RequestValidationError, hints: dict[str, str]) -> s
 
 def create_app(
     index: SearchIndex,
-    model: SearchModel,
+    model: EmbeddingModel,
     *,
     max_k: int = MAX_K,
     max_query_chars: int = MAX_QUERY_CHARS,
@@ -278,7 +278,7 @@ class HeadAsGet:
 
 def serve(
     index_path: str | os.PathLike[str],
-    model: SearchModel | str | os.PathLike[str],
+    model: EmbeddingModel | str | os.PathLike[str],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,

@@ -35,13 +35,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from uclip.data.io import IMAGE_SUFFIXES, file_sha256, list_images, write_with_atomic
+from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 
 INDEX_FORMAT = "uclip-search-index"
@@ -60,18 +61,6 @@ DEFAULT_NPROBE = 32
 Mode = Literal["image", "caption"]
 Backend = Literal["auto", "numpy", "faiss"]
 Captions = Mapping[str, "str | Sequence[str]"]
-
-
-class SearchModel(Protocol):
-    """What the index needs from a model (``uclip.method.model.UCLIPModel`` fits)."""
-
-    def encode_text(self, texts: Sequence[str]) -> Any: ...
-
-    def encode_image(self, images: Sequence[Any]) -> Any: ...
-
-    def encode_anchor_text(self, texts: Sequence[str]) -> Any: ...
-
-    def spec(self) -> dict[str, Any]: ...
 
 
 class UnknownImageError(UclipError):
@@ -109,8 +98,21 @@ def _json_roundtrip(obj: Any) -> Any:
         return json.loads(json.dumps(obj, ensure_ascii=False))
     except (TypeError, ValueError) as exc:
         raise UclipError(
-            f"model.spec() is not JSON-serialisable ({exc}); fix the model's spec"
+            f"the model's describe()['config'] is not JSON-serialisable ({exc}); fix the model"
         ) from exc
+
+
+def model_spec(model: EmbeddingModel) -> dict[str, Any]:
+    """What the index records of the model it was built with (and checks on load): the
+    ``"config"`` of ``model.describe()`` (for a uCLIP model its :meth:`UCLIPModel.spec`:
+    encoders, dims, weights), as it reads back from JSON."""
+    config = model.describe().get("config")
+    if not isinstance(config, dict):
+        raise UclipError(
+            f"{model.name} does not describe its config (describe()['config']): search needs "
+            "a model that does, such as a uCLIP model"
+        )
+    return _json_roundtrip(config)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -384,7 +386,7 @@ class SearchIndex:
         ids = np.stack(rows).astype(np.int64)
         return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids
 
-    def search_text(self, model: SearchModel, query: str, k: int) -> list[SearchHit]:
+    def search_text(self, model: EmbeddingModel, query: str, k: int) -> list[SearchHit]:
         """Encode ``query`` (any language) with ``model.encode_text`` and return ranked hits."""
         scores, ids = self.search(model.encode_text([query]), k)
         return [
@@ -436,10 +438,10 @@ class SearchIndex:
 # validation helpers
 
 
-def check_model(meta: Mapping[str, Any], model: Any, where: Path | str) -> None:
+def check_model(meta: Mapping[str, Any], model: EmbeddingModel, where: Path | str) -> None:
     """Raise if ``model`` is not the model the index in ``where`` was built with."""
     stored = meta["model"]
-    current = _json_roundtrip(model.spec())
+    current = model_spec(model)
     if current != stored["spec"]:
         keys = sorted(
             k for k in set(current) | set(stored["spec"]) if current.get(k) != stored["spec"].get(k)
@@ -543,7 +545,7 @@ def describe_index(mode: str, spec: Mapping[str, Any]) -> str:
 
 
 def build_index(
-    model: SearchModel,
+    model: EmbeddingModel,
     images_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -560,7 +562,7 @@ def build_index(
     """Embed every image of ``images_dir`` and write a search index directory to ``out``.
 
     ``mode="image"``: ``model.encode_image`` on each image (PIL RGB), ``batch_size`` at a time.
-    ``mode="caption"``: ``model.encode_anchor_text`` on each image's captions (``captions``: a
+    ``mode="caption"``: ``model.encode_english`` on each image's captions (``captions``: a
     mapping or JSON file ``{relative path: caption | [captions]}``; default: sidecar
     ``<stem>.txt`` files), mean per image, renormalised.
 
@@ -585,7 +587,7 @@ def build_index(
 
     out_dir = Path(out)
     _prepare_out_dir(out_dir, root)
-    spec = _json_roundtrip(model.spec())
+    spec = model_spec(model)
     heads_sha = model_fingerprint(model)
     key = _sha256_json(
         {
@@ -694,7 +696,7 @@ def _prepare_out_dir(out_dir: Path, images_root: Path) -> None:
 
 
 def _embed_chunk(
-    model: SearchModel,
+    model: EmbeddingModel,
     root: Path,
     paths: Sequence[str],
     texts: Sequence[Sequence[str]] | None,
@@ -730,7 +732,7 @@ def _embed_chunk(
         flat = [t for caps in texts for t in caps]
         encoded = np.concatenate(
             [
-                _to_numpy(model.encode_anchor_text(flat[lo : lo + batch_size]))
+                _to_numpy(model.encode_english(flat[lo : lo + batch_size]))
                 for lo in range(0, len(flat), batch_size)
             ]
         )
