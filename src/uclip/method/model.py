@@ -23,6 +23,7 @@ from torch import nn
 
 from uclip.data.io import file_sha256, replace_dir
 from uclip.encoders.base import REAL, combine_weights
+from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
 from uclip.features.cache import CachedTower, TowerOptions
 from uclip.method.heads import HEAD_KINDS, ProjectionHead
@@ -157,8 +158,6 @@ class UCLIPModel(nn.Module):
             if self.encoder_builder is not None:
                 self._encoders[name] = self.encoder_builder(name)
             else:
-                from uclip.encoders.registry import build_encoder
-
                 self._encoders[name] = build_encoder(
                     name,
                     random_init=self.config.random_init,
