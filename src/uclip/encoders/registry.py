@@ -73,16 +73,23 @@ def _parse(raw: dict[str, Any], source: Path) -> dict[str, EncoderSpec]:
                 f"encoder {name} in {source} has family {entry.get('family')!r}: use one of "
                 f"{', '.join(FAMILIES)}"
             )
-        arch_name = entry.pop("arch", "")
-        if arch_name and arch_name not in architectures:
-            raise UclipError(f"encoder {name} in {source} names unknown architecture {arch_name!r}")
-        try:
-            specs[name] = EncoderSpec(
-                arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
-            )
-        except TypeError as err:
-            raise UclipError(f"encoder {name} in {source} is malformed: {err}") from None
+        specs[name] = _build(EncoderSpec, entry, architectures, f"encoder {name} in {source}")
     return specs
+
+
+def _build(
+    cls: type[Any], entry: dict[str, Any], architectures: Mapping[str, Any], what: str
+) -> Any:
+    """``cls`` from a registry entry whose ``arch`` names one of ``architectures``."""
+    arch_name = entry.pop("arch", "")
+    if arch_name and arch_name not in architectures:
+        raise UclipError(f"{what} names unknown architecture {arch_name!r}")
+    try:
+        return cls(
+            arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
+        )
+    except TypeError as err:
+        raise UclipError(f"{what} is malformed: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -124,21 +131,13 @@ def _parse_peers(
     for entry in raw.get("peers", []):
         entry = dict(entry)
         name = entry.get("name", "?")
-        arch_name = entry.pop("arch", "")
-        if arch_name and arch_name not in architectures:
-            raise UclipError(f"peer {name} in {source} names unknown architecture {arch_name!r}")
         if entry.get("encoder") is not None and entry["encoder"] not in specs:
             raise UclipError(f"peer {name} in {source} names unknown encoder {entry['encoder']!r}")
-        if not arch_name and entry.get("encoder") is None:
+        if not entry.get("arch") and entry.get("encoder") is None:
             raise UclipError(f"peer {name} in {source} needs an 'arch' or an 'encoder'")
         if entry.get("projection") is not None:
             entry["projection"] = tuple(entry["projection"])
-        try:
-            peers[name] = PeerSpec(
-                arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
-            )
-        except TypeError as err:
-            raise UclipError(f"peer {name} in {source} is malformed: {err}") from None
+        peers[name] = _build(PeerSpec, entry, architectures, f"peer {name} in {source}")
     return peers
 
 
