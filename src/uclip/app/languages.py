@@ -95,9 +95,11 @@ def run_languages(
     cache_dir: Path | None,
     force: bool = False,
     progress: bool = True,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """Run every system on every language (language by language, so a stopped run leaves
-    whole languages behind); skip runs whose JSON exists unless ``force``. Returns counts."""
+    whole languages behind); skip runs whose JSON exists unless ``force``. Each language's wall
+    time is appended to ``OUT/wall_time.jsonl`` as it finishes. Returns counts."""
     from tqdm import tqdm
 
     from uclip.eval.models import load_eval_model
@@ -106,6 +108,8 @@ def run_languages(
     models: dict[str, Any] = {}
     done = skipped = 0
     for code in tqdm(langs, desc="languages", unit="lang", disable=not progress):
+        started = time.perf_counter()
+        written = 0
         for evaluator in evaluators_for(code, data_dir):
             for spec in systems.values():
                 path = run_file(evaluator.name, evaluator.dataset_name, code, spec, runs_dir)
@@ -118,7 +122,22 @@ def run_languages(
                 if result_path(result, runs_dir) != path:
                     raise UclipError(f"{spec} ran with {result.weights} weights: not a report run")
                 save_result(result, runs_dir)
-                done += 1
+                written += 1
+        done += written
+        if written:
+            _record_wall_time(
+                out,
+                {
+                    "lang": code,
+                    "runs_written": written,
+                    "wall_s": round(time.perf_counter() - started, 1),
+                    "shard": shard,
+                    "cpu_count": os.cpu_count(),
+                    "threads": _threads(),
+                    "machine": platform.machine(),
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                },
+            )
     return {"runs_written": done, "runs_skipped": skipped}
 
 
@@ -174,6 +193,7 @@ def build_report(
     summary = lg.summarize(rows, list(systems))
     summary["languages_expected"] = expected
     summary["systems"] = dict(systems)
+    summary["wall_time"] = wall_time_summary(out / WALL_TIME_FILE)
     notes = [
         f"{len(rows)} of {expected} languages (every non-English code in both FLORES-200 "
         "devtest and Flickr30k-200); weights: real for every system",
@@ -200,6 +220,23 @@ def build_report(
     write_text_atomic(out / "summary.md", summary_markdown(summary, markdown_table))
     plot_ratios(rows, out / "languages.png")
     return summary
+
+
+def wall_time_summary(path: Path) -> dict[str, Any]:
+    """Totals of ``wall_time.jsonl``: languages timed, seconds, and the thread counts used."""
+    if not path.is_file():
+        return {"languages_timed": 0}
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    per_language = [e for e in entries if "lang" in e]
+    total = sum(e["wall_s"] for e in per_language)
+    return {
+        "file": path.name,
+        "languages_timed": len(per_language),
+        "total_s": round(total, 1),
+        "mean_s_per_language": round(total / len(per_language), 1) if per_language else None,
+        "threads": sorted({e.get("threads") for e in per_language if e.get("threads")}),
+        "cpu_count": sorted({e.get("cpu_count") for e in per_language if e.get("cpu_count")}),
+    }
 
 
 def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
@@ -320,7 +357,6 @@ def cmd_languages(ns: argparse.Namespace) -> int:
     if ns.shard:
         langs = lg.shard_languages(langs, *parse_shard(ns.shard))
     if not ns.report_only:
-        started = time.perf_counter()
         counts = run_languages(
             langs,
             systems,
@@ -329,19 +365,7 @@ def cmd_languages(ns: argparse.Namespace) -> int:
             cache_dir=None if ns.no_cache else Path(ns.cache_dir or _default_cache()),
             force=ns.force,
             progress=not ns.no_progress,
-        )
-        _record_wall_time(
-            out,
-            {
-                "command": "uclip languages" + (f" --shard {ns.shard}" if ns.shard else ""),
-                "languages": len(langs),
-                **counts,
-                "wall_s": round(time.perf_counter() - started, 1),
-                "cpu_count": os.cpu_count(),
-                "threads": _threads(),
-                "machine": platform.machine(),
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
+            shard=ns.shard,
         )
         print(f"{counts['runs_written']} runs written, {counts['runs_skipped']} already there")
     summary = build_report(out, systems, data_dir, expected=len(everything))
