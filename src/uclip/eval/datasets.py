@@ -865,6 +865,20 @@ def _tar_codes(path: Path) -> list[str]:
     )
 
 
+def available_flickr200_codes(data_dir: PathLike | None = None) -> list[str]:
+    """FLORES-200 codes with captions in ``flickr30k/flickr30k-200_nllb.tar.gz`` (English too)."""
+    path = resolve_data_dir(data_dir) / "flickr30k" / _FLICKR_TAR
+    try:
+        return _tar_codes(path)
+    except FileNotFoundError:
+        raise UclipError(
+            f"Flickr30k-200 archive {path} is missing: pass --data-dir DIR with the uclip "
+            "data (see MANIFEST.md)"
+        ) from None
+    except (tarfile.TarError, OSError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): restore it from the data release") from None
+
+
 def load_flickr30k(
     lang: str,
     data_dir: PathLike | None = None,
