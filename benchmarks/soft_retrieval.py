@@ -114,7 +114,8 @@ def make_bank(case: dict[str, Any]) -> Any:
 
 def child(case: dict[str, Any]) -> dict[str, Any]:
     """Run one case in this (fresh) process; returns a JSON-able dict."""
-    from uclip.eval.latency import paired_ratio, time_interleaved
+    from timing import paired_ratio, time_interleaved
+
     from uclip.method.retrieval import soft_retrieve, soft_retrieve_dense
 
     torch.set_num_threads(case["threads"])
@@ -181,7 +182,8 @@ def main() -> None:
         print(json.dumps(child(json.loads(ns.child))))
         return
 
-    from uclip.eval.latency import device_description
+    from timing import device_description
+
     from uclip.eval.report import write_table
 
     rows = []

@@ -80,7 +80,8 @@ def main() -> None:
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
 
-    from uclip.eval.latency import device_description, time_interleaved
+    from timing import device_description, time_interleaved
+
     from uclip.eval.report import write_table
     from uclip.method.objective import UCLIPHyperParams, retrieve_pseudo_pairs
 

@@ -50,6 +50,26 @@ def test_stock_modules_compute_the_head_exactly(kind: str) -> None:
     torch.testing.assert_close(features["sentence_embedding"], head(x), rtol=1e-5, atol=1e-6)
 
 
+def test_model_card_states_weights_data_protocol_and_measured_table() -> None:
+    """Issue 15: the export's README.md states the weights, the training data, the protocol
+    and the measured table (from the pretrained registry, for a registry name)."""
+    from uclip.export import sentence_transformers_card
+    from uclip.pretrained import registry
+
+    model = uclip.load("uclip-text-anchor")
+    entry = registry()["uclip-text-anchor"]
+    card = sentence_transformers_card(model.spec(), model.metadata, entry)
+    for heading in ("## Weights", "## Training data", "## Protocol", "## Measured"):
+        assert heading in card
+    assert "real weights" in card and entry["heads_sha256"] in card
+    assert "20,000 English-only Tatoeba sentences" in card  # training data
+    assert "first caption per image" in card and "FLORES-200" in card  # protocol
+    assert "| uclip-text-anchor | 8.24 | 26.38 | 81.44 | 86.20 |" in card  # measured table
+    assert "| de (Latin) | 12.22 | 12.25 | 12.25 |" in card  # export parity
+    bare = sentence_transformers_card(model.spec(), model.metadata, None)
+    assert "Not measured with this model's record" in bare and "## Training data" in bare
+
+
 def test_residual_heads_are_refused() -> None:
     from uclip.errors import UclipError
 
@@ -67,7 +87,8 @@ def test_reference_model_exports_and_loads_without_uclip(tmp_path: Path) -> None
     for side in ("multilingual", "anchor"):
         modules = json.loads((written[side] / "modules.json").read_text())
         assert all(m["type"].startswith("sentence_transformers.") for m in modules)
-        assert "f_M" in (written[side] / "README.md").read_text()
+        card = (written[side] / "README.md").read_text()
+        assert "f_M" in card and "## Measured" in card and "12.25" in card
     data = ASSETS_DIR / "quickstart"
     foreign = [s for lang in LANGS for s in load_flores(lang, "eng_Latn", data_dir=data).src[:25]]
     english = load_flores("cs", "eng_Latn", data_dir=data).tgt[:200]

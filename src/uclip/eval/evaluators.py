@@ -438,14 +438,37 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
 
 
-def result_path(result: EvalResult, out_dir: str | Path) -> Path:
-    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>].json``."""
-    parts = [result.task, result.dataset, result.lang, _slug(result.model)]
-    if result.weights != "real":
-        parts.append(_slug(result.weights))
-    if result.limit is not None:
-        parts.append(f"limit{result.limit}")
+def run_file(
+    task: str,
+    dataset: str,
+    lang: str,
+    model: str,
+    out_dir: str | Path,
+    *,
+    weights: str = "real",
+    limit: int | None = None,
+) -> Path:
+    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>].json``: where a
+    run is (or will be) saved, known before running it (resumable drivers check it)."""
+    parts = [task, dataset, lang, _slug(model)]
+    if weights != "real":
+        parts.append(_slug(weights))
+    if limit is not None:
+        parts.append(f"limit{limit}")
     return Path(out_dir) / ("--".join(parts) + ".json")
+
+
+def result_path(result: EvalResult, out_dir: str | Path) -> Path:
+    """Where :func:`save_result` writes ``result`` (see :func:`run_file`)."""
+    return run_file(
+        result.task,
+        result.dataset,
+        result.lang,
+        result.model,
+        out_dir,
+        weights=result.weights,
+        limit=result.limit,
+    )
 
 
 def save_result(result: EvalResult, out_dir: str | Path) -> Path:

@@ -2,8 +2,9 @@
 
 ``reported_numbers.json`` (next to this module) holds every figure of uCLIP's Tables 1-2
 (retrieval R@10 and zero-shot F1 for uCLIP and its four baselines, five languages plus the
-paper's "Avg.") and CLT's Table 1 (FLORES-200 X->English bitext accuracy), copied as printed,
-each with its paper, table, task, data set, language, metric and value in percent. They are
+paper's "Avg.") and Table 4 (inference ms per query, task ``latency``), and CLT's Table 1
+(FLORES-200 X->English bitext accuracy), copied as printed, each with its paper, table, task,
+data set, language, metric, value and unit (percent unless ``unit`` says otherwise). They are
 never mixed with measured numbers: report columns built from them say "reported".
 
 :func:`report_tables` turns run records (:class:`~uclip.eval.evaluators.EvalResult`) into one
@@ -37,7 +38,7 @@ MEAN_ROW = "mean"
 
 @dataclass(frozen=True)
 class ReportedNumber:
-    """One figure as printed in a paper (percent)."""
+    """One figure as printed in a paper, in ``unit`` (percent, or ms/sample for latency)."""
 
     paper: str
     arxiv: str
@@ -50,6 +51,7 @@ class ReportedNumber:
     paper_metric: str
     value: float
     paper_label: str
+    unit: str = "%"
 
     @property
     def column(self) -> str:

@@ -1,0 +1,413 @@
+"""The per-language transfer report: every language the multilingual tower reads.
+
+uCLIP's heads are trained on English text alone, so every language the frozen multilingual
+encoder reads should transfer without retraining. This module turns per-language eval runs
+(FLORES-200 bitext and Flickr30k-200 cross-lingual retrieval, one :class:`EvalResult` each) into
+one row per language: script and family from a committed table, each system's scores, the
+heads/ceiling ratio, and data-quality flags measured on the translated text itself, so a broken
+translation is flagged instead of silently averaged. Path discovery, running models and plotting
+live in :mod:`uclip.app.languages`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from uclip.data.text_quality import find_repetition_loops
+from uclip.errors import UclipError
+from uclip.eval.evaluators import EvalResult
+
+LANGUAGE_TABLE = Path(__file__).with_name("flores200_languages.json")
+ENGLISH = "eng_Latn"
+
+# The roles a system plays in the report; the ratio is heads / ceiling.
+ROLES = ("heads", "ridge", "ceiling", "english")
+ROLE_TITLES = {
+    "heads": "uCLIP heads",
+    "ridge": "ridge map",
+    "ceiling": "multilingual ceiling",
+    "english": "English-only",
+}
+FLORES = ("bitext", "flores200", "x2en_acc")
+FLICKR = ("crosslingual", "flickr30k", "x2en_R@1")
+FLICKR_R10 = ("crosslingual", "flickr30k", "x2en_R@10")
+# Report column name -> (task, data set, metric) of the eval run behind it.
+METRICS = {"flores": FLORES, "flickr_r1": FLICKR, "flickr_r10": FLICKR_R10}
+RATIOS = ("ratio_flores", "ratio_flickr_r1")
+DATASETS = ("flores", "flickr")
+
+# Unicode character-name prefixes of the letters each ISO 15924 script of FLORES-200 writes with.
+# Japanese and Korean text mixes kana/hangul with Han characters, so those count as native too.
+SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
+    "Arab": ("ARABIC",),
+    "Armn": ("ARMENIAN",),
+    "Beng": ("BENGALI",),
+    "Cyrl": ("CYRILLIC",),
+    "Deva": ("DEVANAGARI",),
+    "Ethi": ("ETHIOPIC",),
+    "Geor": ("GEORGIAN",),
+    "Grek": ("GREEK",),
+    "Gujr": ("GUJARATI",),
+    "Guru": ("GURMUKHI",),
+    "Hang": ("HANGUL", "CJK"),
+    "Hans": ("CJK",),
+    "Hant": ("CJK",),
+    "Hebr": ("HEBREW",),
+    "Jpan": ("CJK", "HIRAGANA", "KATAKANA"),
+    "Khmr": ("KHMER",),
+    "Knda": ("KANNADA",),
+    "Laoo": ("LAO",),
+    "Latn": ("LATIN",),
+    "Mlym": ("MALAYALAM",),
+    "Mymr": ("MYANMAR",),
+    "Olck": ("OL CHIKI",),
+    "Orya": ("ORIYA",),
+    "Sinh": ("SINHALA",),
+    "Taml": ("TAMIL",),
+    "Telu": ("TELUGU",),
+    "Tfng": ("TIFINAGH",),
+    "Thai": ("THAI",),
+    "Tibt": ("TIBETAN",),
+}
+
+# A language's text for one data set is flagged (shown, but left out of every mean) when more
+# than MAX_BAD_LINES of its lines are empty, repeat another line, hold a repetition loop or are
+# the English source untranslated, or when under MIN_SCRIPT_SHARE of its letters are in the
+# code's script. Fixed by reading the shared data, not by any model's score: human FLORES text
+# has at most 0.6% such lines and >= 0.87 of its letters in its script (names and numbers in
+# Latin letters make up the rest); NLLB's Flickr30k-200 has languages with 5-13% looping lines.
+MAX_BAD_LINES = 0.05
+MIN_SCRIPT_SHARE = 0.8
+
+# Where transfer breaks, on FLORES (human translations): the multilingual tower is the limit
+# when even the ceiling matches under half of the sentences; the heads are the limit when the
+# ceiling matches >= 90% but the heads keep under 80% of it.
+TOWER_LIMIT = 50.0
+HEADS_LIMIT_CEILING = 90.0
+HEADS_LIMIT_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class LanguageInfo:
+    """One FLORES-200 code: ``<ISO 639-3>_<ISO 15924 script>`` and its committed description."""
+
+    code: str
+    name: str
+    family: str
+    branch: str
+    script: str
+    script_name: str
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, Any]:
+    return json.loads(LANGUAGE_TABLE.read_text(encoding="utf-8"))
+
+
+def language_info(code: str) -> LanguageInfo:
+    """Name, family, branch and script of a FLORES-200 code (script from the code itself)."""
+    table = _table()
+    entry = table["languages"].get(code)
+    if entry is None:
+        raise UclipError(
+            f"{code!r} is not in the FLORES-200 language table {LANGUAGE_TABLE.name}: "
+            "use a FLORES-200 code such as ces_Latn"
+        )
+    script = code.rpartition("_")[2]
+    return LanguageInfo(
+        code=code,
+        name=entry["name"],
+        family=entry["family"],
+        branch=entry["branch"],
+        script=script,
+        script_name=table["scripts"].get(script, script),
+    )
+
+
+def languages_in_both(flores_codes: Iterable[str], flickr_codes: Iterable[str]) -> list[str]:
+    """The non-English codes present in both FLORES-200 and Flickr30k-200, sorted."""
+    return sorted((set(flores_codes) & set(flickr_codes)) - {ENGLISH})
+
+
+def shard_languages(langs: Sequence[str], index: int, num_shards: int) -> list[str]:
+    """Every ``num_shards``-th language from ``index``: each shard samples every script and
+    family of the sorted list, so a partial run is already a spread of the whole."""
+    if not 0 <= index < num_shards:
+        raise UclipError(f"shard index must be in [0, {num_shards}), got {index}")
+    return list(langs[index::num_shards])
+
+
+# --------------------------------------------------------------------------------------------
+# Text quality
+
+
+def script_share(texts: Iterable[str], script: str) -> float:
+    """Fraction of the letters (Unicode category L*) in ``texts`` that belong to ``script``."""
+    prefixes = SCRIPT_LETTERS.get(script)
+    if prefixes is None:
+        raise UclipError(f"no letter table for script {script!r}: add it to SCRIPT_LETTERS")
+    counts = Counter(char for text in texts for char in text)
+    native = letters = 0
+    for char, count in counts.items():  # Unicode look-ups once per distinct character
+        if unicodedata.category(char).startswith("L"):
+            letters += count
+            native += count * unicodedata.name(char, "").startswith(prefixes)
+    return native / letters if letters else 0.0
+
+
+@dataclass(frozen=True)
+class TextQuality:
+    """What is wrong with one language's text for one data set, measured (fractions of lines;
+    ``bad_lines`` counts a line once whatever is wrong with it)."""
+
+    lines: int
+    empty: float
+    duplicated: float
+    loops: float
+    copied_english: float
+    bad_lines: float
+    script_share: float
+
+    def problems(self) -> list[str]:
+        """Every problem found, however small."""
+        out = []
+        for value, what in (
+            (self.empty, "empty lines"),
+            (self.duplicated, "lines repeat another line"),
+            (self.loops, "lines hold repetition loops"),
+            (self.copied_english, "lines are the English source, untranslated"),
+        ):
+            if value > 0:
+                out.append(f"{value:.1%} {what}")
+        if self.script_share < 1:
+            out.append(f"{self.script_share:.1%} of letters in the code's script")
+        return out
+
+    @property
+    def flagged(self) -> bool:
+        """Broken enough to keep out of the means (see ``MAX_BAD_LINES``)."""
+        return self.bad_lines > MAX_BAD_LINES or self.script_share < MIN_SCRIPT_SHARE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flagged": self.flagged}
+
+
+def text_quality(texts: Sequence[str], english: Sequence[str], script: str) -> TextQuality:
+    """Measure ``texts`` (translations of the line-aligned ``english``) written in ``script``."""
+    if len(texts) != len(english):
+        raise UclipError(f"{len(texts)} texts but {len(english)} English lines: not aligned")
+    n = len(texts)
+    if n == 0:
+        raise UclipError("no text to check")
+    stripped = [t.strip() for t in texts]
+    counts = Counter(t for t in stripped if t)
+    empty = {i for i, t in enumerate(stripped) if not t}
+    duplicated = {i for i, t in enumerate(stripped) if t and counts[t] > 1}
+    loops = set(find_repetition_loops(stripped))
+    copied = {i for i, (t, e) in enumerate(zip(stripped, english, strict=True)) if t == e.strip()}
+    copied -= empty
+    return TextQuality(
+        lines=n,
+        empty=len(empty) / n,
+        duplicated=len(duplicated) / n,
+        loops=len(loops) / n,
+        copied_english=len(copied) / n,
+        bad_lines=len(empty | duplicated | loops | copied) / n,
+        script_share=script_share(stripped, script),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rows and summaries
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """``value / reference``; ``None`` when either is missing or the reference is 0."""
+    if value is None or reference is None or reference == 0:
+        return None
+    return value / reference
+
+
+def index_results(results: Iterable[EvalResult]) -> dict[tuple[str, str, str, str], EvalResult]:
+    """``(task, dataset, lang, model) -> run``; two runs of one key are an error, not a choice."""
+    out: dict[tuple[str, str, str, str], EvalResult] = {}
+    for result in results:
+        if result.limit is not None:
+            continue  # partial runs (--limit) never enter the report
+        key = (result.task, result.dataset, result.lang, result.model)
+        if key in out:
+            raise UclipError(f"two eval runs for {key}: delete one of them from the runs folder")
+        out[key] = result
+    return out
+
+
+def language_row(
+    code: str,
+    runs: Mapping[tuple[str, str, str, str], EvalResult],
+    systems: Mapping[str, str],
+    quality: Mapping[str, TextQuality] | None = None,
+) -> dict[str, Any]:
+    """One report row for ``code``: info, ``<role>_<metric>`` scores (percent, ``None`` where a
+    run is missing), heads/ceiling ratios, and the data-quality flags per data set."""
+    info = language_info(code)
+    row: dict[str, Any] = {
+        "lang": code,
+        "name": info.name,
+        "script": info.script,
+        "script_name": info.script_name,
+        "family": info.family,
+        "branch": info.branch,
+    }
+    for role, model in systems.items():
+        for column, (task, dataset, metric) in METRICS.items():
+            run = runs.get((task, dataset, code, model))
+            if run is not None and run.weights != "real":
+                raise UclipError(
+                    f"{model} on {dataset} {code} ran with {run.weights} weights: the language "
+                    "report takes real-weight runs only"
+                )
+            row[f"{role}_{column}"] = None if run is None else round(run.metrics[metric], 2)
+    for column in ("flores", "flickr_r1"):
+        value = ratio(row.get(f"heads_{column}"), row.get(f"ceiling_{column}"))
+        row[f"ratio_{column}"] = None if value is None else round(value, 3)
+    flags = []
+    for dataset in DATASETS:
+        measured = (quality or {}).get(dataset)
+        row[f"{dataset}_flagged"] = bool(measured and measured.flagged)
+        if measured and measured.flagged:
+            flags += [f"{dataset}: {problem}" for problem in measured.problems()]
+    row["flags"] = "; ".join(flags)
+    return row
+
+
+def column_dataset(column: str) -> str:
+    """The data set (``flores`` or ``flickr``) a report column is measured on."""
+    return "flores" if column.endswith("flores") else "flickr"
+
+
+def usable(row: Mapping[str, Any], column: str) -> bool:
+    """``row[column]`` exists and its data set's text for this language is not flagged."""
+    return row.get(column) is not None and not row.get(f"{column_dataset(column)}_flagged")
+
+
+def mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def group_means(
+    rows: Sequence[Mapping[str, Any]], key: str, columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Mean of each column per value of ``rows[i][key]``, over the rows where it is usable
+    (flagged text left out); groups sorted by size, then name."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row[key]].append(row)
+    out = []
+    for name, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        entry: dict[str, Any] = {key: name, "n": len(members)}
+        for column in columns:
+            value = mean(m[column] for m in members if usable(m, column))
+            entry[column] = None if value is None else round(value, 3)
+        out.append(entry)
+    return out
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties given the mean of the ranks they span (as Spearman's rho needs)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        stop = start
+        while stop + 1 < len(order) and values[order[stop + 1]] == values[order[start]]:
+            stop += 1
+        for position in range(start, stop + 1):
+            ranks[order[position]] = (start + stop) / 2 + 1
+        start = stop + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's r of average ranks); ``None`` if undefined."""
+    if len(x) != len(y):
+        raise UclipError(f"spearman needs paired values, got {len(x)} and {len(y)}")
+    if len(x) < 3:
+        return None
+    rx, ry = average_ranks(x), average_ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def paired_spearman(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """Rank agreement of columns ``a`` and ``b`` over the rows where both are usable."""
+    pairs = [(r[a], r[b]) for r in rows if usable(r, a) and usable(r, b)]
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+    return {"n": len(pairs), "spearman": None if rho is None else round(rho, 3)}
+
+
+def extremes(
+    rows: Sequence[Mapping[str, Any]], column: str, k: int = 10
+) -> dict[str, list[dict[str, Any]]]:
+    """The ``k`` best and worst rows by ``column`` (flagged text left out)."""
+    ranked = sorted((r for r in rows if usable(r, column)), key=lambda r: (r[column], r["lang"]))
+    pick = ("lang", "name", "script", column)
+    return {
+        "best": [{c: r[c] for c in pick} for r in ranked[::-1][:k]],
+        "worst": [{c: r[c] for c in pick} for r in ranked[:k]],
+    }
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], roles: Sequence[str]) -> dict[str, Any]:
+    """Means (overall, by script, by family), the 10 best/worst ratios, and how the two data
+    sets rank the languages alike. Flagged text is listed and left out of every figure."""
+    scores = [f"{role}_{c}" for role in roles for c in METRICS]
+    columns = [c for c in [*scores, *RATIOS] if any(r.get(c) is not None for r in rows)]
+    overall = {}
+    for column in columns:
+        value = mean(r[column] for r in rows if usable(r, column))
+        overall[column] = None if value is None else round(value, 3)
+    agreement = {
+        role: paired_spearman(rows, f"{role}_flores", f"{role}_flickr_r1") for role in roles
+    }
+    agreement["ratio"] = paired_spearman(rows, *RATIOS)
+    flores = [r for r in rows if usable(r, "ceiling_flores") and usable(r, "ratio_flores")]
+    tower = sorted(
+        (r for r in flores if r["ceiling_flores"] < TOWER_LIMIT), key=lambda r: r["ceiling_flores"]
+    )
+    heads = sorted(
+        (
+            r
+            for r in flores
+            if r["ceiling_flores"] >= HEADS_LIMIT_CEILING and r["ratio_flores"] < HEADS_LIMIT_RATIO
+        ),
+        key=lambda r: r["ratio_flores"],
+    )
+    pick = ("lang", "name", "script", "ceiling_flores", "ratio_flores")
+    return {
+        "languages": len(rows),
+        "tower_limited": [{c: r[c] for c in pick} for r in tower],
+        "heads_limited": [{c: r[c] for c in pick} for r in heads],
+        "flagged": {
+            dataset: [r["lang"] for r in rows if r.get(f"{dataset}_flagged")]
+            for dataset in DATASETS
+        },
+        "mean": overall,
+        "by_script": group_means(rows, "script_name", columns),
+        "by_family": group_means(rows, "family", columns),
+        **{f"extremes_{c}": extremes(rows, c) for c in RATIOS},
+        "rank_agreement_flores_vs_flickr": agreement,
+    }
