@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from uclip.data import languages as dl
+from uclip.data import text_quality as tq
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
 from uclip.eval.evaluators import EvalResult
@@ -21,14 +23,14 @@ SHARED_FLORES = ROOT.parent / "shared" / "data" / "flores200"
 
 
 def test_language_table_covers_every_flores_code_and_script() -> None:
-    table = json.loads(lg.LANGUAGE_TABLE.read_text())
+    table = json.loads(dl.LANGUAGE_TABLE.read_text())
     codes = set(table["languages"])
     assert len(codes) == 204
     assert {code.rpartition("_")[2] for code in codes} <= set(table["scripts"])
-    assert {code.rpartition("_")[2] for code in codes} <= set(lg.SCRIPT_LETTERS)
+    assert {code.rpartition("_")[2] for code in codes} <= set(tq.SCRIPT_LETTERS)
     if SHARED_FLORES.is_dir():
         assert codes == {p.name.removesuffix(".devtest") for p in SHARED_FLORES.glob("*.devtest")}
-    info = lg.language_info("jpn_Jpan")
+    info = dl.language_info("jpn_Jpan")
     assert (info.name, info.family, info.script, info.script_name) == (
         "Japanese",
         "Japonic",
@@ -36,11 +38,11 @@ def test_language_table_covers_every_flores_code_and_script() -> None:
         "Japanese",
     )
     with pytest.raises(UclipError, match="not in the FLORES-200 language table"):
-        lg.language_info("xx_Latn")
+        dl.language_info("xx_Latn")
 
 
 def test_languages_in_both_and_shards_partition_them() -> None:
-    both = lg.languages_in_both(
+    both = dl.languages_in_both(
         ["eng_Latn", "ces_Latn", "jpn_Jpan", "sat_Olck"], ["ces_Latn", "jpn_Jpan", "eng_Latn"]
     )
     assert both == ["ces_Latn", "jpn_Jpan"]
@@ -54,18 +56,18 @@ def test_languages_in_both_and_shards_partition_them() -> None:
 
 def test_script_share_counts_letters_only() -> None:
     # 5 Cyrillic letters, 2 Latin letters; digits, spaces and punctuation do not count.
-    assert lg.script_share(["мир 42, ok!", "да"], "Cyrl") == pytest.approx(5 / 7)
-    assert lg.script_share(["日本語のテキスト"], "Jpan") == 1.0
-    assert lg.script_share(["한국어 漢字"], "Hang") == 1.0
-    assert lg.script_share(["123 !"], "Latn") == 0.0
+    assert tq.script_share(["мир 42, ok!", "да"], "Cyrl") == pytest.approx(5 / 7)
+    assert tq.script_share(["日本語のテキスト"], "Jpan") == 1.0
+    assert tq.script_share(["한국어 漢字"], "Hang") == 1.0
+    assert tq.script_share(["123 !"], "Latn") == 0.0
     with pytest.raises(UclipError, match="no letter table"):
-        lg.script_share(["x"], "Zzzz")
+        tq.script_share(["x"], "Zzzz")
 
 
 def test_text_quality_measures_each_problem_and_flags_broken_text() -> None:
     english = [f"a dog number {i} runs on the beach" for i in range(40)]
     good = [f"ein Hund Nummer {i} läuft am Strand" for i in range(40)]
-    clean = lg.text_quality(good, english, "Latn")
+    clean = tq.text_quality(good, english, "Latn")
     assert (clean.empty, clean.duplicated, clean.loops, clean.copied_english) == (0, 0, 0, 0)
     assert clean.bad_lines == 0 and not clean.flagged and clean.problems() == []
 
@@ -74,7 +76,7 @@ def test_text_quality_measures_each_problem_and_flags_broken_text() -> None:
     broken[1] = broken[2] = "ein Hund"  # two lines repeating each other
     broken[3] = "der der der der der der der der der"  # a loop
     broken[4] = english[4]  # untranslated
-    q = lg.text_quality(broken, english, "Latn")
+    q = tq.text_quality(broken, english, "Latn")
     assert q.empty == pytest.approx(1 / 40)
     assert q.duplicated == pytest.approx(2 / 40)
     assert q.loops == pytest.approx(1 / 40)
@@ -85,12 +87,12 @@ def test_text_quality_measures_each_problem_and_flags_broken_text() -> None:
 
     one_bad = list(good)
     one_bad[0] = ""
-    assert not lg.text_quality(one_bad, english, "Latn").flagged  # 2.5%: noted, not flagged
+    assert not tq.text_quality(one_bad, english, "Latn").flagged  # 2.5%: noted, not flagged
 
-    latin_for_cyrillic = lg.text_quality(good, english, "Cyrl")
+    latin_for_cyrillic = tq.text_quality(good, english, "Cyrl")
     assert latin_for_cyrillic.script_share == 0.0 and latin_for_cyrillic.flagged
     with pytest.raises(UclipError, match="not aligned"):
-        lg.text_quality(good, english[:-1], "Latn")
+        tq.text_quality(good, english[:-1], "Latn")
 
 
 def test_spearman_matches_hand_computed_and_scipy() -> None:
@@ -143,8 +145,8 @@ def test_rows_ratios_and_flagged_text_left_out_of_means() -> None:
             }
         )
     )
-    ok = lg.TextQuality(10, 0, 0, 0, 0, 0, 1.0)
-    bad = lg.TextQuality(10, 0, 0, 0.5, 0, 0.5, 1.0)
+    ok = tq.TextQuality(10, 0, 0, 0, 0, 0, 1.0)
+    bad = tq.TextQuality(10, 0, 0, 0.5, 0, 0.5, 1.0)
     rows = [
         lg.language_row("ces_Latn", runs, SYSTEMS, {"flores": ok, "flickr": ok}),
         lg.language_row("rus_Cyrl", runs, SYSTEMS, {"flores": ok, "flickr": ok}),

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from uclip.data import languages as dl
+from uclip.data import text_quality as tq
 from uclip.data.flickr30k import available_flickr200_codes, load_flickr30k
 from uclip.data.flores200 import available_flores_codes, load_flores
 from uclip.data.io import default_cache_dir, write_text_atomic
@@ -75,7 +77,7 @@ TABLE_COLUMNS = (
 
 def report_languages(data_dir: Path) -> list[str]:
     """Non-English codes in both FLORES-200 devtest and the Flickr30k-200 archive."""
-    return lg.languages_in_both(
+    return dl.languages_in_both(
         available_flores_codes(data_dir), available_flickr200_codes(data_dir)
     )
 
@@ -83,7 +85,7 @@ def report_languages(data_dir: Path) -> list[str]:
 def evaluators_for(code: str, data_dir: Path) -> list[Evaluator]:
     """The two evaluations of one language (loading validates its files)."""
     return [
-        BitextEvaluator(load_flores(code, lg.ENGLISH, data_dir)),
+        BitextEvaluator(load_flores(code, dl.ENGLISH, data_dir)),
         CrossLingualTextRetrievalEvaluator(load_flickr30k(code, data_dir)),
     ]
 
@@ -150,22 +152,22 @@ def measure_quality(codes: Sequence[str], out: Path, data_dir: Path) -> dict[str
     stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     missing = [code for code in codes if code not in stored]
     for code in missing:
-        script = lg.language_info(code).script
-        flores = load_flores(code, lg.ENGLISH, data_dir)
+        script = dl.language_info(code).script
+        flores = load_flores(code, dl.ENGLISH, data_dir)
         flickr = load_flickr30k(code, data_dir)
         stored[code] = {
-            "flores": lg.text_quality(flores.src, flores.tgt, script).to_dict(),
-            "flickr": lg.text_quality(flickr.captions, flickr.english_captions, script).to_dict(),
+            "flores": tq.text_quality(flores.src, flores.tgt, script).to_dict(),
+            "flickr": tq.text_quality(flickr.captions, flickr.english_captions, script).to_dict(),
         }
     if missing:
         write_text_atomic(path, json.dumps(dict(sorted(stored.items())), indent=1) + "\n")
     return stored
 
 
-def _quality(entry: Mapping[str, Any]) -> dict[str, lg.TextQuality]:
-    fields = set(lg.TextQuality.__dataclass_fields__)
+def _quality(entry: Mapping[str, Any]) -> dict[str, tq.TextQuality]:
+    fields = set(tq.TextQuality.__dataclass_fields__)
     return {
-        dataset: lg.TextQuality(**{k: v for k, v in values.items() if k in fields})
+        dataset: tq.TextQuality(**{k: v for k, v in values.items() if k in fields})
         for dataset, values in entry.items()
     }
 
@@ -205,8 +207,8 @@ def build_report(
         "systems: "
         + "; ".join(f"{role} = {spec} ({lg.ROLE_TITLES[role]})" for role, spec in systems.items()),
         "ratio = heads / ceiling on the same data set",
-        f"flags: the language's text is left out of every mean (> {lg.MAX_BAD_LINES:.0%} of lines "
-        f"empty, repeated, looping or untranslated, or < {lg.MIN_SCRIPT_SHARE:.0%} of letters in "
+        f"flags: the language's text is left out of every mean (> {tq.MAX_BAD_LINES:.0%} of lines "
+        f"empty, repeated, looping or untranslated, or < {tq.MIN_SCRIPT_SHARE:.0%} of letters in "
         "the code's script); measured in quality.json",
     ]
     write_table(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from uclip.errors import UclipError
 
@@ -96,3 +101,50 @@ def quechua_note(lang: str) -> str | None:
     if lang in {"quz", "quy_Latn"}:
         return "FLORES-200 has Ayacucho Quechua (quy_Latn), not XM3600's Cusco Quechua (quz)"
     return None
+
+
+# FLORES-200 codes described: name, family and branch (committed table), script from the code.
+LANGUAGE_TABLE = Path(__file__).with_name("flores200_languages.json")
+ENGLISH = "eng_Latn"
+
+
+@dataclass(frozen=True)
+class LanguageInfo:
+    """One FLORES-200 code: ``<ISO 639-3>_<ISO 15924 script>`` and its committed description."""
+
+    code: str
+    name: str
+    family: str
+    branch: str
+    script: str
+    script_name: str
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, Any]:
+    return json.loads(LANGUAGE_TABLE.read_text(encoding="utf-8"))
+
+
+def language_info(code: str) -> LanguageInfo:
+    """Name, family, branch and script of a FLORES-200 code (script from the code itself)."""
+    table = _table()
+    entry = table["languages"].get(code)
+    if entry is None:
+        raise UclipError(
+            f"{code!r} is not in the FLORES-200 language table {LANGUAGE_TABLE.name}: "
+            "use a FLORES-200 code such as ces_Latn"
+        )
+    script = code.rpartition("_")[2]
+    return LanguageInfo(
+        code=code,
+        name=entry["name"],
+        family=entry["family"],
+        branch=entry["branch"],
+        script=script,
+        script_name=table["scripts"].get(script, script),
+    )
+
+
+def languages_in_both(flores_codes: Iterable[str], flickr_codes: Iterable[str]) -> list[str]:
+    """The non-English codes present in both FLORES-200 and Flickr30k-200, sorted."""
+    return sorted((set(flores_codes) & set(flickr_codes)) - {ENGLISH})

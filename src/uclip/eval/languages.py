@@ -11,22 +11,15 @@ live in :mod:`uclip.app.languages`.
 
 from __future__ import annotations
 
-import json
 import math
-import unicodedata
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from uclip.data.text_quality import find_repetition_loops
+from uclip.data.languages import language_info
+from uclip.data.text_quality import TextQuality
 from uclip.errors import UclipError
 from uclip.eval.evaluators import EvalResult
-
-LANGUAGE_TABLE = Path(__file__).with_name("flores200_languages.json")
-ENGLISH = "eng_Latn"
 
 # The roles a system plays in the report; the ratio is heads / ceiling.
 ROLES = ("heads", "ridge", "ceiling", "english")
@@ -44,49 +37,6 @@ METRICS = {"flores": FLORES, "flickr_r1": FLICKR, "flickr_r10": FLICKR_R10}
 RATIOS = ("ratio_flores", "ratio_flickr_r1")
 DATASETS = ("flores", "flickr")
 
-# Unicode character-name prefixes of the letters each ISO 15924 script of FLORES-200 writes with.
-# Japanese and Korean text mixes kana/hangul with Han characters, so those count as native too.
-SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
-    "Arab": ("ARABIC",),
-    "Armn": ("ARMENIAN",),
-    "Beng": ("BENGALI",),
-    "Cyrl": ("CYRILLIC",),
-    "Deva": ("DEVANAGARI",),
-    "Ethi": ("ETHIOPIC",),
-    "Geor": ("GEORGIAN",),
-    "Grek": ("GREEK",),
-    "Gujr": ("GUJARATI",),
-    "Guru": ("GURMUKHI",),
-    "Hang": ("HANGUL", "CJK"),
-    "Hans": ("CJK",),
-    "Hant": ("CJK",),
-    "Hebr": ("HEBREW",),
-    "Jpan": ("CJK", "HIRAGANA", "KATAKANA"),
-    "Khmr": ("KHMER",),
-    "Knda": ("KANNADA",),
-    "Laoo": ("LAO",),
-    "Latn": ("LATIN",),
-    "Mlym": ("MALAYALAM",),
-    "Mymr": ("MYANMAR",),
-    "Olck": ("OL CHIKI",),
-    "Orya": ("ORIYA",),
-    "Sinh": ("SINHALA",),
-    "Taml": ("TAMIL",),
-    "Telu": ("TELUGU",),
-    "Tfng": ("TIFINAGH",),
-    "Thai": ("THAI",),
-    "Tibt": ("TIBETAN",),
-}
-
-# A language's text for one data set is flagged (shown, but left out of every mean) when more
-# than MAX_BAD_LINES of its lines are empty, repeat another line, hold a repetition loop or are
-# the English source untranslated, or when under MIN_SCRIPT_SHARE of its letters are in the
-# code's script. Fixed by reading the shared data, not by any model's score: human FLORES text
-# has at most 0.6% such lines and >= 0.87 of its letters in its script (names and numbers in
-# Latin letters make up the rest); NLLB's Flickr30k-200 has languages with 5-13% looping lines.
-MAX_BAD_LINES = 0.05
-MIN_SCRIPT_SHARE = 0.8
-
 # Where transfer breaks, on FLORES (human translations): the multilingual tower is the limit
 # when even the ceiling matches under half of the sentences; the heads are the limit when the
 # ceiling matches >= 90% but the heads keep under 80% of it.
@@ -95,134 +45,12 @@ HEADS_LIMIT_CEILING = 90.0
 HEADS_LIMIT_RATIO = 0.8
 
 
-@dataclass(frozen=True)
-class LanguageInfo:
-    """One FLORES-200 code: ``<ISO 639-3>_<ISO 15924 script>`` and its committed description."""
-
-    code: str
-    name: str
-    family: str
-    branch: str
-    script: str
-    script_name: str
-
-
-@lru_cache(maxsize=1)
-def _table() -> dict[str, Any]:
-    return json.loads(LANGUAGE_TABLE.read_text(encoding="utf-8"))
-
-
-def language_info(code: str) -> LanguageInfo:
-    """Name, family, branch and script of a FLORES-200 code (script from the code itself)."""
-    table = _table()
-    entry = table["languages"].get(code)
-    if entry is None:
-        raise UclipError(
-            f"{code!r} is not in the FLORES-200 language table {LANGUAGE_TABLE.name}: "
-            "use a FLORES-200 code such as ces_Latn"
-        )
-    script = code.rpartition("_")[2]
-    return LanguageInfo(
-        code=code,
-        name=entry["name"],
-        family=entry["family"],
-        branch=entry["branch"],
-        script=script,
-        script_name=table["scripts"].get(script, script),
-    )
-
-
-def languages_in_both(flores_codes: Iterable[str], flickr_codes: Iterable[str]) -> list[str]:
-    """The non-English codes present in both FLORES-200 and Flickr30k-200, sorted."""
-    return sorted((set(flores_codes) & set(flickr_codes)) - {ENGLISH})
-
-
 def shard_languages(langs: Sequence[str], index: int, num_shards: int) -> list[str]:
     """Every ``num_shards``-th language from ``index``: each shard samples every script and
     family of the sorted list, so a partial run is already a spread of the whole."""
     if not 0 <= index < num_shards:
         raise UclipError(f"shard index must be in [0, {num_shards}), got {index}")
     return list(langs[index::num_shards])
-
-
-# --------------------------------------------------------------------------------------------
-# Text quality
-
-
-def script_share(texts: Iterable[str], script: str) -> float:
-    """Fraction of the letters (Unicode category L*) in ``texts`` that belong to ``script``."""
-    prefixes = SCRIPT_LETTERS.get(script)
-    if prefixes is None:
-        raise UclipError(f"no letter table for script {script!r}: add it to SCRIPT_LETTERS")
-    counts = Counter(char for text in texts for char in text)
-    native = letters = 0
-    for char, count in counts.items():  # Unicode look-ups once per distinct character
-        if unicodedata.category(char).startswith("L"):
-            letters += count
-            native += count * unicodedata.name(char, "").startswith(prefixes)
-    return native / letters if letters else 0.0
-
-
-@dataclass(frozen=True)
-class TextQuality:
-    """What is wrong with one language's text for one data set, measured (fractions of lines;
-    ``bad_lines`` counts a line once whatever is wrong with it)."""
-
-    lines: int
-    empty: float
-    duplicated: float
-    loops: float
-    copied_english: float
-    bad_lines: float
-    script_share: float
-
-    def problems(self) -> list[str]:
-        """Every problem found, however small."""
-        out = []
-        for value, what in (
-            (self.empty, "empty lines"),
-            (self.duplicated, "lines repeat another line"),
-            (self.loops, "lines hold repetition loops"),
-            (self.copied_english, "lines are the English source, untranslated"),
-        ):
-            if value > 0:
-                out.append(f"{value:.1%} {what}")
-        if self.script_share < 1:
-            out.append(f"{self.script_share:.1%} of letters in the code's script")
-        return out
-
-    @property
-    def flagged(self) -> bool:
-        """Broken enough to keep out of the means (see ``MAX_BAD_LINES``)."""
-        return self.bad_lines > MAX_BAD_LINES or self.script_share < MIN_SCRIPT_SHARE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flagged": self.flagged}
-
-
-def text_quality(texts: Sequence[str], english: Sequence[str], script: str) -> TextQuality:
-    """Measure ``texts`` (translations of the line-aligned ``english``) written in ``script``."""
-    if len(texts) != len(english):
-        raise UclipError(f"{len(texts)} texts but {len(english)} English lines: not aligned")
-    n = len(texts)
-    if n == 0:
-        raise UclipError("no text to check")
-    stripped = [t.strip() for t in texts]
-    counts = Counter(t for t in stripped if t)
-    empty = {i for i, t in enumerate(stripped) if not t}
-    duplicated = {i for i, t in enumerate(stripped) if t and counts[t] > 1}
-    loops = set(find_repetition_loops(stripped))
-    copied = {i for i, (t, e) in enumerate(zip(stripped, english, strict=True)) if t == e.strip()}
-    copied -= empty
-    return TextQuality(
-        lines=n,
-        empty=len(empty) / n,
-        duplicated=len(duplicated) / n,
-        loops=len(loops) / n,
-        copied_english=len(copied) / n,
-        bad_lines=len(empty | duplicated | loops | copied) / n,
-        script_share=script_share(stripped, script),
-    )
 
 
 # --------------------------------------------------------------------------------------------
