@@ -1,6 +1,6 @@
 """Package-level import graph of a uclip source tree, judged by tests/test_import_direction.py.
 
-    python scripts/import_graph.py [REPO_ROOT]   # default: this checkout
+python scripts/import_graph.py [REPO_ROOT]   # default: this checkout
 """
 
 from __future__ import annotations
