@@ -170,6 +170,24 @@ def test_rows_ratios_and_flagged_text_left_out_of_means() -> None:
     # ceiling >= 90 with ratio 0.11: heads-limited; no ceiling under 50: nothing tower-limited.
     assert [r["lang"] for r in summary["heads_limited"]] == ["jpn_Jpan"]
     assert summary["tower_limited"] == []
+    assert summary["heads_vs_ridge"] == {}  # no ridge system here
+
+
+def test_heads_vs_ridge_counts_wins_per_language() -> None:
+    runs = lg.index_results(
+        _runs({"ces_Latn": {"h": 80.0, "r": 70.0}, "rus_Cyrl": {"h": 60.0, "r": 64.0}})
+    )
+    rows = [
+        lg.language_row(c, runs, {"heads": "h", "ridge": "r"}) for c in ("ces_Latn", "rus_Cyrl")
+    ]
+    versus = lg.summarize(rows, ["heads", "ridge"])["heads_vs_ridge"]
+    assert versus["flores"] == {
+        "n": 2,
+        "heads_better": 1,
+        "ridge_better": 1,
+        "mean_heads_minus_ridge": 3.0,
+    }
+    assert versus["flickr_r1"]["mean_heads_minus_ridge"] == 1.5
 
 
 def test_rows_refuse_random_init_runs_and_duplicates() -> None:

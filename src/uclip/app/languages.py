@@ -271,6 +271,9 @@ def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
         f"{lg.HEADS_LIMIT_RATIO}\n",
         markdown_table(summary["heads_limited"]) if summary["heads_limited"] else "none\n",
     ]
+    if summary.get("heads_vs_ridge"):
+        versus = [{"metric": m, **v} for m, v in summary["heads_vs_ridge"].items()]
+        parts += ["\n## Heads vs the ridge baseline, per language\n", markdown_table(versus)]
     agreement = [
         {"systems": role, **values}
         for role, values in summary["rank_agreement_flores_vs_flickr"].items()

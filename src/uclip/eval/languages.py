@@ -225,7 +225,19 @@ def summarize(rows: Sequence[Mapping[str, Any]], roles: Sequence[str]) -> dict[s
         key=lambda r: r["ratio_flores"],
     )
     pick = ("lang", "name", "script", "ceiling_flores", "ratio_flores")
+    versus = {}
+    if "ridge" in roles and "heads" in roles:
+        for metric in ("flores", "flickr_r1"):
+            a, b = f"heads_{metric}", f"ridge_{metric}"
+            diffs = [r[a] - r[b] for r in rows if usable(r, a) and usable(r, b)]
+            versus[metric] = {
+                "n": len(diffs),
+                "heads_better": sum(d > 0 for d in diffs),
+                "ridge_better": sum(d < 0 for d in diffs),
+                "mean_heads_minus_ridge": None if not diffs else round(sum(diffs) / len(diffs), 3),
+            }
     return {
+        "heads_vs_ridge": versus,
         "languages": len(rows),
         "tower_limited": [{c: r[c] for c in pick} for r in tower],
         "heads_limited": [{c: r[c] for c in pick} for r in heads],
