@@ -234,13 +234,28 @@ def wall_time_summary(path: Path) -> dict[str, Any]:
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     per_language = [e for e in entries if "lang" in e]
     total = sum(e["wall_s"] for e in per_language)
+    max_runs = max((e["runs_written"] for e in per_language), default=0)
     return {
         "file": path.name,
         "languages_timed": len(per_language),
         "total_s": round(total, 1),
         "mean_s_per_language": round(total / len(per_language), 1) if per_language else None,
-        "threads": sorted({e.get("threads") for e in per_language if e.get("threads")}),
         "cpu_count": sorted({e.get("cpu_count") for e in per_language if e.get("cpu_count")}),
+        # Languages that ran every run (8) at each thread count: the time a full language costs.
+        "full_languages_by_threads": {
+            str(threads): {
+                "languages": len(full),
+                "mean_s_per_language": round(sum(e["wall_s"] for e in full) / len(full), 1),
+            }
+            for threads in sorted({e.get("threads") for e in per_language if e.get("threads")})
+            if (
+                full := [
+                    e
+                    for e in per_language
+                    if e.get("threads") == threads and e["runs_written"] == max_runs
+                ]
+            )
+        },
     }
 
 
