@@ -176,6 +176,7 @@ def build_report(
     out: Path, systems: Mapping[str, str], data_dir: Path, *, expected: int
 ) -> dict[str, Any]:
     """Tables, summary and figure from the runs in ``OUT/runs`` (languages with every run)."""
+    from uclip.app.figures import plot_ceiling_vs_ratio, plot_language_ratios
     from uclip.eval.report import markdown_table, write_table
 
     runs = lg.index_results(load_results(out / "runs"))
@@ -222,7 +223,7 @@ def build_report(
     )
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "summary.md", summary_markdown(summary, markdown_table))
-    plot_ratios(rows, out / "languages.png")
+    plot_language_ratios(rows, out / "languages.png")
     plot_ceiling_vs_ratio(rows, out / "ceiling_vs_ratio.png")
     return summary
 
@@ -261,8 +262,8 @@ def wall_time_summary(path: Path) -> dict[str, Any]:
 
 def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
     """The summary as Markdown: means by script and family, extremes, rank agreement."""
-    columns = ["n", *[c for c in ("heads_flores", "ceiling_flores", "english_flores")]]
-    columns += ["ratio_flores", "heads_flickr_r1", "ceiling_flickr_r1", "ratio_flickr_r1"]
+    columns = ["n", "heads_flores", "ceiling_flores", "english_flores", "ratio_flores"]
+    columns += ["heads_flickr_r1", "ceiling_flickr_r1", "ratio_flickr_r1"]
     parts = [
         "# Per-language summary\n",
         f"{summary['languages']} of {summary['languages_expected']} languages; flagged text "
@@ -296,105 +297,6 @@ def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
     parts += ["\n## Rank agreement, FLORES vs Flickr30k-200 (Spearman)\n"]
     parts += [markdown_table(agreement)]
     return "\n".join(parts)
-
-
-def plot_ratios(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Languages sorted by heads/ceiling ratio, bars coloured by script, with the English-only
-    tower's ratio beside them; one panel per data set."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    scripts = [s for s, _ in _by_count(r["script_name"] for r in rows)]
-    palette = plt.get_cmap("tab20").colors
-    colour = {s: palette[i % len(palette)] for i, s in enumerate(scripts[:19])}
-    other = (0.6, 0.6, 0.6)
-    fig, axes = plt.subplots(2, 1, figsize=(max(12, len(rows) * 0.11), 9), dpi=100)
-    panels = (
-        ("flores", "FLORES-200 devtest X->En top-1"),
-        ("flickr_r1", "Flickr30k-200 X->En R@1"),
-    )
-    for ax, (metric, title) in zip(axes, panels, strict=True):
-        column = f"ratio_{metric}"
-        shown = sorted(
-            (r for r in rows if lg.usable(r, column)), key=lambda r: r[column], reverse=True
-        )
-        x = range(len(shown))
-        ax.bar(
-            x,
-            [r[column] for r in shown],
-            color=[colour.get(r["script_name"], other) for r in shown],
-            width=0.85,
-        )
-        baseline = [lg.ratio(r["english_" + metric], r["ceiling_" + metric]) for r in shown]
-        ax.scatter(x, baseline, color="black", marker="_", s=30, label="English-only / ceiling")
-        ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
-        ax.set_xticks(list(x), [r["lang"] for r in shown], rotation=90, fontsize=5)
-        ax.set_xlim(-0.6, len(shown) - 0.4)
-        ax.set_ylabel("heads / ceiling")
-        flagged = len(rows) - len(shown)
-        ax.set_title(
-            f"{title}: {len(shown)} languages" + (f" ({flagged} flagged, left out)" * bool(flagged))
-        )
-    handles = [matplotlib.patches.Patch(color=colour[s], label=s) for s in scripts[:19]]
-    if len(scripts) > 19:
-        handles.append(matplotlib.patches.Patch(color=other, label="other scripts"))
-    handles.append(axes[0].collections[0])
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 10), fontsize=7)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
-
-
-def plot_ceiling_vs_ratio(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """FLORES: the ceiling's top-1 (x) against heads/ceiling (y), one dot per language coloured
-    by script; the tower-limited and heads-limited regions shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    shown = [r for r in rows if lg.usable(r, "ceiling_flores") and lg.usable(r, "ratio_flores")]
-    scripts = [s for s, _ in _by_count(r["script_name"] for r in shown)]
-    palette = plt.get_cmap("tab20").colors
-    colour = {s: palette[i % len(palette)] for i, s in enumerate(scripts[:19])}
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
-    ax.axvspan(0, lg.TOWER_LIMIT, color="0.92", zorder=0)
-    ax.fill_between(
-        [lg.HEADS_LIMIT_CEILING, 100], 0, lg.HEADS_LIMIT_RATIO, color="mistyrose", zorder=0
-    )
-    for script in scripts:
-        members = [r for r in shown if r["script_name"] == script]
-        ax.scatter(
-            [r["ceiling_flores"] for r in members],
-            [r["ratio_flores"] for r in members],
-            s=18,
-            color=colour.get(script, (0.6, 0.6, 0.6)),
-            label=script if script in colour else None,
-        )
-    for r in shown:
-        if r["ceiling_flores"] < lg.TOWER_LIMIT or r["ratio_flores"] < lg.HEADS_LIMIT_RATIO:
-            ax.annotate(r["lang"], (r["ceiling_flores"], r["ratio_flores"]), fontsize=6)
-    ax.set_xlabel("ceiling: multilingual-e5-small both sides, FLORES X->En top-1 (%)")
-    ax.set_ylabel("heads / ceiling")
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, max(1.05, max((r["ratio_flores"] for r in shown), default=1) + 0.05))
-    ax.set_title(f"{len(shown)} languages; grey: tower-limited, pink: heads-limited", fontsize=10)
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
-
-
-def _by_count(values: Any) -> list[tuple[str, int]]:
-    from collections import Counter
-
-    return sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _record_wall_time(out: Path, entry: Mapping[str, Any]) -> None:
