@@ -20,6 +20,7 @@ from uclip.data.languages import language_info
 from uclip.data.text_quality import TextQuality
 from uclip.errors import UclipError
 from uclip.eval.evaluators import EvalResult
+from uclip.features.sharding import shard_range
 
 # The roles a system plays in the report; the ratio is heads / ceiling.
 ROLES = ("heads", "ridge", "ceiling", "english")
@@ -48,8 +49,7 @@ HEADS_LIMIT_RATIO = 0.8
 def shard_languages(langs: Sequence[str], index: int, num_shards: int) -> list[str]:
     """Every ``num_shards``-th language from ``index``: each shard samples every script and
     family of the sorted list, so a partial run is already a spread of the whole."""
-    if not 0 <= index < num_shards:
-        raise UclipError(f"shard index must be in [0, {num_shards}), got {index}")
+    shard_range(0, index, num_shards)  # the extraction shards' check of (index, num_shards)
     return list(langs[index::num_shards])
 
 
@@ -103,9 +103,10 @@ def language_row(
                     "report takes real-weight runs only"
                 )
             row[f"{role}_{column}"] = None if run is None else round(run.metrics[metric], 2)
-    for column in ("flores", "flickr_r1"):
-        value = ratio(row.get(f"heads_{column}"), row.get(f"ceiling_{column}"))
-        row[f"ratio_{column}"] = None if value is None else round(value, 3)
+    for column in RATIOS:
+        metric = column.removeprefix("ratio_")
+        value = ratio(row.get(f"heads_{metric}"), row.get(f"ceiling_{metric}"))
+        row[column] = None if value is None else round(value, 3)
     flags = []
     for dataset in DATASETS:
         measured = (quality or {}).get(dataset)
