@@ -167,10 +167,32 @@ def test_rows_ratios_and_flagged_text_left_out_of_means() -> None:
     worst = summary["extremes_ratio_flores"]["worst"]
     assert [r["lang"] for r in worst] == ["jpn_Jpan", "rus_Cyrl", "ces_Latn"]
     assert summary["rank_agreement_flores_vs_flickr"]["heads"]["n"] == 2
+    # Ceilings 100/80/90 rank 3/1/2, ratios 0.8/0.75/0.11 rank 3/2/1: rho = 1 - 6*2/(3*8) = 0.5.
+    follows = summary["ratio_vs_ceiling"]
+    assert follows["flores"] == {"n": 3, "spearman": 0.5}
+    assert follows["flores_tower_reads"] == follows["flores"]  # every ceiling here is >= 50
+    assert follows["flickr_r1"]["n"] == 2
     # ceiling >= 90 with ratio 0.11: heads-limited; no ceiling under 50: nothing tower-limited.
     assert [r["lang"] for r in summary["heads_limited"]] == ["jpn_Jpan"]
     assert summary["tower_limited"] == []
     assert summary["heads_vs_ridge"] == {}  # no ridge system here
+
+
+def test_ratio_vs_ceiling_among_languages_the_tower_reads_drops_low_ceilings() -> None:
+    scores = {
+        "ces_Latn": {"h": 90.0, "c": 100.0},  # ratio 0.9
+        "rus_Cyrl": {"h": 64.0, "c": 80.0},  # ratio 0.8
+        "jpn_Jpan": {"h": 63.0, "c": 90.0},  # ratio 0.7
+        "dzo_Tibt": {"h": 0.0, "c": 10.0},  # the tower cannot read it: ratio 0
+    }
+    runs = lg.index_results(_runs(scores))
+    rows = [lg.language_row(c, runs, {"heads": "h", "ceiling": "c"}) for c in scores]
+    follows = lg.summarize(rows, ["heads", "ceiling"])["ratio_vs_ceiling"]
+    assert follows["flores"]["n"] == 4 and follows["flores_tower_reads"]["n"] == 3
+    # Ceilings rank 3/1/2 and ratios 3/2/1 among the three: rho = 1 - 6*2/(3*8) = 0.5; with
+    # Dzongkha's zero both rank last, which lifts rho to 1 - 6*2/(4*15) = 0.8.
+    assert follows["flores_tower_reads"]["spearman"] == 0.5
+    assert follows["flores"]["spearman"] == 0.8
 
 
 def test_heads_vs_ridge_counts_wins_per_language() -> None:

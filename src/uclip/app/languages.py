@@ -296,6 +296,13 @@ def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
     ]
     parts += ["\n## Rank agreement, FLORES vs Flickr30k-200 (Spearman)\n"]
     parts += [markdown_table(agreement)]
+    if "ratio_vs_ceiling" in summary:
+        follows = [{"data": data, **values} for data, values in summary["ratio_vs_ceiling"].items()]
+        parts += [
+            "\n## Ratio against the ceiling (Spearman; flores_tower_reads: ceiling FLORES top-1 >= "
+            f"{lg.TOWER_LIMIT:.0f}%)\n",
+            markdown_table(follows),
+        ]
     return "\n".join(parts)
 
 
