@@ -215,13 +215,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], roles: Sequence[str]) -> dict[s
     agreement["ratio"] = paired_spearman(rows, *RATIOS)
     # Does the ratio follow what the tower knows? Also among the languages the tower reads
     # (ceiling >= TOWER_LIMIT), so a few near-zero ceilings cannot make the correlation alone.
-    read = [r for r in rows if usable(r, "ceiling_flores") and r["ceiling_flores"] >= TOWER_LIMIT]
+    flores = [r for r in rows if usable(r, "ceiling_flores") and usable(r, "ratio_flores")]
+    read = [r for r in flores if r["ceiling_flores"] >= TOWER_LIMIT]
     follows = {
         "flores": paired_spearman(rows, "ceiling_flores", "ratio_flores"),
         "flores_tower_reads": paired_spearman(read, "ceiling_flores", "ratio_flores"),
         "flickr_r1": paired_spearman(rows, "ceiling_flickr_r1", "ratio_flickr_r1"),
     }
-    flores = [r for r in rows if usable(r, "ceiling_flores") and usable(r, "ratio_flores")]
     tower = sorted(
         (r for r in flores if r["ceiling_flores"] < TOWER_LIMIT), key=lambda r: r["ceiling_flores"]
     )
