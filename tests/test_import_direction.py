@@ -1,11 +1,11 @@
 """The import direction of docs/design.md, checked on the source (AST, nothing is imported).
 
-Data flows one way: core -> data -> encoders -> features -> method -> clt -> loading (``uclip.load``)
--> train -> eval/serve/export -> app -> cli. A module may import its own package and any layer to its
-left, never one to its right nor a peer of its own layer; no ``_private`` name crosses modules;
-no two modules import each other, directly or round a longer circle; and only the application
-layer resolves the data directory (``paths.default_data_dir`` / ``resolve_data_dir``): library
-functions are given their paths.
+Data flows one way: core -> data -> encoders -> features -> method -> clt -> loading
+(``uclip.load``) -> train -> eval/serve/export -> app -> cli. A module may import its own package
+and any layer to its left, never one to its right nor a peer of its own layer; no ``_private``
+name crosses modules; no two modules import each other, directly or round a longer circle; and
+only the application layer resolves the data directory (``paths.default_data_dir`` /
+``resolve_data_dir``): library functions are given their paths.
 """
 
 from __future__ import annotations
