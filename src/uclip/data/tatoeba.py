@@ -87,8 +87,3 @@ def split_tatoeba(data_dir: Path) -> TatoebaSplit:
     # A seed-independent order, so growing n_general only appends sentences.
     ordered = sorted(english, key=lambda e: hashlib.sha256(e.encode("utf-8")).digest())
     return TatoebaSplit(dev=dev, bank=bank, english=ordered)
-
-
-def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
-    """The bank-M part of ``lang``'s Tatoeba sentences (never dev or training text)."""
-    return split_tatoeba(data_dir).bank[lang]
