@@ -10,9 +10,10 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.errors import UclipError
 
-TATOEBA_LANGS = ("cs", "fi", "hr", "hu", "ro")
+TATOEBA_LANGS = TARGET_LANGUAGES  # the data folder's Tatoeba files are the paper's five
 
 
 def tatoeba_pairs(data_dir: Path, lang: str) -> list[tuple[str, str]]:
