@@ -72,6 +72,22 @@ def test_a_clt_spec_loads_through_the_model_grammar(saved) -> None:
         torch.testing.assert_close(loaded.encode_text(TEXTS[:1]), model.encode_text(TEXTS[:1]))
 
 
+def test_a_clt_model_on_the_hub_loads_by_its_id(saved, monkeypatch) -> None:
+    import huggingface_hub
+
+    model, folder = saved
+    asked = []
+
+    def snapshot_download(repo_id: str, allow_patterns: list[str]) -> str:
+        asked.append((repo_id, allow_patterns))
+        return str(folder) if "model.safetensors" in allow_patterns else "/nonexistent"
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    loaded = uclip.load("someone/clt-model")
+    assert asked[0][0] == "someone/clt-model" and isinstance(loaded, CLTModel)
+    torch.testing.assert_close(loaded.encode_text(TEXTS[:1]), model.encode_text(TEXTS[:1]))
+
+
 def test_save_keeps_the_users_files_and_replaces_its_own(tmp_path: Path) -> None:
     folder = tmp_path / "model"
     folder.mkdir()
