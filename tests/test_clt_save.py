@@ -62,7 +62,10 @@ def test_save_then_load_gives_identical_embeddings(saved, one_thread) -> None:
     torch.testing.assert_close(loaded.encode_image([image]), model.encode_image([image]))
     assert loaded.logit_scale.item() == model.logit_scale.item()
     assert loaded.weights == "random-init"
-    assert json.loads((folder / "config.json").read_text())["method"] == "clt"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["method"] == "clt"
+    info = loaded.describe()
+    assert info["model_dir"] == str(folder) and info["model_sha256"] == config["model_sha256"]
 
 
 def test_a_clt_spec_loads_through_the_model_grammar(saved) -> None:

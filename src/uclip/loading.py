@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 
 
-def saved_method(config: dict[str, Any]) -> str:
+def _saved_method(config: dict[str, Any]) -> str:
     """The method a saved ``config.json`` belongs to: its ``"method"``, else its spec's (uCLIP
     folders record it there), else ``"uclip"``."""
     method = config.get("method")
@@ -49,7 +49,7 @@ def load(name_or_path: str, **config_overrides: Any) -> UCLIPModel | CLTModel:
             payload = None  # the uCLIP loader says what is wrong with the file
         if isinstance(payload, dict):
             try:
-                method = saved_method(payload)
+                method = _saved_method(payload)
             except UclipError as exc:
                 raise UclipError(f"{directory}: {exc}") from None
     if method == "clt":

@@ -423,6 +423,8 @@ class CLTModel(nn.Module):
         self.config = config
         self.embed_dim = embed_dim
         self.name = "clt"
+        # Set by load_clt: the folder and the sha256 of the weights file behind the numbers.
+        self.source: dict[str, str] = {}
 
     @property
     def temperature(self) -> Tensor:
@@ -483,13 +485,15 @@ class CLTModel(nn.Module):
         return torch.cat(feats)
 
     def describe(self) -> dict[str, Any]:
-        """The config and both towers (name, weights)."""
+        """The config and both towers (name, weights); for a loaded model also its folder
+        (``model_dir``) and the sha256 of its weights file (``model_sha256``)."""
         towers = {
             role: {"encoder": tower.name, "weights": tower.weights}
             for role, tower in (("text", self.text_tower), ("image", self.image_tower))
         }
         config = None if self.config is None else self.config.to_dict()
-        return {"kind": "clt", "config": config, "towers": towers, "embed_dim": self.embed_dim}
+        info = {"kind": "clt", "config": config, "towers": towers, "embed_dim": self.embed_dim}
+        return {**info, **self.source}
 
     def save(self, directory: str | os.PathLike[str], **metadata: Any) -> Path:
         """Write ``model.safetensors`` (towers, adapters, temperature) and ``config.json``
@@ -501,6 +505,8 @@ class CLTModel(nn.Module):
         """
         if self.config is None:
             raise UclipError("this CLTModel has no CLTConfig: build it with build_clt_model")
+        if clash := {"method", "format_version", "model", "versions", WEIGHTS_SHA256} & {*metadata}:
+            raise UclipError(f"metadata keys {sorted(clash)} are the model's own: rename them")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_target(out / WEIGHTS_NAME) as tmp:
@@ -582,7 +588,8 @@ def load_clt(directory: str | os.PathLike[str]) -> CLTModel:
         raise UclipError(f"cannot read {config_file}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("method") != METHOD:
         raise UclipError(f'{config_file} does not say "method": "{METHOD}": not a CLT model')
-    if file_sha256(weights_file) != payload.get(WEIGHTS_SHA256):
+    digest = file_sha256(weights_file)
+    if digest != payload.get(WEIGHTS_SHA256):
         raise UclipError(
             f"{weights_file} does not match the sha256 recorded in {config_file.name}: "
             "it is corrupt or was replaced; save the model again"
@@ -599,4 +606,5 @@ def load_clt(directory: str | os.PathLike[str]) -> CLTModel:
             f"{weights_file} does not fit the towers of {config_file.name}: {exc}"
         ) from None
     model.name = f"clt:{path}"
+    model.source = {"model_dir": str(path), WEIGHTS_SHA256: digest}
     return model.eval()
