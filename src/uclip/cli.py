@@ -50,9 +50,9 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
         ]
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
         if ns.langs is None:
-            from uclip.data.languages import XM3600_LANGUAGES
+            from uclip.data.languages import ENGLISH_CODES, XM3600_LANGUAGES
 
-            args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang != "en")
+            args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang not in ENGLISH_CODES)
     for key in ("xm3600_pairs", "flores_pairs"):
         value = getattr(ns, key)
         if value is not None:
