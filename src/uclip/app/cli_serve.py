@@ -79,13 +79,29 @@ def cmd_demo_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0 (a negative count is refused, not read as 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
 def add_commands(sub: Any) -> None:
     demo = sub.add_parser("demo", help="prepare the offline search demo's image folder")
     dsub = demo.add_subparsers(dest="demo_command", required=True)
     prep = dsub.add_parser("prepare", help="real COCO + CIFAR-10 images with their captions")
     prep.add_argument("--out", default="demo")
     prep.add_argument("--data-dir")
-    prep.add_argument("--cifar-per-class", type=int, default=10)
+    prep.add_argument(
+        "--cifar-per-class",
+        type=_count,
+        default=10,
+        help="CIFAR-10 images per class, 0 to 1000 (what the archive holds)",
+    )
     prep.set_defaults(func=cmd_demo_prepare)
 
     index = sub.add_parser("index", help="build a multilingual image search index")
