@@ -189,7 +189,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def semantic(workspace: Path) -> tuple[SearchIndex, UCLIPModel, TestClient]:
     model = make_model(identity=True)
     index = build_index(model, workspace / "images", workspace / "idx-semantic", progress=False)
-    return index, model, TestClient(create_app(index, model))
+    return index, model, local_client(create_app(index, model))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,18 @@ def random_heads(workspace: Path) -> tuple[SearchIndex, UCLIPModel, TestClient]:
     index = build_index(
         model, workspace / "images", workspace / "idx-random", chunk_size=5, progress=False
     )
-    return index, model, TestClient(create_app(index, model))
+    return index, model, local_client(create_app(index, model))
+
+
+def local_client(app: Any) -> TestClient:
+    """A client whose requests carry ``Host: 127.0.0.1``, a name the app answers by default."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+def load_index(index_dir: Path, *args: Any, **kw: Any) -> SearchIndex:
+    """:meth:`SearchIndex.load` with the images folder the tests build beside each index."""
+    kw.setdefault("images_root", Path(index_dir).parent / "images")
+    return SearchIndex.load(index_dir, *args, **kw)
 
 
 def brute_force(index_dir: Path, model: UCLIPModel, query: str) -> tuple[list[int], np.ndarray]:
@@ -251,7 +262,7 @@ def test_index_round_trip_and_backends_agree(
     workspace: Path, random_heads: tuple[SearchIndex, UCLIPModel, TestClient]
 ) -> None:
     built, model, _ = random_heads
-    loaded = SearchIndex.load(workspace / "idx-random", model)
+    loaded = load_index(workspace / "idx-random", model)
     assert loaded.paths == built.paths and loaded.mode == "image"
     np.testing.assert_array_equal(loaded.embeddings, built.embeddings)
     queries = model.encode_text(["rojo", "blue sky", "zzz"]).numpy()
@@ -261,7 +272,7 @@ def test_index_round_trip_and_backends_agree(
         model, workspace / "images", workspace / "idx-flat", faiss_threshold=1, progress=False
     )
     assert flat.backend == "faiss-flat" and (workspace / "idx-flat" / FAISS_FILE).is_file()
-    flat = SearchIndex.load(workspace / "idx-flat", model)
+    flat = load_index(workspace / "idx-flat", model)
     scores_f, ids_f = flat.search(queries, 5)
     np.testing.assert_array_equal(ids_f, ids_np)
     np.testing.assert_allclose(scores_f, scores_np, atol=1e-6)
@@ -277,10 +288,10 @@ def test_index_round_trip_and_backends_agree(
     )
     assert ivf.backend == "faiss-ivf"
     nlist = json.loads((workspace / "idx-ivf" / INDEX_FILE).read_text())["backend"]["nlist"]
-    ivf = SearchIndex.load(workspace / "idx-ivf", model, nprobe=nlist)
+    ivf = load_index(workspace / "idx-ivf", model, nprobe=nlist)
     np.testing.assert_array_equal(ivf.search(queries, 5)[1], ids_np)
     # backend override: exact numpy search over a FAISS index directory
-    exact = SearchIndex.load(workspace / "idx-ivf", model, backend="numpy")
+    exact = load_index(workspace / "idx-ivf", model, backend="numpy")
     assert exact.backend == "numpy"
     np.testing.assert_array_equal(exact.search(queries, 5)[1], ids_np)
 
@@ -441,7 +452,7 @@ def test_symlink_and_tampered_paths_pointing_outside_are_refused(tmp_path: Path)
     index = build_index(model, images, tmp_path / "idx", progress=False)
     assert "zz_link_out.png" not in index.paths  # skipped at build time ...
     assert index.meta["skipped"] == ["zz_link_out.png"]  # ... and recorded
-    client = TestClient(create_app(index, model))
+    client = local_client(create_app(index, model))
 
     # An indexed image replaced by a symlink to a file outside the folder after the build.
     victim = index.paths.index("red_0.png")
@@ -480,7 +491,7 @@ def test_tampered_index_json_with_escaping_path_fails_to_load(tmp_path: Path) ->
     meta["images"][0]["path"] = "../secret.txt"
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(UclipError, match="outside the images folder"):
-        SearchIndex.load(tmp_path / "idx", model)
+        load_index(tmp_path / "idx", model)
 
 
 def test_health_info_openapi_and_page(
@@ -519,11 +530,11 @@ def test_health_info_openapi_and_page(
 def test_load_rejects_a_different_model(workspace: Path, semantic: Any) -> None:
     other_encoder = make_model(multilingual="another-multilingual")
     with pytest.raises(UclipError, match=r"different model.*multilingual_encoder"):
-        SearchIndex.load(workspace / "idx-semantic", other_encoder)
+        load_index(workspace / "idx-semantic", other_encoder)
     other_heads = make_model(identity=False, seed=7)  # same spec, other weights
     with pytest.raises(UclipError, match="different head weights"):
-        SearchIndex.load(workspace / "idx-semantic", other_heads)
-    SearchIndex.load(workspace / "idx-semantic", make_model(identity=True))  # same: fine
+        load_index(workspace / "idx-semantic", other_heads)
+    load_index(workspace / "idx-semantic", make_model(identity=True))  # same: fine
 
 
 @pytest.mark.parametrize(
@@ -562,7 +573,7 @@ def test_load_detects_corrupt_or_missing_files(
         shutil.rmtree(out)
         match = "no search index"
     with pytest.raises(UclipError, match=match) as info:
-        SearchIndex.load(out, model)
+        load_index(out, model, images_root=workspace / "images")
     assert "\n" not in str(info.value)
 
 
@@ -573,7 +584,7 @@ def test_load_with_moved_images_needs_images_root(tmp_path: Path) -> None:
     moved = tmp_path / "moved"
     images.rename(moved)
     with pytest.raises(UclipError, match="images_root"):
-        SearchIndex.load(tmp_path / "idx", model)
+        SearchIndex.load(tmp_path / "idx", model, images_root=images)
     index = SearchIndex.load(tmp_path / "idx", model, images_root=moved)
     assert index.image_file(0) == (moved / index.paths[0]).resolve()
 
@@ -610,7 +621,7 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
     ]
     assert not (tmp_path / "idx" / INDEX_FILE).exists()
     with pytest.raises(UclipError, match="interrupted"):
-        SearchIndex.load(tmp_path / "idx")
+        load_index(tmp_path / "idx", images_root=images)
 
     resumed_model = make_model()
     resumed = build_index(
@@ -620,7 +631,7 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
     np.testing.assert_array_equal(resumed.embeddings, clean.embeddings)
     assert resumed.meta["images"] == clean.meta["images"]
     assert not partial.exists()
-    SearchIndex.load(tmp_path / "idx", resumed_model)
+    load_index(tmp_path / "idx", resumed_model, images_root=images)
 
 
 def test_resume_starts_over_when_the_folder_changed(tmp_path: Path) -> None:
@@ -676,7 +687,7 @@ def test_caption_mode_embeds_mean_of_captions(tmp_path: Path) -> None:
         caps = (images / rel).with_suffix(".txt").read_text().splitlines()
         ref = model.encode_english(caps).numpy().mean(0)
         np.testing.assert_allclose(index.embeddings[i], ref / np.linalg.norm(ref), atol=1e-6)
-    client = TestClient(create_app(SearchIndex.load(tmp_path / "idx", model), model))
+    client = local_client(create_app(load_index(tmp_path / "idx", model), model))
     body = client.get("/search", params={"q": "azul", "k": 4}).json()
     assert body["mode"] == "caption"
     assert all(Path(r["path"]).name.startswith("blue") for r in body["results"])
@@ -728,7 +739,9 @@ def test_openapi_contract_with_schemathesis(
     )
 
     index, model, _ = semantic
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(index, model))
+    # schemathesis calls the app as Starlette's test client does, with Host: testserver
+    app = create_app(index, model, allowed_hosts=["testserver"])
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     checks = [
         not_a_server_error,
         status_code_conformance,
@@ -766,11 +779,12 @@ def test_serve_checks_the_model_and_binds_loopback(
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
-    serve(workspace / "idx-semantic", make_model(identity=True), port=8765)
+    images = workspace / "images"
+    serve(workspace / "idx-semantic", make_model(identity=True), port=8765, images_root=images)
     assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8765
-    assert TestClient(calls[0]["app"]).get("/health").json()["images"] == 12
+    assert local_client(calls[0]["app"]).get("/health").json()["images"] == 12
     with pytest.raises(UclipError, match="different model"):
-        serve(workspace / "idx-semantic", make_model(multilingual="other"))
+        serve(workspace / "idx-semantic", make_model(multilingual="other"), images_root=images)
     assert len(calls) == 1
 
 
