@@ -452,6 +452,21 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path, capsys) -> None:
         assert_one_line(*run(argv, capsys), "cannot listen on 127.0.0.1")
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--host", "0.0.0.0"], "--host 0.0.0.0 listens on every interface: pass --allowed-hosts"),
+     (["--limit-concurrency", "0"], "expected 1 or more, got 0"),
+     (["--header-timeout", "nan"], "expected seconds > 0, got nan"),
+     (["--timeout-keep-alive", "-5"], "expected seconds > 0, got -5")],
+)  # fmt: skip
+def test_serve_limits_and_a_wildcard_host_are_checked_first(
+    tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    """Issue 23: --host 0.0.0.0 answered every Host header; the limits had no options."""
+    argv = ["serve", "--index", str(tmp_path), "--model", str(tmp_path), "--port", "0", *extra]
+    assert_one_line(*run(argv, capsys), message)
+
+
 # -- 7. smaller defects -------------------------------------------------------------------------
 
 

@@ -790,8 +790,12 @@ def test_serve_checks_the_model_and_binds_loopback(
 
 @pytest.mark.parametrize(
     "query",
-    ["\x00", "\x00\x00 \x00", "\u200b\u200b", "\x07\x1b", "\u2028\u00a0\u3000", "\ufeff"],
-)
+    [
+        "\x00", "\x00\x00 \x00", "\u200b\u200b", "\x07\x1b", "\u2028\u00a0\u3000", "\ufeff",
+        # issue 23: blank letters and symbols, combining marks with no base
+        "\u3164", "\u3164 \u3164", "\u2800\u2800", "\u0301", "\u0301\u0308 \u200b", "\u115f\uffa0",
+    ],
+)  # fmt: skip
 def test_query_without_visible_characters_is_a_4xx(
     semantic: tuple[SearchIndex, UCLIPModel, TestClient], query: str
 ) -> None:
@@ -800,6 +804,7 @@ def test_query_without_visible_characters_is_a_4xx(
     assert response.status_code == 422
     assert "no visible characters" in response.json()["detail"]
     assert client.get("/search", params={"q": "\x00red\u200b", "k": 1}).status_code == 200
+    assert client.get("/search", params={"q": "e\u0301", "k": 1}).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/", "/health", "/info", "/search?q=red&k=2", "/images/0",
@@ -815,3 +820,196 @@ def test_head_is_answered_wherever_get_is(
     assert head.headers.get("content-length") == get.headers.get("content-length")
     assert client.head("/search?q=%00").status_code == 422
     assert client.head("/images/9999").status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 24 / issue 23 (5, 6): what a shared index may decide, and a server safe by default
+
+
+def test_a_crafted_index_cannot_choose_the_served_folder(tmp_path: Path) -> None:
+    """index.json once chose the images root: `"images_root": "/"` with `etc/passwd` served
+    /etc/passwd. Now the root is what the caller passes (or the index folder)."""
+    images = make_image_folder(tmp_path)
+    (tmp_path / "outside.png").write_text(SECRET)
+    model = make_model()
+    build_index(model, images, tmp_path / "idx", progress=False)
+    meta_file = tmp_path / "idx" / INDEX_FILE
+    meta = json.loads(meta_file.read_text())
+
+    meta["images_root"], meta["images"][0]["path"] = "/", "etc/passwd"
+    meta_file.write_text(json.dumps(meta))
+    for root in (None, images, Path("/")):
+        with pytest.raises(UclipError, match="not an image file"):
+            SearchIndex.load(tmp_path / "idx", model, images_root=root)
+
+    # An image name that exists only in the folder index.json names: not served from there.
+    meta["images"][0]["path"] = "red_0.png"
+    meta["images_root"], meta["images"][5]["path"] = str(tmp_path), "outside.png"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(UclipError, match=r"images of index .* are not in .*idx: pass images_root"):
+        SearchIndex.load(tmp_path / "idx", model)
+    client = local_client(create_app(load_index(tmp_path / "idx", model), model))
+    response = client.get("/images/5")
+    assert response.status_code == 404 and SECRET not in response.text
+
+
+def test_a_replaced_image_is_refused_not_served_under_the_old_ranking(
+    tmp_path: Path,
+) -> None:
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    index = build_index(model, images, tmp_path / "idx", progress=False)
+    client = local_client(create_app(index, model))
+    red, blue = index.paths.index("red_0.png"), index.paths.index("blue_0.png")
+    original = (images / "red_0.png").read_bytes()
+    assert client.get(f"/images/{red}").content == original
+
+    stat = (images / "red_0.png").stat()
+    shutil.copyfile(images / "blue_0.png", images / "red_0.png")  # in place, same inode
+    os.utime(images / "red_0.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime kept
+    response = client.get(f"/images/{red}")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"image {red} has changed since the index was built; rebuild the index"
+    )
+    assert client.get(f"/images/{blue}").status_code == 200
+    (images / "red_0.png").write_bytes(original)  # restored: served again
+    assert client.get(f"/images/{red}").content == original
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("~draft.jpg", "starts with '.' or '~'"), ("a\\b.png", "backslash"),
+     ("sub/~x.png", "starts with '.' or '~'")],
+)  # fmt: skip
+def test_build_refuses_names_that_serve_would_refuse(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    """`index build` accepted `~draft.jpg` and backslashes; the index was then unusable."""
+    images = make_image_folder(tmp_path)
+    (images / name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(images / "red_0.png", images / name)
+    with pytest.raises(UclipError, match=f"1 image name.*{re.escape(repr(name))}.*{problem}"):
+        build_index(make_model(), images, tmp_path / "idx", progress=False)
+    assert not (tmp_path / "idx").exists()
+
+
+def test_a_non_utf8_file_name_is_one_line(tmp_path: Path) -> None:
+    """A Latin-1 file name raised UnicodeEncodeError while index.json was written."""
+    images = make_image_folder(tmp_path)
+    latin1 = os.fsencode(images) + b"/caf\xe9.png"
+    with open(latin1, "wb") as fh:
+        fh.write((images / "red_0.png").read_bytes())
+    with pytest.raises(UclipError, match="not UTF-8"):
+        build_index(make_model(), images, tmp_path / "idx", progress=False)
+
+
+def test_embeddings_rewritten_under_a_running_server_change_nothing(tmp_path: Path) -> None:
+    """embeddings.npy was memory-mapped: rewritten in place (cp, rsync --inplace) it changed the
+    results, and truncated it killed the server with SIGBUS."""
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    build_index(model, images, tmp_path / "idx", progress=False)
+    index = load_index(tmp_path / "idx", model)
+    client = local_client(create_app(index, model))
+    before = client.get("/search", params={"q": "rojo", "k": 5}).json()
+    emb = tmp_path / "idx" / EMBEDDINGS_FILE
+    size = emb.stat().st_size
+    with open(emb, "r+b") as fh:  # same file, same size, other numbers
+        fh.seek(size - 4 * 8 * 6)
+        fh.write(b"\x00" * (4 * 8 * 6))
+    assert client.get("/search", params={"q": "rojo", "k": 5}).json() == before
+    os.truncate(emb, 0)
+    assert client.get("/search", params={"q": "rojo", "k": 5}).json() == before
+
+
+class FailingTextTower(FakeTextTower):
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        raise UclipError("encoder path /home/alice/private/models/e5 is not a model folder")
+
+
+def test_error_bodies_hold_no_paths_or_tracebacks(tmp_path: Path, caplog: Any) -> None:
+    """/search answered 400 `encoder path /home/alice/private/... is not ...`."""
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    index = build_index(model, images, tmp_path / "idx", progress=False)
+    model.use_encoders({"fake-multilingual": FailingTextTower("fake-multilingual")})
+    client = TestClient(
+        create_app(index, model), base_url="http://127.0.0.1", raise_server_exceptions=False
+    )
+    with caplog.at_level("ERROR", logger="uclip.serve.app"):
+        response = client.get("/search", params={"q": "red"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "the server could not search; the server log has the details"
+    }
+    assert "/home/alice" in caplog.text  # the detail is in the server log
+
+    index.meta["images"][0]["path"] = "../../home/alice/x.png"
+    index.paths[0] = "../../home/alice/x.png"
+    for url in ("/images/0", f"/images/{len(index) + 5}"):
+        body = client.get(url).text
+        assert "alice" not in body and str(tmp_path) not in body and "Traceback" not in body
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("127.0.0.1:8000", 200), ("localhost", 200), ("[::1]:80", 200), ("evil.example", 400),
+     ("127.0.0.1.evil.example", 400), ("localhost.", 400)],
+)  # fmt: skip
+def test_only_bound_host_names_are_answered(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient], host: str, status: int
+) -> None:
+    """DNS rebinding: any Host header was answered, so a web page could read a local server."""
+    _, _, client = semantic
+    response = client.get("/search", params={"q": "red"}, headers={"Host": host})
+    assert response.status_code == status
+    if status == 400:
+        assert "red_" not in response.text
+
+
+def test_allowed_hosts_widen_the_list_and_a_wildcard_bind_needs_them(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient],
+) -> None:
+    from uclip.serve.app import host_allow_list
+
+    index, model, _ = semantic
+    assert host_allow_list("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert host_allow_list("::1")[-1] == "[::1]" and host_allow_list("myhost")[-1] == "myhost"
+    with pytest.raises(UclipError, match=r"--host 0\.0\.0\.0 listens on every interface"):
+        host_allow_list("0.0.0.0")
+    with pytest.raises(UclipError, match="not a host name"):
+        host_allow_list("0.0.0.0", ["http://x.org/"])
+    hosts = host_allow_list("0.0.0.0", ["search.example.org", "*.corp.example"])
+    client = local_client(create_app(index, model, allowed_hosts=hosts))
+    for host, status in (("search.example.org", 200), ("a.corp.example", 200), ("evil.org", 400)):
+        assert client.get("/health", headers={"Host": host}).status_code == status
+
+
+def test_slow_headers_are_cut_off_and_connections_are_limited(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient],
+) -> None:
+    """Slowloris: connections that never finished their headers stayed open for ever."""
+    import socket
+    import time
+
+    import httpx
+
+    from uclip.serve.app import BackgroundServer
+
+    index, model, _ = semantic
+    app = create_app(index, model)
+    with BackgroundServer(app, header_timeout=0.5, limit_concurrency=3) as server:
+        slow = socket.create_connection((server.host, server.port), timeout=5)
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+        start = time.monotonic()
+        assert slow.recv(1024) == b""  # closed by the server, not by our 5 s timeout
+        assert time.monotonic() - start < 3
+        slow.close()
+
+        idle = [socket.create_connection((server.host, server.port)) for _ in range(3)]
+        assert httpx.get(server.url + "/health").status_code == 503  # over the limit
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert httpx.get(server.url + "/health").status_code == 200

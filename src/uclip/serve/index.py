@@ -23,8 +23,8 @@ On disk an index is a directory::
 Images are fingerprinted by the sha256 of their bytes rather than size+mtime: mtimes change on
 copy/rsync and a rewritten file can keep its mtime, while hashing reads each file once more, which
 is cheap next to decoding and encoding it (same choice as ``features.cache``). The server checks
-each image's hash the first time it serves it (and again whenever the file's stat changes), so a
-replaced image is refused rather than served under the old ranking.
+an image's hash each time it serves it, so a replaced image is refused rather than served under
+the old ranking.
 """
 
 from __future__ import annotations
@@ -272,8 +272,6 @@ class SearchIndex:
         self.meta = meta
         self._faiss = faiss_index
         self._root_real = self.root.resolve()
-        # image id -> (device, inode, size, mtime) of the file whose sha256 was last verified
-        self._verified: dict[int, tuple[int, int, int, int]] = {}
 
     # properties ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -462,22 +460,20 @@ class SearchIndex:
     def image_bytes(self, image_id: int) -> bytes:
         """The bytes of image ``image_id``, checked against the sha256 recorded at build time.
 
-        The hash is checked on the first request and again whenever the file's stat (inode,
-        size, mtime) differs from the one last verified. The bytes returned are the ones read
-        here, so a file swapped after the check is never served. Raises what
-        :meth:`image_file` raises, or :class:`ChangedImageError`.
+        Checked on every request, on the bytes that are then served: a file rewritten in place
+        can keep its size and mtime, so a check cached by stat would miss it, and hashing costs
+        less than sending the bytes. Raises what :meth:`image_file` raises, or
+        :class:`ChangedImageError`.
         """
         file = self.image_file(image_id)
-        with open(file, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            data = fh.read()
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if self._verified.get(image_id) != key:
-            if hashlib.sha256(data).hexdigest() != self.meta["images"][image_id].get("sha256"):
-                raise ChangedImageError(
-                    f"image {image_id} has changed since the index was built; rebuild the index"
-                )
-            self._verified[image_id] = key
+        try:
+            data = file.read_bytes()
+        except OSError as exc:  # removed or made unreadable since image_file looked
+            raise MissingImageError(f"image {image_id} cannot be read ({exc.strerror})") from exc
+        if hashlib.sha256(data).hexdigest() != self.meta["images"][image_id].get("sha256"):
+            raise ChangedImageError(
+                f"image {image_id} has changed since the index was built; rebuild the index"
+            )
         return data
 
     def changed_images(self) -> list[str]:
