@@ -172,7 +172,9 @@ def check_relative_path(rel: str) -> PurePosixPath:
     """A stored image path that passes :func:`image_name_problem`; else raise."""
     problem = image_name_problem(rel)
     if problem is not None:
-        raise UnsafeImagePathError(f"invalid image path {rel!r} in the index ({problem})")
+        raise UnsafeImagePathError(
+            f"invalid image path {rel!r} in the index ({problem}): rebuild the index"
+        )
     return PurePosixPath(rel)
 
 
