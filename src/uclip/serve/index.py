@@ -12,15 +12,19 @@ Both land in the shared unit sphere, so ranking is by cosine similarity = dot pr
 
 On disk an index is a directory::
 
-    index.json        format, version, mode, images root, relative image paths + sha256 of each
-                      image, model spec + sha256 of the head weights, sha256 of every data file
+    index.json        format, version, mode, relative image paths + sha256 of each image, model
+                      spec + sha256 of the head weights, sha256 of every data file; also the
+                      folder it was built from, as a hint only: the index never chooses which
+                      folder is served (a shared index.json could name "/")
     embeddings.npy    (N, D) float32, L2-normalised rows, row i = image i
     index.faiss       only for the FAISS backends
     .partial/         only while a build runs: finished chunks, so a killed build resumes
 
 Images are fingerprinted by the sha256 of their bytes rather than size+mtime: mtimes change on
 copy/rsync and a rewritten file can keep its mtime, while hashing reads each file once more, which
-is cheap next to decoding and encoding it (same choice as ``features.cache``).
+is cheap next to decoding and encoding it (same choice as ``features.cache``). The server checks
+an image's hash each time it serves it, so a replaced image is refused rather than served under
+the old ranking.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class MissingImageError(UclipError):
 
 class UnsafeImagePathError(UclipError):
     """A stored path that escapes the images folder (``..``, absolute, symlink out)."""
+
+
+class ChangedImageError(UclipError):
+    """The image file's bytes differ from the sha256 recorded when the index was built."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +144,38 @@ def _normalize_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def check_relative_path(rel: str) -> PurePosixPath:
-    """A stored image path must be a plain relative POSIX path inside the root; else raise."""
-    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
-        raise UnsafeImagePathError(f"invalid image path {rel!r} in the index: rebuild the index")
+def image_name_problem(rel: str) -> str | None:
+    """Why ``rel`` cannot be an indexed image path, or None: the one rule that ``build_index``
+    applies to the names it finds and the server to the names it reads from ``index.json``.
+
+    A path must be a non-empty relative POSIX path of UTF-8 text, with an image suffix, no
+    backslash or NUL, no ``..``, hidden (``.name``) or home-like (``~name``) part."""
+    if not isinstance(rel, str) or not rel:
+        return "it is empty or not text"
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not UTF-8 (rename the file)"
+    if "\x00" in rel or "\\" in rel:
+        return "it holds a NUL or a backslash"
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+    if pure.is_absolute() or ".." in pure.parts:
+        return "it points outside the images folder"
+    if any(part.startswith((".", "~")) for part in pure.parts):
+        return "a part of it starts with '.' or '~'"
+    if pure.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"it is not an image file ({', '.join(IMAGE_SUFFIXES)})"
+    return None
+
+
+def check_relative_path(rel: str) -> PurePosixPath:
+    """A stored image path that passes :func:`image_name_problem`; else raise."""
+    problem = image_name_problem(rel)
+    if problem is not None:
         raise UnsafeImagePathError(
-            f"image path {rel!r} points outside the images folder: rebuild the index"
+            f"invalid image path {rel!r} in the index ({problem}): rebuild the index"
         )
-    return pure
+    return PurePosixPath(rel)
 
 
 def model_fingerprint(model: Any) -> str | None:
@@ -284,10 +314,14 @@ class SearchIndex:
         """Open an index directory, verifying its files and (if given) that ``model`` matches.
 
         Raises :class:`UclipError` for a missing or corrupt file (sha256 mismatch, truncation),
-        an unknown format version, a stored path escaping the root, or a model whose spec or
-        head weights differ from the ones the index was built with (queries would land in a
-        different space). ``images_root`` overrides the stored root (index moved with its
-        images); ``backend="numpy"`` searches exactly even when a FAISS file exists.
+        an unknown format version, a stored path that is not a plain image path inside the root,
+        or a model whose spec or head weights differ from the ones the index was built with
+        (queries would land in a different space). ``images_root`` is the folder the images are
+        served from, by default the index directory itself: the folder recorded in
+        ``index.json`` is never used, since whoever wrote that file would choose what is served.
+        The embeddings (and FAISS index) are read into memory, so a file rewritten under a
+        running server cannot change or crash it. ``backend="numpy"`` searches exactly even when
+        a FAISS file exists.
         """
         directory = Path(path)
         meta_file = directory / INDEX_FILE
@@ -313,7 +347,7 @@ class SearchIndex:
             paths = [entry["path"] for entry in meta["images"]]
             emb_meta = meta["embeddings"]
             count, dim = int(meta["count"]), int(meta["dim"])
-            stored_root = meta["images_root"]
+            stored_root = meta.get("images_root")
             if not isinstance(meta["model"]["spec"], dict):
                 raise TypeError("model.spec must be an object")
         except (KeyError, TypeError, ValueError) as exc:
@@ -331,11 +365,12 @@ class SearchIndex:
         if model is not None:
             check_model(meta, model, directory)
 
-        root = Path(images_root) if images_root is not None else Path(stored_root)
-        if not root.is_dir():
+        root = Path(images_root) if images_root is not None else directory
+        if not root.is_dir() or (count and not (root / paths[0]).exists()):
+            built_from = f" (built from {stored_root})" if isinstance(stored_root, str) else ""
             raise UclipError(
-                f"images folder {root} of index {directory} is not there: pass images_root= "
-                "(--images-root) where the images are now"
+                f"the images of index {directory} are not in {root}: pass images_root= "
+                f"(CLI: --images) with the folder the index was built from{built_from}"
             )
 
         faiss_index = None
@@ -424,6 +459,25 @@ class SearchIndex:
             raise MissingImageError(f"image {image_id} ({rel}) is not a regular file")
         return real
 
+    def image_bytes(self, image_id: int) -> bytes:
+        """The bytes of image ``image_id``, checked against the sha256 recorded at build time.
+
+        Checked on every request, on the bytes that are then served: a file rewritten in place
+        can keep its size and mtime, so a check cached by stat would miss it, and hashing costs
+        less than sending the bytes. Raises what :meth:`image_file` raises, or
+        :class:`ChangedImageError`.
+        """
+        file = self.image_file(image_id)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:  # removed or made unreadable since image_file looked
+            raise MissingImageError(f"image {image_id} cannot be read ({exc.strerror})") from exc
+        if hashlib.sha256(data).hexdigest() != self.meta["images"][image_id].get("sha256"):
+            raise ChangedImageError(
+                f"image {image_id} has changed since the index was built; rebuild the index"
+            )
+        return data
+
     def changed_images(self) -> list[str]:
         """Relative paths whose file is missing or whose sha256 differs from build time."""
         changed = []
@@ -458,14 +512,26 @@ def check_model(meta: Mapping[str, Any], model: EmbeddingModel, where: Path | st
         )
 
 
-def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
-    if not file.is_file():
-        raise UclipError(f"{file} is missing; rebuild the index")
-    if not expected_sha or file_sha256(file) != expected_sha:
-        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+def _read_checked(file: Path, expected_sha: str | None) -> bytes:
+    """The bytes of ``file``, read once and checked against ``expected_sha``: what is verified
+    is what is used, and nothing stays mapped to a file that may be rewritten later."""
     try:
-        # Memory-mapped: FAISS backends keep their own copy, and numpy pages rows in on demand.
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise UclipError(f"{file} is missing; rebuild the index") from None
+    except OSError as exc:
+        raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
+    if not expected_sha or hashlib.sha256(data).hexdigest() != expected_sha:
+        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+    return data
+
+
+def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
+    # In memory, not memory-mapped: a mapped file truncated or rewritten in place (cp, rsync
+    # --inplace) under a running server kills it with SIGBUS or changes its results.
+    data = _read_checked(file, expected_sha)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
     if array.dtype != np.float32 or array.ndim != 2:
@@ -486,9 +552,8 @@ def _faiss() -> Any:
 def _load_faiss(file: Path, expected_sha: str | None) -> Any:
     if not file.is_file():
         raise UclipError(f"{file} is missing; rebuild the index (or load with backend='numpy')")
-    if not expected_sha or file_sha256(file) != expected_sha:
-        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
-    return _faiss().read_index(str(file))
+    data = _read_checked(file, expected_sha)
+    return _faiss().deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 
 def _set_nprobe(index: Any, nprobe: int) -> None:
@@ -581,6 +646,13 @@ def build_index(
     if not paths:
         raise UclipError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}; check the folder"
+        )
+    unservable = [(rel, problem) for rel in paths if (problem := image_name_problem(rel))]
+    if unservable:
+        rel, problem = unservable[0]
+        raise UclipError(
+            f"{len(unservable)} image name(s) in {root} could not be served, e.g. {rel!r} "
+            f"({problem}); rename them and build again"
         )
     texts = _captions_for(root, paths, load_captions(captions)) if mode == "caption" else None
     kind = resolve_backend(backend, len(paths), faiss_threshold, ivf_threshold)
