@@ -27,9 +27,12 @@ makes the correction depend on the query; it is not implemented.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
@@ -162,6 +165,25 @@ class ReferenceQueries:
         cls, texts: Sequence[str], description: str, lang: str | None = None
     ) -> ReferenceQueries:
         return cls(f"{description}: {len(texts)} texts", texts=tuple(texts), lang=lang)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], lang: str | None = None) -> ReferenceQueries:
+        """One query per line of a UTF-8 text file (blank lines skipped); the description
+        names the file and the sha256 of its bytes, so a result says which queries it used."""
+        file = Path(path)
+        try:
+            data = file.read_bytes()
+            lines = data.decode("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UclipError(
+                f"cannot read reference queries {file} ({exc}): give a UTF-8 text file, "
+                "one query per line"
+            ) from None
+        texts = [line.strip() for line in lines if line.strip()]
+        if not texts:
+            raise UclipError(f"reference queries {file} holds no text: one query per line")
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        return cls.from_texts(texts, f"file {file.name} (sha256 {digest})", lang=lang)
 
     def embed(self, encode_text: Callable[[Sequence[str], str | None], Tensor]) -> Tensor:
         """(N_ref, d) reference embeddings: stored ones, or ``encode_text(texts, lang)``."""
