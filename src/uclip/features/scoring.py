@@ -193,6 +193,30 @@ class ReferenceQueries:
         return encode_text(list(self.texts), self.lang)
 
 
+def check_reference(scorer: ScorerSpec | str, reference: ReferenceQueries | None) -> ScorerSpec:
+    """The parsed scorer, once ``reference`` is known to be given exactly when the scorer needs
+    one (``csls``, ``qbnorm``) and, for CSLS, to hold at least ``k`` texts."""
+    spec = parse_scorer(scorer)
+    if spec.needs_reference and reference is None:
+        raise UclipError(
+            f"scorer {spec.name} needs a reference query set that is not the test queries: "
+            "pass --scorer-reference FILE (bank M's texts, a log of queries)"
+        )
+    if not spec.needs_reference and reference is not None:
+        raise UclipError(
+            f"scorer {spec.name} takes no reference query set: drop --scorer-reference, or use "
+            "csls or qbnorm"
+        )
+    if spec.kind == "csls" and reference is not None:
+        size = len(reference.texts) if reference.texts is not None else len(reference.embeddings)
+        if size < spec.k:
+            raise UclipError(
+                f"scorer {spec.name} needs at least {spec.k} reference queries, "
+                f"{reference.description} has {size}: give more or lower k"
+            )
+    return spec
+
+
 def _check(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

@@ -54,6 +54,7 @@ from uclip.features.scoring import (
     ReferenceQueries,
     ScorerSpec,
     candidate_penalty,
+    check_reference,
     parse_scorer,
 )
 
@@ -650,12 +651,7 @@ def build_index(
             f"{spec_scorer.name} needs the test queries, which an index never sees: build with "
             "csls or qbnorm and a reference query file"
         )
-    if spec_scorer.needs_reference != (reference is not None):
-        raise UclipError(
-            f"scorer {spec_scorer.name} needs a reference query set (--scorer-reference FILE)"
-            if reference is None
-            else "a reference query set goes with --scorer csls or qbnorm; cosine takes none"
-        )
+    check_reference(spec_scorer, reference)
     root = Path(images_dir)
     paths, skipped = list_images(root)
     if not paths:
