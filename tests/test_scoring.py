@@ -168,5 +168,9 @@ def test_reference_queries_embed_texts_with_the_model():
     assert ref.embed(encode).shape == (2, 3)
     assert seen == [(["a", "b"], "de")]
     assert ref.description == "file refs.txt: 2 texts"
+    with pytest.raises(UclipError, match="embed them with the model"):
+        ref.embed()
+    stored = ReferenceQueries("bank M through f_M", embeddings=unit(4, 3, 22))
+    assert stored.embed() is stored.embeddings
     with pytest.raises(UclipError, match="empty"):
         ReferenceQueries.from_texts([], "file empty.txt")

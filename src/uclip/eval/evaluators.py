@@ -245,13 +245,15 @@ class Evaluator(ABC):
         return None if self.reference is None else self.reference.description
 
     def _scored(
-        self, model: EmbeddingModel, queries: Tensor, candidates: Tensor
+        self, queries: Tensor, candidates: Tensor, model: EmbeddingModel | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(queries', candidates')`` whose dot products are the scorer's scores
-        (:func:`~uclip.features.scoring.dot_form`); the inputs for cosine."""
+        (:func:`~uclip.features.scoring.dot_form`); the inputs for cosine. ``model`` embeds
+        reference texts; reference embeddings need none."""
         if self.reference is None:
             return self._timed("penalty_s", dot_form, queries, candidates, self.scorer)
-        reference = self._timed("encode_reference_s", self.reference.embed, model.encode_text)
+        encode = None if model is None else model.encode_text
+        reference = self._timed("encode_reference_s", self.reference.embed, encode)
         return self._timed(
             "penalty_s", dot_form, queries, candidates, self.scorer, reference_queries=reference
         )
@@ -446,7 +448,7 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
         english = self._timed(
             "encode_english_s", model.encode_english, self.dataset.english_captions
         )
-        queries, candidates = self._scored(model, queries, english[self.candidate_rows])
+        queries, candidates = self._scored(queries, english[self.candidate_rows], model)
         _, ranks = self._timed("score_s", retrieval_ranks, candidates, queries, self.correct)
         metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
         return metrics, {"queries": len(self.correct), "candidates": len(self.candidate_rows)}
@@ -500,10 +502,10 @@ class BitextEvaluator(Evaluator):
     def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
         tgt = self._timed("encode_english_s", self._encode_target, model)
-        metrics = self._timed("score_s", bitext_accuracy, *self._scored(model, src, tgt))
+        metrics = self._timed("score_s", bitext_accuracy, *self._scored(src, tgt, model))
         if self.scorer.transductive:
             # English queries: the penalty of each X candidate over the English test sentences.
-            en2x = self._timed("score_s", bitext_accuracy, *self._scored(model, tgt, src))
+            en2x = self._timed("score_s", bitext_accuracy, *self._scored(tgt, src, model))
             metrics["en2x_acc"] = en2x["x2en_acc"]
         elif self.scorer.needs_reference:
             del metrics["en2x_acc"]  # its penalty would need English-side reference queries

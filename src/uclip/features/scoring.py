@@ -185,12 +185,18 @@ class ReferenceQueries:
         digest = hashlib.sha256(data).hexdigest()[:12]
         return cls.from_texts(texts, f"file {file.name} (sha256 {digest})", lang=lang)
 
-    def embed(self, encode_text: Callable[[Sequence[str], str | None], Tensor]) -> Tensor:
+    def embed(
+        self, encode_text: Callable[[Sequence[str], str | None], Tensor] | None = None
+    ) -> Tensor:
         """(N_ref, d) reference embeddings: stored ones, or ``encode_text(texts, lang)``."""
         if self.embeddings is not None:
             return self.embeddings
-        assert self.texts is not None
-        return encode_text(list(self.texts), self.lang)
+        if encode_text is None:
+            raise UclipError(
+                f"reference queries {self.description} are texts: embed them with the model "
+                "(or give ReferenceQueries(embeddings=...))"
+            )
+        return encode_text(list(self.texts or ()), self.lang)
 
 
 def check_reference(scorer: ScorerSpec | str, reference: ReferenceQueries | None) -> ScorerSpec:
