@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+import uclip
+import uclip.cli
 from test_serve_api import make_image_folder, make_model  # tests/ is on sys.path
 from uclip.errors import UclipError
 from uclip.features.scoring import ReferenceQueries
@@ -119,3 +121,19 @@ def test_penalty_is_checked_on_load_and_dropped_by_a_cosine_rebuild(setup, tmp_p
     rebuilt = build_index(model, root / "images", out, progress=False)
     assert not (out / PENALTY_FILE).exists() and rebuilt.scorer == {"name": "cosine"}
     assert SearchIndex.load(out, model).penalty is None
+
+
+def test_cli_index_build_with_a_scorer(setup, tmp_path: Path, monkeypatch, capsys) -> None:
+    root, model, _ = setup
+    monkeypatch.setattr(uclip, "load", lambda name: model)
+    refs = tmp_path / "refs.txt"
+    refs.write_text("\n".join(REFERENCE_TEXTS), encoding="utf-8")
+    argv = ["index", "build", "--images", str(root / "images"), "--model", "m", "--no-progress"]
+    out = tmp_path / "idx"
+    scored = [*argv, "--out", str(out), "--scorer", "csls:k=3", "--scorer-reference", str(refs)]
+    assert uclip.cli.main(scored) == 0
+    assert json.loads(capsys.readouterr().out)["scorer"] == "csls(k=3)"
+    assert SearchIndex.load(out, model).scorer["reference"].startswith("file refs.txt (sha256 ")
+    assert uclip.cli.main([*argv, "--out", str(tmp_path / "b"), "--scorer", "csls"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a reference query set" in err[0]
