@@ -16,8 +16,12 @@ from uclip.serve.settings import (
 
 def cmd_index_build(ns: argparse.Namespace) -> int:
     import uclip
+    from uclip.features.scoring import ReferenceQueries
     from uclip.serve.index import build_index
 
+    reference = (
+        None if ns.scorer_reference is None else ReferenceQueries.from_file(ns.scorer_reference)
+    )
     model = uclip.load(ns.model)
     index = build_index(
         model,
@@ -27,6 +31,8 @@ def cmd_index_build(ns: argparse.Namespace) -> int:
         captions=ns.captions,
         backend=ns.backend,
         progress=not ns.no_progress,
+        scorer=ns.scorer,
+        reference=reference,
     )
     print(
         json.dumps(
@@ -35,6 +41,7 @@ def cmd_index_build(ns: argparse.Namespace) -> int:
                 "images": len(index),
                 "mode": index.mode,
                 "backend": index.backend,
+                "scorer": index.scorer["name"],
             },
             indent=2,
         )
@@ -154,6 +161,18 @@ def add_commands(sub: Any) -> None:
     )
     build.add_argument("--captions", help="JSON {relative path: caption(s)} for --mode caption")
     build.add_argument("--backend", choices=("auto", "numpy", "faiss"), default="auto")
+    build.add_argument(
+        "--scorer",
+        default="cosine",
+        help="ranking: cosine (default), csls[:k=10] or qbnorm[:beta=20]; the last two store "
+        "each image's hubness penalty from --scorer-reference (docs/evaluation.md, Scorers)",
+    )
+    build.add_argument(
+        "--scorer-reference",
+        metavar="FILE",
+        help="reference queries for csls/qbnorm: UTF-8 text, one query per line (e.g. bank M's "
+        "texts or a log of past queries)",
+    )
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=cmd_index_build)
 

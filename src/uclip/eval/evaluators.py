@@ -42,6 +42,13 @@ from uclip.eval.metrics import (
     retrieval_recall,
 )
 from uclip.eval.report import run_metadata
+from uclip.features.scoring import (
+    COSINE,
+    ReferenceQueries,
+    ScorerSpec,
+    check_reference,
+    dot_form,
+)
 
 RESULT_FORMAT = "uclip-eval-run/1"
 ENGLISH_CODES = frozenset({"en", "eng_Latn"})
@@ -91,6 +98,9 @@ class EvalResult:
     ``captions`` for retrieval, ``images`` and ``classes`` for zero-shot, ``queries`` and
     ``candidates`` for cross-lingual retrieval, ``pairs`` for bitext). ``limit`` is the
     ``--limit`` given (images per class for zero-shot), ``None`` for the whole set.
+    ``scorer`` names how candidates were ranked (:attr:`ScorerSpec.name`: ``cosine``,
+    ``csls(k=10)``, ``qbnorm(beta=20)``, ``csls-transductive(k=10)``) and ``scorer_reference``
+    the reference query set its penalty came from (``None`` for cosine).
     """
 
     task: str
@@ -107,6 +117,8 @@ class EvalResult:
     model_info: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    scorer: str = "cosine"
+    scorer_reference: str | None = None
     format: str = RESULT_FORMAT
 
     @property
@@ -136,6 +148,7 @@ class EvalResult:
             "dataset": self.dataset,
             "lang": self.lang,
             "protocol": self.protocol,
+            "scorer": self.scorer,
             "model": self.model,
             "weights": self.weights,
             "n": next(iter(self.sizes.values()), None),
@@ -152,6 +165,8 @@ class Evaluator(ABC):
 
     name: str = ""
     primary_metric: str = ""
+    scorer: ScorerSpec = COSINE
+    reference: ReferenceQueries | None = None
 
     def __init__(self, dataset_name: str, lang: str, limit: int | None = None) -> None:
         check_limit(limit)
@@ -195,6 +210,52 @@ class Evaluator(ABC):
             model_info=model.describe(),
             timings={k: round(v, 3) for k, v in self.timings.items()},
             meta=run_metadata(),
+            scorer=self.scorer.name,
+            scorer_reference=self._reference_description(),
+        )
+
+    def use_scorer(
+        self,
+        scorer: ScorerSpec | str,
+        reference: ReferenceQueries | None,
+        query_texts: Sequence[str],
+    ) -> None:
+        """Rank candidates by ``scorer`` (:mod:`uclip.features.scoring`). CSLS and qbnorm need
+        ``reference``, a query set that is not the test queries (``query_texts``);
+        ``csls-transductive`` takes the test queries and no reference."""
+        spec = check_reference(scorer, reference)
+        if reference is not None and reference.texts is not None:
+            tests = set(query_texts)
+            shared = len(tests & set(reference.texts))
+            if shared * 2 >= len(tests):
+                raise UclipError(
+                    f"the reference set ({reference.description}) holds {shared} of the "
+                    f"{len(tests)} test queries: use other queries, or csls-transductive for "
+                    "offline bitext mining"
+                )
+            if shared:
+                self.notes.append(
+                    f"{shared} of the {len(tests)} test queries also occur in the reference set"
+                )
+        self.scorer, self.reference = spec, reference
+
+    def _reference_description(self) -> str | None:
+        if self.scorer.transductive:
+            return "the test queries themselves (transductive)"
+        return None if self.reference is None else self.reference.description
+
+    def _scored(
+        self, queries: Tensor, candidates: Tensor, model: EmbeddingModel | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(queries', candidates')`` whose dot products are the scorer's scores
+        (:func:`~uclip.features.scoring.dot_form`); the inputs for cosine. ``model`` embeds
+        reference texts; reference embeddings need none."""
+        if self.reference is None:
+            return self._timed("penalty_s", dot_form, queries, candidates, self.scorer)
+        encode = None if model is None else model.encode_text
+        reference = self._timed("encode_reference_s", self.reference.embed, encode)
+        return self._timed(
+            "penalty_s", dot_form, queries, candidates, self.scorer, reference_queries=reference
         )
 
     def _timed(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -344,6 +405,8 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
         *,
         ks: Sequence[int] = (1, 5, 10),
         limit: int | None = None,
+        scorer: ScorerSpec | str = COSINE,
+        reference: ReferenceQueries | None = None,
     ) -> None:
         super().__init__(dataset.name, dataset.lang, limit)
         if dataset.lang in ENGLISH_CODES:
@@ -372,6 +435,7 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
                 f"{len(self.correct) - len(self.candidate_rows)} repeated English captions were "
                 "merged into one candidate each"
             )
+        self.use_scorer(scorer, reference, self.dataset.captions)
 
     @property
     def protocol(self) -> str:
@@ -384,7 +448,7 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
         english = self._timed(
             "encode_english_s", model.encode_english, self.dataset.english_captions
         )
-        candidates = english[self.candidate_rows]
+        queries, candidates = self._scored(queries, english[self.candidate_rows], model)
         _, ranks = self._timed("score_s", retrieval_ranks, candidates, queries, self.correct)
         metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
         return metrics, {"queries": len(self.correct), "candidates": len(self.candidate_rows)}
@@ -394,13 +458,22 @@ class BitextEvaluator(Evaluator):
     """FLORES-200 bitext matching: X->English and English->X top-1 accuracy (CLT, Table 1).
 
     For each sentence, the nearest translation by cosine similarity among all sentences of the
-    other language; English goes through ``encode_english``.
+    other language; English goes through ``encode_english``. Under a CSLS / qbnorm ``scorer``
+    only X->English is scored (its reference queries are X-side texts); ``csls-transductive``
+    scores both directions, each with the other side's test sentences as its queries.
     """
 
     name = "bitext"
     primary_metric = "x2en_acc"
 
-    def __init__(self, dataset: BitextDataset, *, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: BitextDataset,
+        *,
+        limit: int | None = None,
+        scorer: ScorerSpec | str = COSINE,
+        reference: ReferenceQueries | None = None,
+    ) -> None:
         super().__init__(dataset.name, dataset.src_lang, limit)
         if dataset.src_lang in ENGLISH_CODES:
             raise UclipError(
@@ -411,6 +484,9 @@ class BitextEvaluator(Evaluator):
         self.src = dataset.src[:limit] if limit else list(dataset.src)
         self.tgt = dataset.tgt[:limit] if limit else list(dataset.tgt)
         self.notes = list(dataset.notes)
+        self.use_scorer(scorer, reference, self.src)
+        if self.scorer.needs_reference:
+            self.notes.append(f"en2x_acc is not scored under {self.scorer.name}")
 
     @property
     def protocol(self) -> str:
@@ -426,7 +502,13 @@ class BitextEvaluator(Evaluator):
     def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
         tgt = self._timed("encode_english_s", self._encode_target, model)
-        metrics = self._timed("score_s", bitext_accuracy, src, tgt)
+        metrics = self._timed("score_s", bitext_accuracy, *self._scored(src, tgt, model))
+        if self.scorer.transductive:
+            # English queries: the penalty of each X candidate over the English test sentences.
+            en2x = self._timed("score_s", bitext_accuracy, *self._scored(tgt, src, model))
+            metrics["en2x_acc"] = en2x["x2en_acc"]
+        elif self.scorer.needs_reference:
+            del metrics["en2x_acc"]  # its penalty would need English-side reference queries
         return metrics, {"pairs": len(self.src)}
 
 
@@ -447,14 +529,17 @@ def run_file(
     *,
     weights: str = "real",
     limit: int | None = None,
+    scorer: str = "cosine",
 ) -> Path:
-    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>].json``: where a
-    run is (or will be) saved, known before running it (resumable drivers check it)."""
+    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>][--<scorer>].json``:
+    where a run is (or will be) saved, known before running it (resumable drivers check it)."""
     parts = [task, dataset, lang, _slug(model)]
     if weights != "real":
         parts.append(_slug(weights))
     if limit is not None:
         parts.append(f"limit{limit}")
+    if scorer != "cosine":
+        parts.append(_slug(scorer))
     return Path(out_dir) / ("--".join(parts) + ".json")
 
 
@@ -468,6 +553,7 @@ def result_path(result: EvalResult, out_dir: str | Path) -> Path:
         out_dir,
         weights=result.weights,
         limit=result.limit,
+        scorer=result.scorer,
     )
 
 

@@ -77,7 +77,10 @@ IMAGE_MEDIA_TYPES = sorted(
 class SearchResult(BaseModel):
     id: int = Field(description="Row of the image in the index; fetch it at `url`.")
     path: str = Field(description="Image path relative to the indexed folder.")
-    score: float = Field(description="Cosine similarity between query and image embedding.")
+    score: float = Field(
+        description="Cosine similarity between query and image embedding, or the index's "
+        "hubness-corrected score when it was built with a scorer (named in /info's banner)."
+    )
     url: str = Field(description="Where the image is served (`/images/{id}`).")
 
 

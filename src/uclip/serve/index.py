@@ -8,7 +8,8 @@ was embedded once, either
   averaged and renormalised. This is the offline, text-anchor setting where no real image tower
   exists: images are found *through their captions*.
 
-Both land in the shared unit sphere, so ranking is by cosine similarity = dot product.
+Both land in the shared unit sphere, so ranking is by cosine similarity = dot product, or, for an
+index built with a scorer, by ``weight * cos - penalty(image)`` with the stored penalty.
 
 On disk an index is a directory::
 
@@ -18,6 +19,9 @@ On disk an index is a directory::
                       folder is served (a shared index.json could name "/")
     embeddings.npy    (N, D) float32, L2-normalised rows, row i = image i
     index.faiss       only for the FAISS backends
+    penalty.npy       only for a hubness-aware scorer (CSLS / querybank normalisation): (N, 1)
+                      float32, each image's penalty from a reference query set, computed once
+                      at build time (see ``uclip.features.scoring``)
     .partial/         only while a build runs: finished chunks, so a killed build resumes
 
 Images are fingerprinted by the sha256 of their bytes rather than size+mtime: mtimes change on
@@ -42,18 +46,28 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from uclip.data.io import IMAGE_SUFFIXES, file_sha256, list_images, write_with_atomic
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
+from uclip.features.scoring import (
+    COSINE,
+    ReferenceQueries,
+    ScorerSpec,
+    candidate_penalty,
+    check_reference,
+    parse_scorer,
+)
 
 INDEX_FORMAT = "uclip-search-index"
 INDEX_VERSION = 1
 INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 FAISS_FILE = "index.faiss"
+PENALTY_FILE = "penalty.npy"
 PARTIAL_DIR = ".partial"
 
 DEFAULT_FAISS_THRESHOLD = 50_000
@@ -267,6 +281,7 @@ class SearchIndex:
         embeddings: np.ndarray,
         meta: dict[str, Any],
         faiss_index: Any = None,
+        penalty: np.ndarray | None = None,
     ) -> None:
         self.root = Path(root)
         self.paths = paths
@@ -274,6 +289,8 @@ class SearchIndex:
         self.meta = meta
         self._faiss = faiss_index
         self._root_real = self.root.resolve()
+        self.penalty = penalty
+        """(N,) per-image penalty of the index's scorer, or None (cosine)."""
 
     # properties ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -296,9 +313,21 @@ class SearchIndex:
         """``"numpy"`` (exact), ``"faiss-flat"`` (exact) or ``"faiss-ivf"`` (approximate)."""
         return "numpy" if self._faiss is None else str(self.meta["backend"]["kind"])
 
+    @property
+    def scorer(self) -> dict[str, Any]:
+        """The scorer the index ranks by: ``{"name": "cosine"}`` or the stored penalty's fields
+        (name, weight, reference description, file, sha256)."""
+        return dict(self.meta.get("scorer") or {"name": COSINE.name})
+
     def banner(self) -> str:
         """One human sentence: how images are found and with which towers (for the web page)."""
-        return describe_index(self.mode, self.spec)
+        scorer = self.scorer
+        if scorer["name"] == COSINE.name:
+            return describe_index(self.mode, self.spec)
+        return (
+            f"{describe_index(self.mode, self.spec)}; ranked by {scorer['describe']}, penalty "
+            f"from {scorer['reference']}"
+        )
 
     # loading ------------------------------------------------------------------------------
     @classmethod
@@ -373,6 +402,17 @@ class SearchIndex:
                 f"(CLI: --images) with the folder the index was built from{built_from}"
             )
 
+        penalty = None
+        scorer = meta.get("scorer") or {}
+        if scorer.get("file"):
+            stored_penalty = _load_checked_npy(directory / PENALTY_FILE, scorer.get("sha256"))
+            if stored_penalty.shape != (count, 1):
+                raise UclipError(
+                    f"{directory / PENALTY_FILE} has shape {stored_penalty.shape}, expected "
+                    f"({count}, 1); rebuild the index"
+                )
+            penalty = stored_penalty[:, 0]
+
         faiss_index = None
         stored = meta.get("backend", {})
         if stored.get("kind", "numpy") != "numpy" and backend != "numpy":
@@ -380,15 +420,23 @@ class SearchIndex:
             if nprobe is not None or "nprobe" in stored:
                 _set_nprobe(faiss_index, nprobe or stored["nprobe"])
         elif backend == "faiss":
-            faiss_index = _faiss_index_for(embeddings, kind="faiss-flat")
+            faiss_index = _faiss_index_for(
+                _searchable(embeddings, penalty, scorer.get("weight", 1.0)), kind="faiss-flat"
+            )
             meta = {**meta, "backend": {"kind": "faiss-flat"}}
         return cls(
-            root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+            root=root,
+            paths=paths,
+            embeddings=embeddings,
+            meta=meta,
+            faiss_index=faiss_index,
+            penalty=penalty,
         )
 
     # searching ----------------------------------------------------------------------------
     def search(self, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows by cosine similarity for each query.
+        """Top-``k`` rows by cosine similarity for each query, or by the index's scorer
+        (``weight * cos - penalty``, :attr:`scorer`) when it was built with one.
 
         ``query_emb``: (D,) or (B, D) L2-normalised (numpy or torch). ``k`` larger than the index
         is clamped to its size. Returns ``(scores, ids)``, each (B, k'), best first; ties are
@@ -406,10 +454,15 @@ class SearchIndex:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise UclipError(f"k must be a positive integer, got {k!r}")
         k = min(int(k), len(self))
+        weight = float(self.scorer.get("weight", 1.0))
         if self._faiss is not None:
+            if self.penalty is not None:  # rows are [y, -penalty / weight]: see _searchable
+                q = np.hstack([q, np.ones((q.shape[0], 1), dtype=np.float32)])
             scores, ids = self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
-            return scores.astype(np.float32), ids.astype(np.int64)
+            return (weight * scores).astype(np.float32), ids.astype(np.int64)
         sims = q @ self.embeddings.T  # (B, N)
+        if self.penalty is not None:
+            sims = weight * sims - self.penalty[None, :]
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else None
         if top is None:
             top = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
@@ -561,6 +614,15 @@ def _set_nprobe(index: Any, nprobe: int) -> None:
         index.nprobe = int(nprobe)
 
 
+def _searchable(embeddings: np.ndarray, penalty: np.ndarray | None, weight: float) -> np.ndarray:
+    """The rows an inner-product FAISS index holds: the embeddings, or with a scorer
+    ``[y, -penalty(y) / weight]``, whose inner product with ``[x, 1]`` is the score / weight
+    (``uclip.features.scoring.dot_form``), so FAISS ranks by the scorer at cosine's cost."""
+    if penalty is None:
+        return embeddings
+    return np.hstack([embeddings, (-penalty / weight)[:, None]]).astype(np.float32)
+
+
 def _faiss_index_for(embeddings: np.ndarray, kind: str, nlist: int | None = None) -> Any:
     """IndexFlatIP (exact inner product) or IndexIVFFlat over inner product (approximate)."""
     faiss = _faiss()
@@ -623,6 +685,8 @@ def build_index(
     batch_size: int = 32,
     chunk_size: int = 512,
     progress: bool = True,
+    scorer: ScorerSpec | str = COSINE,
+    reference: ReferenceQueries | None = None,
 ) -> SearchIndex:
     """Embed every image of ``images_dir`` and write a search index directory to ``out``.
 
@@ -635,12 +699,24 @@ def build_index(
     atomically under ``out/.partial``. Re-running the same build (same folder content, model,
     mode, captions, chunk size) after a kill skips finished chunks; anything else starts over.
     ``index.json`` is written last, so ``out`` is either a complete index or not one.
+
+    ``scorer`` ``"csls[:k=N]"`` or ``"qbnorm[:beta=B]"`` with ``reference`` (queries that are not
+    the test queries: bank M's texts, a log of queries) stores each image's penalty from those
+    queries (``penalty.npy``); search then ranks by ``weight * cos - penalty`` at no extra cost
+    per query. The transductive scorer needs the test batch and cannot serve an index.
     """
     if mode not in ("image", "caption"):
         raise UclipError(f"mode must be 'image' or 'caption', got {mode!r}")
     for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UclipError(f"{name} must be a positive integer, got {value!r}")
+    spec_scorer = parse_scorer(scorer)
+    if spec_scorer.transductive:
+        raise UclipError(
+            f"{spec_scorer.name} needs the test queries, which an index never sees: build with "
+            "csls or qbnorm and a reference query file"
+        )
+    check_reference(spec_scorer, reference)
     root = Path(images_dir)
     paths, skipped = list_images(root)
     if not paths:
@@ -701,10 +777,28 @@ def build_index(
     if not np.isfinite(embeddings).all():
         raise UclipError("the model produced non-finite embeddings; check the model and images")
     _write_npy(out_dir / EMBEDDINGS_FILE, embeddings)
+    penalty, scorer_meta = None, None
+    if reference is not None:
+        queries = reference.embed(model.encode_text)
+        penalty = candidate_penalty(
+            torch.from_numpy(embeddings), queries.detach().float().cpu(), spec_scorer
+        )
+        penalty = penalty.numpy().astype(np.float32)
+        _write_npy(out_dir / PENALTY_FILE, penalty[:, None])
+        scorer_meta = {
+            "name": spec_scorer.name,
+            "describe": spec_scorer.describe(),
+            "weight": spec_scorer.weight,
+            "reference": reference.description,
+            "file": PENALTY_FILE,
+            "sha256": file_sha256(out_dir / PENALTY_FILE),
+        }
+    else:
+        (out_dir / PENALTY_FILE).unlink(missing_ok=True)
     backend_meta: dict[str, Any] = {"kind": kind}
     faiss_index = None
     if kind != "numpy":
-        faiss_index = _faiss_index_for(embeddings, kind)
+        faiss_index = _faiss_index_for(_searchable(embeddings, penalty, spec_scorer.weight), kind)
         if kind == "faiss-ivf":
             backend_meta.update(nlist=int(faiss_index.nlist), nprobe=int(nprobe))
             _set_nprobe(faiss_index, nprobe)
@@ -733,12 +827,18 @@ def build_index(
         "backend": backend_meta,
         "model": {"spec": spec, "heads_sha256": heads_sha},
         "captions_sha256": _sha256_json(texts) if texts else None,
+        "scorer": scorer_meta,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _write_json(out_dir / INDEX_FILE, meta)
     shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
     return SearchIndex(
-        root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+        root=root,
+        paths=paths,
+        embeddings=embeddings,
+        meta=meta,
+        faiss_index=faiss_index,
+        penalty=penalty,
     )
 
 
@@ -754,7 +854,7 @@ def _prepare_out_dir(out_dir: Path, images_root: Path) -> None:
     if out_dir.resolve() == images_root.resolve():
         raise UclipError("the index output must not be the images folder itself; pick another")
     if out_dir.is_dir():
-        ours = {INDEX_FILE, EMBEDDINGS_FILE, FAISS_FILE, PARTIAL_DIR}
+        ours = {INDEX_FILE, EMBEDDINGS_FILE, FAISS_FILE, PENALTY_FILE, PARTIAL_DIR}
         foreign = [p.name for p in out_dir.iterdir() if p.name not in ours]
         if foreign:
             raise UclipError(
