@@ -53,7 +53,7 @@ def test_csls_index_stores_the_penalty_and_ranks_by_it(setup) -> None:
     assert meta["scorer"]["name"] == "csls(k=3)" and meta["scorer"]["weight"] == 2.0
     assert meta["scorer"]["reference"] == reference.description
     assert np.load(out / PENALTY_FILE).shape == (len(built), 1)
-    loaded = SearchIndex.load(out, model)
+    loaded = SearchIndex.load(out, model, images_root=root / "images")
     assert "CSLS with k=3" in loaded.banner() and "refs.txt" in loaded.banner()
     plain = build_index(model, root / "images", root / "idx-cos", progress=False)
     changed = False
@@ -65,7 +65,9 @@ def test_csls_index_stores_the_penalty_and_ranks_by_it(setup) -> None:
             assert scores[0].tolist() == pytest.approx([expected[i] for i in order[:7]], abs=1e-5)
         changed |= plain.search(model.encode_text([query]), 7)[1][0].tolist() != order[:7]
     assert changed  # the scorer changes at least one ranking: the test can fail
-    body = TestClient(create_app(loaded, model)).get("/search", params={"q": "rojo", "k": 5})
+    body = TestClient(create_app(loaded, model), base_url="http://127.0.0.1").get(
+        "/search", params={"q": "rojo", "k": 5}
+    )
     order, expected = brute_csls(out, model, "rojo", 3)
     assert [r["id"] for r in body.json()["results"]] == order[:5]
 
@@ -90,8 +92,8 @@ def test_faiss_backends_rank_by_the_stored_penalty(setup) -> None:
     want_scores, want_ids = exact.search(queries, 6)
     for index in (
         flat,
-        SearchIndex.load(root / "idx-qb-flat", model),
-        SearchIndex.load(root / "idx-qb", model, backend="faiss"),
+        SearchIndex.load(root / "idx-qb-flat", model, images_root=root / "images"),
+        SearchIndex.load(root / "idx-qb", model, images_root=root / "images", backend="faiss"),
     ):
         scores, ids = index.search(queries, 6)
         np.testing.assert_array_equal(ids, want_ids)
@@ -117,10 +119,10 @@ def test_penalty_is_checked_on_load_and_dropped_by_a_cosine_rebuild(setup, tmp_p
     build_index(model, root / "images", out, scorer="csls:k=2", reference=reference, progress=False)
     np.save(out / PENALTY_FILE, np.zeros((12, 1), dtype=np.float32))
     with pytest.raises(UclipError, match="sha256 mismatch"):
-        SearchIndex.load(out, model)
+        SearchIndex.load(out, model, images_root=root / "images")
     rebuilt = build_index(model, root / "images", out, progress=False)
     assert not (out / PENALTY_FILE).exists() and rebuilt.scorer == {"name": "cosine"}
-    assert SearchIndex.load(out, model).penalty is None
+    assert SearchIndex.load(out, model, images_root=root / "images").penalty is None
 
 
 def test_cli_index_build_with_a_scorer(setup, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -133,7 +135,11 @@ def test_cli_index_build_with_a_scorer(setup, tmp_path: Path, monkeypatch, capsy
     scored = [*argv, "--out", str(out), "--scorer", "csls:k=3", "--scorer-reference", str(refs)]
     assert uclip.cli.main(scored) == 0
     assert json.loads(capsys.readouterr().out)["scorer"] == "csls(k=3)"
-    assert SearchIndex.load(out, model).scorer["reference"].startswith("file refs.txt (sha256 ")
+    assert (
+        SearchIndex.load(out, model, images_root=root / "images")
+        .scorer["reference"]
+        .startswith("file refs.txt (sha256 ")
+    )
     assert uclip.cli.main([*argv, "--out", str(tmp_path / "b"), "--scorer", "csls"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a reference query set" in err[0]
