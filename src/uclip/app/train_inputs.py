@@ -240,19 +240,6 @@ def plan_training(run: Any, data_dir: Path) -> dict[str, Any]:
     """The plan of ``uclip train`` for ``run`` (a RunConfig): every input checked and counted,
     encoders, device and AMP, memory and time estimates. Nothing is embedded or trained."""
     model, data, train, method = run.model, run.data, run.train, run.method
-    names = [
-        n for n in (model.anchor_encoder, model.image_encoder, model.multilingual_encoder) if n
-    ]
-    encoders = {
-        name: {
-            "hf_id": get_spec(name).hf_id,
-            "dim": get_spec(name).dim,
-            "weights": weights_status(name, model.random_init),
-            "parameters": tower_parameters(name),
-        }
-        for name in names
-    }
-    device = device_plan(train.device, train.amp)
     if data.get("corpus") == "multi30k":
         n_captions = int(data.get("n_train", 12000)) + int(data.get("n_general", 0))
         n_v, n_m = int(data.get("n_bank_v", 4000)), int(data.get("n_bank_m", 4000))
@@ -294,6 +281,20 @@ def plan_training(run: Any, data_dir: Path) -> dict[str, Any]:
         to_embed = 2 * n_captions + texts_in_bank
     else:
         raise UclipError("config section 'data' needs 'corpus': 'multi30k' or 'train_captions'")
+    # Inputs first: a wrong path or bank is reported even where weights are missing.
+    names = [
+        n for n in (model.anchor_encoder, model.image_encoder, model.multilingual_encoder) if n
+    ]
+    encoders = {
+        name: {
+            "hf_id": get_spec(name).hf_id,
+            "dim": get_spec(name).dim,
+            "weights": weights_status(name, model.random_init),
+            "parameters": tower_parameters(name),
+        }
+        for name in names
+    }
+    device = device_plan(train.device, train.amp)
     d_a, d_m = get_spec(model.anchor_encoder).dim, get_spec(model.multilingual_encoder).dim
     steps = train.max_steps or train.epochs * math.ceil(n_captions / train.batch_size)
     retrieval_flop = 4.0 * n_captions * (n_v * d_a + n_m * d_m)
