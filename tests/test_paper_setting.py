@@ -385,7 +385,7 @@ def test_text_bank_forms_and_optional_general_text(tmp_path):
     (tmp_path / "c.txt").write_text("a dog\n")
     shutil.copy(tmp_path / "c.txt", tmp_path / "extra.txt")
     (tmp_path / "imgs").mkdir()
-    base = {"train_captions": "c.txt", "image_bank": "imgs"}
+    base = {"train_captions": ["c.txt"], "image_bank": "imgs"}
     folder = resolve_paper_inputs({**base, "text_bank": "tb"}, tmp_path, model)
     assert [p.name for p in folder.text_bank] == ["a.txt.gz", "b.txt"] and folder.general == []
     listed = resolve_paper_inputs(

@@ -54,10 +54,10 @@ class DataSection:
     dev: bool = True
     dev_multi30k_per_lang: int | None = None  # None: all 1,014 Multi30K val captions
     dev_tatoeba_per_lang: int = 200
-    train_captions: str | list[str] | None = None
+    train_captions: list[str] | None = None
     image_bank: str | None = None
     text_bank: str | list[str] | None = None  # a folder of per-language files, files, or a .npy
-    general_text: str | list[str] | None = None
+    general_text: list[str] | None = None
 
 
 DATA_ALLOWED = {

@@ -3,14 +3,14 @@
 time estimates) without running it.
 
 Data section keys (paths relative to the data directory):
-- ``train_captions``: English caption files (one per line, ``.gz`` allowed), a folder of them,
-  or a list of either;
+- ``train_captions``: a list of English caption files (one per line, ``.gz`` allowed) and
+  folders of them;
 - ``image_bank``: an image folder (embedded through the cache) or a ``.npy`` bank made by
   ``uclip extract`` (its ``.json`` sidecar names the encoder, which must be the config's image
   tower, else its anchor tower in the text-anchor setting);
 - ``text_bank``: a folder of per-language text files, a list of files and folders, or one
   ``.npy`` made by ``uclip extract`` with the multilingual tower;
-- ``general_text``: optional extra English text for the heads (same forms as ``train_captions``).
+- ``general_text``: optional extra English text for the heads (a list, like ``train_captions``).
 """
 
 from __future__ import annotations
