@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,12 @@ def cmd_extract(ns: argparse.Namespace) -> int:
     index, num_shards = parse_shard(ns.shard) if ns.shard else (shard_from_env() or (0, 1))
     # The shard list is checked before the encoder is built: a typo must not cost a model load.
     tars = shard_list(ns.inputs) if is_shard_pattern(ns.inputs) else None
+    # Under torchrun every rank gets its own GPU: "cuda" means cuda:LOCAL_RANK.
+    device = ns.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     encoder = build_encoder(
-        ns.encoder, random_init=ns.random_init, path=ns.encoder_path, device=ns.device
+        ns.encoder, random_init=ns.random_init, path=ns.encoder_path, device=device
     )
     if tars is not None:
         return _extract_webdataset(ns, encoder, tars, index, num_shards)
@@ -143,7 +148,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--cache-dir", help="embedding cache (default: OUT/cache)")
     p.add_argument("--encoder-path", help="local weights for the encoder")
     p.add_argument("--random-init", action="store_true", help="random-init encoder (tests only)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (cuda:LOCAL_RANK under torchrun)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=4096, help="rows per cache shard")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")

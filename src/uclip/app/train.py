@@ -378,7 +378,7 @@ def train_run(
     and saved as ``out/ridge``, and with ``train.eval_every`` the heads are scored on dev during
     training (``out/train/dev.jsonl``), early-stopped, and saved with their best dev weights.
     Resumes from ``out/train`` checkpoints when ``resume`` is set."""
-    from uclip.train.distributed import barrier, init_distributed
+    from uclip.train.distributed import barrier, device_for, init_distributed
 
     env = init_distributed(device=run.train.device)
     encoders = encoders if encoders is not None else {}
@@ -408,7 +408,7 @@ def train_run(
     ridge_model, ridge_record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
     # Retrieval (Eq. 1-2) is the run's largest computation: it runs on the training device, the
     # banks streamed to it chunk by chunk.
-    device = torch.device(run.train.device)
+    device = device_for(run.train.device, env)
     v_c, m_m = retrieve_pseudo_pairs(
         e_c.to(device), e_m.to(device), image_bank, text_bank, run.method
     )
