@@ -289,6 +289,7 @@ class UCLIPModel(nn.Module):
                 "versions": library_versions(),
                 **self.metadata,
                 **metadata,
+                "method": "uclip",  # uclip.load dispatches on it (CLT models say "clt")
                 # Ties config.json to these exact weights: load() refuses a changed heads file.
                 HEADS_SHA256: file_sha256(heads_tmp),
             }

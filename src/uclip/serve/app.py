@@ -350,7 +350,7 @@ def serve(
     hosts = host_allow_list(host, allowed_hosts)
     options = server_options(limit_concurrency, timeout_keep_alive, header_timeout)
     if isinstance(model, str | os.PathLike):
-        from uclip import load
+        from uclip.loading import load
 
         model = load(model)
     index = SearchIndex.load(index_path, model, images_root=images_root)

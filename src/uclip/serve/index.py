@@ -41,7 +41,6 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -95,15 +94,6 @@ class UnsafeImagePathError(UclipError):
 
 class ChangedImageError(UclipError):
     """The image file's bytes differ from the sha256 recorded when the index was built."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One ranked result: ``id`` is the row in the index, ``path`` is relative to its root."""
-
-    id: int
-    path: str
-    score: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,15 +464,6 @@ class SearchIndex:
         ids = np.stack(rows).astype(np.int64)
         return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids
 
-    def search_text(self, model: EmbeddingModel, query: str, k: int) -> list[SearchHit]:
-        """Encode ``query`` (any language) with ``model.encode_text`` and return ranked hits."""
-        scores, ids = self.search(model.encode_text([query]), k)
-        return [
-            SearchHit(id=int(i), path=self.paths[int(i)], score=float(s))
-            for s, i in zip(scores[0], ids[0], strict=True)
-            if i >= 0  # FAISS IVF pads with -1 when the probed clusters hold fewer than k
-        ]
-
     # serving ------------------------------------------------------------------------------
     def image_file(self, image_id: int) -> Path:
         """The real path of image ``image_id``, re-validated to lie inside the images root.
@@ -558,7 +539,10 @@ def check_model(meta: Mapping[str, Any], model: EmbeddingModel, where: Path | st
             "load it with that model or rebuild the index with this one"
         )
     fingerprint = model_fingerprint(model)
-    if stored.get("heads_sha256") and fingerprint and fingerprint != stored["heads_sha256"]:
+    # "heads_sha256" is the key of indexes built before the rename (issue 21): one name, one
+    # meaning; config.json's heads_sha256 is a file hash, this is a tensor fingerprint.
+    built_with = stored.get("heads_fingerprint", stored.get("heads_sha256"))
+    if built_with and fingerprint and fingerprint != built_with:
         raise UclipError(
             f"index {where} was built with different head weights (same spec, other training "
             "run); load it with that model or rebuild the index with this one"
@@ -736,13 +720,13 @@ def build_index(
     out_dir = Path(out)
     _prepare_out_dir(out_dir, root)
     spec = model_spec(model)
-    heads_sha = model_fingerprint(model)
+    heads_fingerprint = model_fingerprint(model)
     key = _sha256_json(
         {
             "version": INDEX_VERSION,
             "mode": mode,
             "spec": spec,
-            "heads": heads_sha,
+            "heads": heads_fingerprint,
             "paths": paths,
             # stat is cheap and catches files edited between a killed build and its resume
             "stat": [_stat_key(root / p) for p in paths],
@@ -825,7 +809,7 @@ def build_index(
             "sha256": file_sha256(out_dir / EMBEDDINGS_FILE),
         },
         "backend": backend_meta,
-        "model": {"spec": spec, "heads_sha256": heads_sha},
+        "model": {"spec": spec, "heads_fingerprint": heads_fingerprint},
         "captions_sha256": _sha256_json(texts) if texts else None,
         "scorer": scorer_meta,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
