@@ -574,7 +574,7 @@ def run_file(
 ) -> Path:
     """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>].json``: where a
     run is (or will be) saved, known before running it (resumable drivers check it)."""
-    parts = [task, dataset, lang, _slug(model)]
+    parts = [task, _slug(dataset), _slug(lang), _slug(model)]
     if weights != "real":
         parts.append(_slug(weights))
     if limit is not None:
