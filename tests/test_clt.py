@@ -505,9 +505,22 @@ def test_nli_probe_learns_synthetic_rule(tiny_model):
 
 
 def test_flores_eval_on_tiny_subset(tiny_model):
+    records = []
     rows = flores_bitext(
-        tiny_model, ["cs", "jpn_Jpan"], BUNDLED, limit=6, spaces=["encoder", "adapter"]
+        tiny_model,
+        ["cs", "jpn_Jpan"],
+        BUNDLED,
+        limit=6,
+        spaces=["encoder", "adapter"],
+        records=records,
+        name="tiny",
     )
+    # each row is a standard bitext run record too (percent), named <name>:<space>
+    assert [(r.task, r.lang, r.model, r.limit) for r in records[:2]] == [
+        ("bitext", "ces_Latn", "tiny:encoder", 6),
+        ("bitext", "ces_Latn", "tiny:adapter", 6),
+    ]
+    assert [r.metrics["x2en_acc"] for r in records] == [100 * row["x2en_acc"] for row in rows]
     assert [(r["lang"], r["space"], r["n"]) for r in rows] == [
         ("ces_Latn", "encoder", 6), ("ces_Latn", "adapter", 6),
         ("jpn_Jpan", "encoder", 6), ("jpn_Jpan", "adapter", 6),

@@ -459,8 +459,10 @@ class CrossLingualTextRetrievalEvaluator(EmbeddingPairEvaluator):
         english: Sequence[str],
         *,
         ks: Sequence[int] = (1, 5, 10),
+        limit: int | None = None,
     ) -> CrossLingualTextRetrievalEvaluator:
-        """An evaluator of aligned (text in ``lang``, English text) pairs, one per image."""
+        """An evaluator of aligned (text in ``lang``, English text) pairs, one per image (the
+        first ``limit`` pairs)."""
         n = len(foreign)
         ids = list(range(n))
         data = RetrievalDataset(
@@ -472,7 +474,7 @@ class CrossLingualTextRetrievalEvaluator(EmbeddingPairEvaluator):
             ids,
             english_captions=list(english),
         )
-        return cls(data, ks=ks)
+        return cls(data, ks=ks, limit=limit)
 
     def texts(self) -> tuple[list[str], list[str]]:
         # All English captions, in their aligned order (the cache then reuses the same shards as
