@@ -19,6 +19,7 @@ accept precomputed embeddings): the same metric path as ``run(model)``, and the 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -606,6 +607,54 @@ def save_result(result: EvalResult, out_dir: str | Path) -> Path:
     except OSError as exc:
         raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
     return path
+
+
+def finished_run(
+    evaluator: Evaluator, model: EmbeddingModel, out_dir: str | Path
+) -> tuple[EvalResult, Path] | None:
+    """The record of ``evaluator`` on ``model`` already saved in ``out_dir``, if it verifies:
+    it loads as a run, names the same task, model, weights, data set, language, protocol and
+    limit, and holds the primary metric with every metric finite. ``None`` means: run it.
+
+    CLIP_benchmark's ``--skip_existing``: a finished run is never recomputed. ``weights`` is
+    read before encoding, so a uCLIP model whose towers fall back to random init is rerun.
+    """
+    path = run_file(
+        evaluator.name,
+        evaluator.dataset_name,
+        evaluator.lang,
+        model.name,
+        out_dir,
+        weights=model.weights,
+        limit=evaluator.limit,
+    )
+    try:
+        result = EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, UclipError, AttributeError):
+        return None
+    expected = (
+        evaluator.name,
+        model.name,
+        model.weights,
+        evaluator.dataset_name,
+        evaluator.lang,
+        evaluator.protocol,
+        evaluator.limit,
+    )
+    found = (
+        result.task,
+        result.model,
+        result.weights,
+        result.dataset,
+        result.lang,
+        result.protocol,
+        result.limit,
+    )
+    metrics = result.metrics if isinstance(result.metrics, dict) else {}
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in metrics.values())
+    if found != expected or evaluator.primary_metric not in metrics or not finite:
+        return None
+    return result, path
 
 
 def load_results(runs_dir: str | Path) -> list[EvalResult]:
