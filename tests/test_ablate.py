@@ -21,6 +21,7 @@ from uclip.app.ablate import (
     variation_configs,
 )
 from uclip.errors import UclipError
+from uclip.eval.evaluators import load_results
 from uclip.paths import ASSETS_DIR
 
 BASE = {
@@ -179,6 +180,13 @@ def test_tiny_ablation_end_to_end(tmp_path) -> None:
         ("flores200", "cs", 12),
         ("dev multi30k-val", "de", 1014),
     }
+    # one row per system, data set, language and seed (the dev reference rows once), each the
+    # R@K of its eval run record
+    keys = [(r["variation"], r["dataset"], r["lang"], r["seed"]) for r in result["rows"]]
+    assert len(keys) == len(set(keys)) == len(result["records"])
+    for row, record in zip(result["rows"], result["records"], strict=True):
+        assert (row["dataset"], row["pairs"]) == (record.dataset, next(iter(record.sizes.values())))
+        assert row["R@1"] == round(record.metrics["x2en_R@1"], 2)
     losses = {r["variation"]: r["final_loss"] for r in trained}
     assert len(set(losses.values())) == 4  # every variation trained something different
     assert (tmp_path / "out" / "work" / "runs" / "bank_4-seed0" / "train").is_dir()
@@ -210,3 +218,16 @@ def test_cli_writes_the_ablation_table(tmp_path, monkeypatch) -> None:
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "no_intra" in md and "xm3600 ΔR@10" in md
     assert (tmp_path / "abl" / "ablation_per_language.csv").is_file()
+    # every number is an eval run record that `uclip report` reads
+    records = load_results(tmp_path / "abl" / "runs")
+    models = {r.model for r in records}
+    assert {
+        "ablate-full-seed0",
+        "ablate-no_intra-seed0",
+        "ablate-reference: ridge baseline",
+    } <= models
+    assert {(r.task, r.dataset) for r in records} >= {
+        ("crosslingual", "xm3600"),
+        ("bitext", "flores200"),
+        ("bitext", "dev multi30k-val"),
+    }
