@@ -5,8 +5,8 @@ the t-SNE figure :func:`uclip.app.figures.tsne_figure`).
 Config sections (JSON/YAML, see ``configs/clt-*.json``): ``model`` (:class:`CLTConfig`), ``data``
 (:class:`CLTData`), ``method`` (:class:`CLTMethod`), ``train`` (:class:`TrainArgs`), ``eval``
 (:class:`CLTEval`). A run directory holds ``config.json``, ``data.json`` (splits, language
-shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{before,after}.*`` and
-``summary.json``.
+shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{before,after}.*``
+(their numbers also as eval run records in ``runs/``) and ``summary.json``.
 """
 
 from __future__ import annotations

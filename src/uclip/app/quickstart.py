@@ -187,20 +187,9 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         "ridge": ridge,
         "uclip": model,
     }
-    rows = []
-    for lang in args.langs:
-        for evaluator in eval_evaluators(lang, data_dir, args.xm3600_pairs, args.flores_pairs):
-            foreign, english = evaluator.texts()
-            for system, embedder in systems.items():
-                record = evaluator.compute_from_embeddings(
-                    embedder.encode_text(foreign, lang),
-                    embedder.encode_english(english),
-                    model=f"quickstart-{system}",
-                    weights=embedder.weights,
-                    model_info=embedder.describe(),
-                )
-                save_result(record, out / "runs")
-                rows.append({"system": system, **recall_columns(record, lang)})
+    rows = evaluate_systems(
+        systems, args.langs, data_dir, (args.xm3600_pairs, args.flores_pairs), out / "runs"
+    )
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
     # The wall time depends on how fast this machine embeds: record it beside the time.
@@ -278,6 +267,32 @@ def eval_evaluators(
         CrossLingualTextRetrievalEvaluator(xm, ks=EVAL_KS, limit=xm3600_pairs),
         BitextEvaluator(flores, ks=EVAL_KS, limit=flores_pairs),
     ]
+
+
+def evaluate_systems(
+    systems: dict[str, EmbeddingModel],
+    langs: tuple[str, ...],
+    data_dir: Path,
+    pairs: tuple[int, int],
+    runs_dir: Path,
+) -> list[dict[str, Any]]:
+    """One table row per language × data set × system, each the R@K of an eval run record
+    (model ``quickstart-<system>``) saved in ``runs_dir``. ``pairs``: XM3600 and FLORES sizes."""
+    rows = []
+    for lang in langs:
+        for evaluator in eval_evaluators(lang, data_dir, *pairs):
+            foreign, english = evaluator.texts()
+            for system, embedder in systems.items():
+                record = evaluator.compute_from_embeddings(
+                    embedder.encode_text(foreign, lang),
+                    embedder.encode_english(english),
+                    model=f"quickstart-{system}",
+                    weights=embedder.weights,
+                    model_info=embedder.describe(),
+                )
+                save_result(record, runs_dir)
+                rows.append({"system": system, **recall_columns(record, lang)})
+    return rows
 
 
 def recall_columns(record: EvalResult, lang: str) -> dict[str, Any]:
