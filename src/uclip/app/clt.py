@@ -232,12 +232,13 @@ def flores_bitext(
         evaluator = BitextEvaluator(load_flores(lang, "eng_Latn", data_dir), limit=limit)
         source = model.embed_sentences(evaluator.src, batch_size=batch_size, spaces=spaces)
         for space in spaces:
+            view = model.space(space)  # both spaces come from one pass: embed_sentences
             record = evaluator.compute_from_embeddings(
                 source[space],
                 target[space],
-                model=f"{name or model.name}:{space}",
-                weights=_weights(model),
-                model_info=model.describe(),
+                model=f"{name}:{space}" if name else view.name,
+                weights=view.weights,
+                model_info=view.describe(),
             )
             if records is not None:
                 records.append(record)
