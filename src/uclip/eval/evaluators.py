@@ -619,40 +619,26 @@ def finished_run(
     CLIP_benchmark's ``--skip_existing``: a finished run is never recomputed. ``weights`` is
     read before encoding, so a uCLIP model whose towers fall back to random init is rerun.
     """
-    path = run_file(
+    # (task, data set, language, model, weights, limit): what names the file and the run
+    key = (
         evaluator.name,
         evaluator.dataset_name,
         evaluator.lang,
         model.name,
-        out_dir,
-        weights=model.weights,
-        limit=evaluator.limit,
+        model.weights,
+        evaluator.limit,
     )
+    path = run_file(*key[:4], out_dir, weights=key[4], limit=key[5])
     try:
         result = EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, UclipError, AttributeError):
         return None
-    expected = (
-        evaluator.name,
-        model.name,
-        model.weights,
-        evaluator.dataset_name,
-        evaluator.lang,
-        evaluator.protocol,
-        evaluator.limit,
-    )
-    found = (
-        result.task,
-        result.model,
-        result.weights,
-        result.dataset,
-        result.lang,
-        result.protocol,
-        result.limit,
-    )
+    found = (result.task, result.dataset, result.lang, result.model, result.weights, result.limit)
+    if found != key or result.protocol != evaluator.protocol:
+        return None
     metrics = result.metrics if isinstance(result.metrics, dict) else {}
     finite = all(isinstance(v, int | float) and math.isfinite(v) for v in metrics.values())
-    if found != expected or evaluator.primary_metric not in metrics or not finite:
+    if evaluator.primary_metric not in metrics or not finite:
         return None
     return result, path
 
