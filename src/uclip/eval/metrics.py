@@ -270,17 +270,6 @@ def retrieval_recall(
     return result
 
 
-def paired_recall(
-    queries: Tensor, candidates: Tensor, ks: Sequence[int] = (1, 10)
-) -> dict[str, float]:
-    """R@K when query i's one correct candidate is row i (e.g. a caption in language X and the
-    English caption of the same image): ``{"R@1": ..., "R@10": ...}`` as fractions, ties
-    pessimistic as in the module docstring."""
-    ids = list(range(candidates.shape[0]))
-    metrics = retrieval_recall(candidates, queries, ids, ks=ks, protocol="all")
-    return {f"R@{k}": metrics[f"t2i_R@{k}"] for k in ks}
-
-
 def query_ranks(
     queries: Tensor,
     candidates: Tensor,
