@@ -2,7 +2,8 @@
 
 ``uclip eval`` loads every requested data set first (so a wrong language code, a missing image
 folder or an empty file fails in a second, before any model is built), then builds each model
-once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``.
+once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``
+(with ``--skip-existing``, a run whose file already verifies is kept, not recomputed).
 ``uclip report RUNS_DIR`` turns those files into Markdown + CSV tables through
 :func:`uclip.eval.report.write_table`, optionally beside the papers' reported figures.
 """
