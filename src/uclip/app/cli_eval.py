@@ -2,7 +2,8 @@
 
 ``uclip eval`` loads every requested data set first (so a wrong language code, a missing image
 folder or an empty file fails in a second, before any model is built), then builds each model
-once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``.
+once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``
+(with ``--skip-existing``, a run whose file already verifies is kept, not recomputed).
 ``uclip report RUNS_DIR`` turns those files into Markdown + CSV tables through
 :func:`uclip.eval.report.write_table`, optionally beside the papers' reported figures.
 """
@@ -140,7 +141,7 @@ def _summary_line(result: Any, path: Path) -> str:
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from uclip.data.io import default_cache_dir
-    from uclip.eval.evaluators import save_result
+    from uclip.eval.evaluators import finished_run, save_result
     from uclip.eval.models import load_embedding_model
     from uclip.eval.report import markdown_table
 
@@ -171,9 +172,14 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             progress=not ns.no_progress,
         )
         for evaluator in evaluators:
-            result = evaluator.run(model)
-            path = save_result(result, ns.out)
-            print(_summary_line(result, path), flush=True)
+            done = finished_run(evaluator, model, ns.out) if ns.skip_existing else None
+            if done is not None:
+                result, path = done
+                print(f"skipped, already run: {_summary_line(result, path)}", flush=True)
+            else:
+                result = evaluator.run(model)
+                path = save_result(result, ns.out)
+                print(_summary_line(result, path), flush=True)
             rows.append(result.row())
     print()
     print(markdown_table(rows))
@@ -266,6 +272,12 @@ def add_commands(sub: Any) -> None:
         "the test sentences (e.g. bank M's texts or a log of queries)",
     )
     p.add_argument("--device", default="cpu", help="torch device for torch towers")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip runs whose record is already in --out and verifies (same task, model, "
+        "weights, data set, language, protocol and limit; finite metrics); rerun the others",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 

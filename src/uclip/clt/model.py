@@ -530,6 +530,10 @@ class CLTModel(nn.Module):
         write_text_atomic(out / CONFIG_NAME, json.dumps(payload, indent=2, ensure_ascii=False))
         return out
 
+    def space(self, name: str) -> CLTSpace:
+        """The ``"encoder"`` or ``"adapter"`` embedding space as an ``EmbeddingModel`` view."""
+        return CLTSpace(self, name)
+
     @torch.no_grad()
     def embed_sentences(
         self, texts: Sequence[str], *, batch_size: int = 64, spaces: Sequence[str] = ("encoder",)
@@ -561,6 +565,52 @@ class CLTModel(nn.Module):
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         dim = {"encoder": self.text_tower.dim, "adapter": self.embed_dim}
         return {s: torch.cat(p)[inverse] if p else torch.zeros(0, dim[s]) for s, p in parts.items()}
+
+
+SPACES = ("encoder", "adapter")
+
+
+class CLTSpace:
+    """One embedding space of a :class:`CLTModel`, as an
+    :class:`~uclip.encoders.base.EmbeddingModel` (both views share the model's weights):
+
+    - ``"encoder"``: the pooled text tower output, L2-normalised: what CLT Table 1 evaluates.
+      It has no image side.
+    - ``"adapter"``: E_c / E_i, the 512-d joint text-image space (the model's own
+      ``encode_*``).
+
+    ``name`` is ``<model name>:<space>``; ``describe()`` adds ``"space"``.
+    """
+
+    def __init__(self, model: CLTModel, space: str, *, batch_size: int = 64) -> None:
+        if space not in SPACES:
+            raise UclipError(f"a CLT space is 'encoder' or 'adapter', got {space!r}")
+        self.model, self.space, self.batch_size = model, space, batch_size
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.name}:{self.space}"
+
+    @property
+    def weights(self) -> str:
+        return self.model.weights
+
+    def encode_text(self, texts: Sequence[str], lang: str | None = None) -> Tensor:
+        embed = self.model.embed_sentences(texts, batch_size=self.batch_size, spaces=(self.space,))
+        return embed[self.space]
+
+    def encode_english(self, texts: Sequence[str]) -> Tensor:
+        return self.encode_text(texts, "en")
+
+    def encode_image(self, images: Sequence[Any]) -> Tensor:
+        if self.space != "adapter":
+            raise UclipError(
+                "the CLT encoder space embeds text only: use the adapter space for images"
+            )
+        return self.model.encode_image(images)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.model.describe(), "space": self.space}
 
 
 def build_clt_model(config: CLTConfig) -> CLTModel:
