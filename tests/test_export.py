@@ -144,3 +144,57 @@ def test_onnx_heads_match_torch_eval_mode(tmp_path: Path) -> None:
         head.eval()
         (got,) = session.run(["projection"], {"embedding": x.numpy()})
         assert np.abs(got - train_mode).max() > 1e-2
+
+
+def test_overwrite_replaces_only_the_exports_own_files(tmp_path: Path) -> None:
+    model = trained_like_model()
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    export_hf(model, out)
+    (out / "README.md").write_text("old card")
+    export_hf(model, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "README.md").read_text() != "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no staging folder left
+
+
+def test_interrupted_export_leaves_the_old_one_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = trained_like_model()
+    out = export_hf(model, tmp_path / "hf")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt  # Ctrl-C after model.safetensors was written
+
+    monkeypatch.setattr("uclip.export.model_card", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_hf(model, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_export_into_the_model_folder_is_refused(tmp_path: Path) -> None:
+    model = trained_like_model()
+    model.save(tmp_path / "m1")
+    saved = {p.name: p.read_bytes() for p in (tmp_path / "m1").iterdir()}
+    for out in (tmp_path / "m1", tmp_path / "m1" / "export"):
+        with pytest.raises(UclipError, match="inside the model folder"):
+            export_hf(tmp_path / "m1", out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m1").iterdir()} == saved
+
+
+def test_full_disk_during_export_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full_disk)
+    with pytest.raises(UclipError, match=r"cannot write the export .*No space left"):
+        export_hf(trained_like_model(), tmp_path / "hf")
+    assert list(tmp_path.iterdir()) == []

@@ -156,6 +156,51 @@ def replace_dir(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def replace_files_atomically(staging: Path, target: Path, names: Sequence[str]) -> list[Path]:
+    """Move each of ``names`` (files or folders) from ``staging`` into ``target``, replacing the
+    old entry of that name one rename at a time; every other entry of ``target`` is left alone.
+
+    Write a whole output to ``staging`` (a sibling folder on the same file system) first: until
+    the first rename the old output is untouched, so an interrupted writer never leaves a
+    half-written output, and files of ``target`` that the writer does not own (a user's notes)
+    survive. Returns the paths moved into ``target``.
+    """
+    default_permissions(staging)
+    target.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for name in names:
+        src, dst = staging / name, target / name
+        if not src.exists():
+            continue
+        if src.is_dir():
+            replace_dir(src, dst)
+        else:
+            if dst.is_dir():
+                raise UclipError(f"{dst} is a folder where a file is written: move it away")
+            os.replace(src, dst)
+        moved.append(dst)
+    return moved
+
+
+@contextmanager
+def locked_append(path: PathLike) -> Iterator[Any]:
+    """Open ``path`` for appending under an exclusive ``flock``, so lines that several processes
+    append (e.g. language shards sharing one ``wall_time.jsonl``) are never lost or interleaved.
+    Where ``fcntl`` is missing (Windows) the append is unlocked: each line is one ``write``."""
+    with open(path, "a", encoding="utf-8") as fh:
+        try:
+            import fcntl
+        except ImportError:
+            yield fh
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield fh
+            fh.flush()
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------------------------
 # image files
 
