@@ -18,7 +18,7 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,21 +460,22 @@ def run_file(
     run is (or will be) saved, known before running it (resumable drivers check it). A model or
     weights name that is not a safe file name is slugged and followed by a short hash of the
     full name, so distinct runs never share a file."""
-    parts = [task, dataset, lang, _name_part(model)]
-    if weights != "real":
-        parts.append(_name_part(weights))
-    if limit is not None:
-        parts.append(f"limit{limit}")
-    return Path(out_dir) / ("--".join(parts) + ".json")
+    return _run_path(task, dataset, lang, model, out_dir, weights, limit, _name_part)
 
 
-def _legacy_run_file(
-    task: str, dataset: str, lang: str, model: str, out_dir: str | Path, weights: str, limit: Any
+def _run_path(
+    task: str,
+    dataset: str,
+    lang: str,
+    model: str,
+    out_dir: str | Path,
+    weights: str,
+    limit: int | None,
+    name_part: Callable[[str], str],
 ) -> Path:
-    """The name runs had before :func:`run_file` added hashes (slug only, not injective)."""
-    parts = [task, dataset, lang, _slug(model)]
+    parts = [task, dataset, lang, name_part(model)]
     if weights != "real":
-        parts.append(_slug(weights))
+        parts.append(name_part(weights))
     if limit is not None:
         parts.append(f"limit{limit}")
     return Path(out_dir) / ("--".join(parts) + ".json")
@@ -492,7 +493,8 @@ def legacy_run(
 ) -> Path | None:
     """A run file saved under the old slug-only name that records exactly this run (model,
     weights, limit read from it), else ``None``: resumable drivers count it as done."""
-    path = _legacy_run_file(task, dataset, lang, model, out_dir, weights, limit)
+    # The name runs had before run_file added hashes (slug only, not injective).
+    path = _run_path(task, dataset, lang, model, out_dir, weights, limit, _slug)
     if path == run_file(task, dataset, lang, model, out_dir, weights=weights, limit=limit):
         return None
     try:
