@@ -220,6 +220,18 @@ def nonfinite_field(data: Any, where: str = "") -> str | None:
     return None
 
 
+def finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by ``None`` (JSON ``null``): for tables,
+    where a missing number (a random-init run's NaN loss) is a blank cell, not an error."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite_or_null(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_null(v) for v in data]
+    return data
+
+
 def dump_json(data: Any, where: str, *, indent: int | None = 2) -> str:
     """``data`` as strict JSON text (no bare ``NaN``/``Infinity`` tokens, which are not JSON):
     a non-finite number is one :class:`UclipError` naming ``where`` and the field."""
