@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def test_zeroshot_runs_then_report_with_reported_figures(uclip_main, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     files = sorted(p.name for p in runs.glob("*.json"))
+    # "dual:..." is not a safe file name: slug + a short hash of the full spec (injective).
     assert files == [
-        f"zeroshot--cifar10--{lang}--dual_clip-b32-openai_image+clip-b32-openai_text"
-        "--random-init.json"
+        f"zeroshot--cifar10--{lang}--dual_clip-b32-openai_image+clip-b32-openai_text~"
+        f"{hashlib.sha256(DUAL.encode()).hexdigest()[:8]}--random-init.json"
         for lang in ("cs", "en")
     ]
     record = json.loads((runs / files[0]).read_text())

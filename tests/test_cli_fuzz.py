@@ -215,3 +215,89 @@ def test_serve_ports_and_hosts_end_in_one_line(sandbox: Path, port: int, host: s
     code, err = run_cli(argv)
     assert code == 2
     assert_clean(argv, code, err)
+
+
+# Readers of the files uclip writes (issue 23): a run JSON, quality.json or wall_time.jsonl with
+# any field replaced by any JSON value (NaN included) is read, or refused with one line.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+RUN_RECORD = {
+    "format": "uclip-eval-run/1",
+    "task": "bitext",
+    "model": "m",
+    "weights": "real",
+    "dataset": "flores200",
+    "lang": "deu_Latn",
+    "protocol": "p",
+    "metrics": {"x2en_acc": 50.0},
+    "primary_metric": "x2en_acc",
+    "sizes": {"pairs": 10},
+    "limit": None,
+}
+WALL_TIME_RECORD = {"lang": "deu_Latn", "runs_written": 8, "wall_s": 2.5, "threads": 1}
+QUALITY_RECORD = {
+    "lines": 10,
+    "empty": 0.0,
+    "duplicated": 0.0,
+    "loops": 0.0,
+    "copied_english": 0.0,
+    "bad_lines": 0.0,
+    "script_share": 1.0,
+}
+
+
+def _one_line_or_read(read: object, path: Path, name: str) -> object:
+    from uclip.errors import UclipError
+
+    try:
+        return read(path)  # type: ignore[operator]
+    except UclipError as exc:
+        assert "\n" not in str(exc)
+        assert name in str(exc) or "no uclip eval runs" in str(exc)
+        return None
+
+
+@FUZZ
+@given(
+    record=st.sampled_from(["run", "wall", "quality"]),
+    key=st.sampled_from(sorted({*RUN_RECORD, *WALL_TIME_RECORD, *QUALITY_RECORD, "extra"})),
+    value=JSON_VALUES,
+    drop=st.booleans(),
+)
+def test_readers_of_written_records_read_or_refuse_in_one_line(record, key, value, drop) -> None:
+    from uclip.app.languages import read_quality, wall_time_summary
+    from uclip.eval.evaluators import load_results
+    from uclip.eval.languages import index_results
+
+    base = {"run": RUN_RECORD, "wall": WALL_TIME_RECORD, "quality": QUALITY_RECORD}[record]
+    changed = {k: v for k, v in base.items() if not (drop and k == key)}
+    if not drop:
+        changed[key] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if record == "run":
+            path = root / "run.json"
+            path.write_text(json.dumps(changed))
+            results = _one_line_or_read(load_results, root, path.name)
+            if results is not None:
+                index_results(results)  # what a report builds its rows from
+                json.dumps([r.to_dict() for r in results], allow_nan=False)
+        elif record == "wall":
+            path = root / "wall_time.jsonl"
+            path.write_text(json.dumps(changed) + "\n")
+            summary = _one_line_or_read(wall_time_summary, path, path.name)
+            if summary is not None:
+                json.dumps(summary, allow_nan=False)
+        else:
+            path = root / "quality.json"
+            path.write_text(json.dumps({"deu_Latn": {"flores": changed}}))
+            _one_line_or_read(read_quality, path, path.name)

@@ -593,7 +593,7 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     with pytest.raises(UclipError, match="already holds checkpoints"):
         train_clt(run, out, BUNDLED)
     assert train_clt(run, out, BUNDLED, resume=True)["resumed_from"] == 2  # same config: ok
-    changed = load_clt_config(tmp_path / "cfg.json", {"method": {"symmetric": True}})
+    changed = load_clt_config(tmp_path / "cfg.json", ["method.symmetric=true"])
     with pytest.raises(UclipError, match="differs from this config"):
         train_clt(changed, out, BUNDLED, resume=True)
     _model, _, label = load_clt_model(out)

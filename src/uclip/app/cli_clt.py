@@ -33,14 +33,15 @@ def _langs(value: str) -> list[str]:
 def cmd_train(ns: argparse.Namespace) -> int:
     from uclip.app.clt import load_clt_config, train_clt
 
-    overrides: dict[str, dict[str, Any]] = {"train": {"progress": not ns.no_progress}}
+    # The flags are shortcuts for --set overrides, applied first so --set has the last word.
+    overrides = [f"train.progress={json.dumps(not ns.no_progress)}"]
     if ns.mode:
-        overrides["data"] = {"mode": ns.mode}
+        overrides.append(f"data.mode={ns.mode}")
     if ns.max_steps is not None:
-        overrides["train"]["max_steps"] = ns.max_steps
+        overrides.append(f"train.max_steps={ns.max_steps}")
     if ns.no_before:
-        overrides["eval"] = {"before": False}
-    run = load_clt_config(ns.config, overrides)
+        overrides.append("eval.before=false")
+    run = load_clt_config(ns.config, [*overrides, *(ns.set or ())])
     summary = train_clt(run, ns.out, ns.data_dir, resume=ns.resume)
     print(
         f"trained {summary['model']} ({summary['weights']}): {summary['steps']} steps, "
@@ -154,6 +155,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--mode", help="override data.mode: eng_only|eng_pivot|multilingual|...plus")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--no-before", action="store_true", help="skip the before-training FLORES eval")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set train.lr=1e-5 (repeatable)",
+    )
     p.add_argument("--data-dir", help="data directory (default: UCLIP_DATA or ../shared/data)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)

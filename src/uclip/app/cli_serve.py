@@ -72,8 +72,15 @@ def cmd_export(ns: argparse.Namespace) -> int:
         export_onnx,
         export_onnx_text_pipeline,
         export_sentence_transformers,
+        verify_export,
     )
 
+    if ns.verify is not None:
+        print(json.dumps({"verified": str(ns.verify), **verify_export(ns.verify)}, indent=2))
+        return 0
+    missing = [flag for flag in ("model", "format", "out") if getattr(ns, flag) is None]
+    if missing:
+        raise UclipError(f"uclip export needs --{missing[0]} (or --verify DIR alone)")
     if ns.full and ns.format != "onnx":
         raise UclipError("--full goes with --format onnx (the whole text side as one graph)")
     if ns.format == "hf":
@@ -216,9 +223,14 @@ def add_commands(sub: Any) -> None:
     serve.set_defaults(func=cmd_serve)
 
     export = sub.add_parser("export", help="export trained heads (HF directory or ONNX)")
-    export.add_argument("--model", required=True)
-    export.add_argument("--format", choices=("hf", "onnx", "sentence-transformers"), required=True)
-    export.add_argument("--out", required=True)
+    export.add_argument("--model")
+    export.add_argument("--format", choices=("hf", "onnx", "sentence-transformers"))
+    export.add_argument("--out")
+    export.add_argument(
+        "--verify",
+        metavar="DIR",
+        help="check an export's files against the sha256 in its manifest, then exit",
+    )
     export.add_argument("--overwrite", action="store_true")
     export.add_argument(
         "--full",

@@ -41,10 +41,10 @@ from uclip.eval.evaluators import BitextEvaluator, EvalResult, save_result
 from uclip.eval.metrics import retrieval_recall
 from uclip.eval.report import run_metadata, write_table
 from uclip.paths import resolve_data_dir
-from uclip.train.args import TrainArgs, load_config_file
+from uclip.train.args import TrainArgs, check_device, load_config_file
 from uclip.train.checkpoint import latest_checkpoint, load_checkpoint
 from uclip.train.trainer import Trainer
-from uclip.validation import check_mapping
+from uclip.validation import apply_overrides, check_mapping
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,20 @@ def parse_clt_config(raw: dict[str, Any]) -> CLTRunConfig:
     )
 
 
-def load_clt_config(
-    path: str | Path, overrides: dict[str, dict[str, Any]] | None = None
-) -> CLTRunConfig:
-    """Read a CLT config; ``overrides`` maps section -> {key: value} (e.g. the CLI's --mode)."""
-    raw = load_config_file(path)
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
-    return parse_clt_config(raw)
+# The sections whose keys --set may change, with the dataclass that names the keys.
+OVERRIDE_SECTIONS: dict[str, type] = {
+    "model": CLTConfig,
+    "data": CLTData,
+    "method": CLTMethod,
+    "train": TrainArgs,
+    "eval": CLTEval,
+}
+
+
+def load_clt_config(path: str | Path, overrides: Sequence[str] = ()) -> CLTRunConfig:
+    """Read a CLT config with ``section.key=value`` overrides (``--set``, the CLI's --mode)
+    applied by the one override parser (an unknown section or key is one line)."""
+    return parse_clt_config(apply_overrides(load_config_file(path), overrides, OVERRIDE_SECTIONS))
 
 
 # ------------------------------------------------------------------------------------ data
@@ -276,6 +282,7 @@ def train_clt(
 
     Writes the run directory described in the module docstring; returns its summary.
     """
+    check_device(run.train.device)
     out = Path(out)
     data_root = resolve_data_dir(data_dir)
     config_path = out / CONFIG_FILE

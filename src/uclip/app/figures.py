@@ -40,6 +40,7 @@ from torch import Tensor
 from uclip.clt.model import CLTModel
 from uclip.data.flickr30k import load_flickr30k
 from uclip.data.flores200 import load_flores
+from uclip.data.io import atomic_target
 from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
@@ -193,8 +194,10 @@ def embed_2d(
 def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # No bbox_inches="tight": the file keeps exactly figsize x dpi pixels.
-    fig.savefig(out, dpi=dpi, format="png")
+    # No bbox_inches="tight": the file keeps exactly figsize x dpi pixels. Written beside and
+    # renamed, so a report rebuilt over an old one never leaves a cut figure.
+    with atomic_target(out) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     _pyplot().close(fig)
     return out
 

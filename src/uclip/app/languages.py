@@ -23,6 +23,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,19 +32,21 @@ from uclip.data import languages as dl
 from uclip.data import text_quality as tq
 from uclip.data.flickr30k import available_flickr200_codes, load_flickr30k
 from uclip.data.flores200 import available_flores_codes, load_flores
-from uclip.data.io import default_cache_dir, write_text_atomic
+from uclip.data.io import default_cache_dir, dump_json, locked_append, write_text_atomic
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
 from uclip.eval.evaluators import (
     BitextEvaluator,
     CrossLingualTextRetrievalEvaluator,
     Evaluator,
+    legacy_run,
     load_results,
     result_path,
     run_file,
     save_result,
 )
 from uclip.paths import resolve_data_dir
+from uclip.validation import check_record
 
 # The reference systems: the committed heads, their ridge baseline (same English text), the
 # multilingual tower on both sides (the ceiling) and the English tower on both sides.
@@ -55,6 +58,23 @@ DEFAULT_SYSTEMS = {
 }
 WALL_TIME_FILE = "wall_time.jsonl"
 QUALITY_FILE = "quality.json"
+
+
+@dataclass
+class WallTimeEntry:
+    """One line of ``wall_time.jsonl``: a language's wall time and where it ran (checked when
+    the report reads it back)."""
+
+    lang: str
+    runs_written: int
+    wall_s: float
+    shard: str | None = None
+    cpu_count: int | None = None
+    threads: int | None = None
+    machine: str | None = None
+    date: str | None = None
+
+
 TABLE_COLUMNS = (
     "lang",
     "name",
@@ -117,7 +137,10 @@ def run_languages(
         for evaluator in evaluators_for(code, data_dir):
             for spec in systems.values():
                 path = run_file(evaluator.name, evaluator.dataset_name, code, spec, runs_dir)
-                if path.is_file() and not force:
+                done_before = path.is_file() or legacy_run(
+                    evaluator.name, evaluator.dataset_name, code, spec, runs_dir
+                )
+                if done_before and not force:
                     skipped += 1
                     continue
                 if spec not in models:
@@ -149,7 +172,7 @@ def measure_quality(codes: Sequence[str], out: Path, data_dir: Path) -> dict[str
     """Text-quality measurements per language and data set, kept in ``OUT/quality.json`` and
     only computed for languages not in it yet."""
     path = out / QUALITY_FILE
-    stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    stored = read_quality(path) if path.is_file() else {}
     missing = [code for code in codes if code not in stored]
     for code in missing:
         script = dl.language_info(code).script
@@ -160,7 +183,29 @@ def measure_quality(codes: Sequence[str], out: Path, data_dir: Path) -> dict[str
             "flickr": tq.text_quality(flickr.captions, flickr.english_captions, script).to_dict(),
         }
     if missing:
-        write_text_atomic(path, json.dumps(dict(sorted(stored.items())), indent=1) + "\n")
+        write_text_atomic(path, dump_json(dict(sorted(stored.items())), str(path), indent=1) + "\n")
+    return stored
+
+
+def _read_json_file(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): {fix}") from None
+
+
+def read_quality(path: Path) -> dict[str, Any]:
+    """``quality.json`` checked: language -> data set -> :class:`TextQuality` fields with finite
+    numbers. A bad entry is one line naming the file and the field."""
+    fix = f"delete {path.name} and it is measured again"
+    stored = _read_json_file(path, fix)
+    if not isinstance(stored, dict):
+        raise UclipError(f"{path} is not a JSON object: {fix}")
+    for code, entry in stored.items():
+        if not isinstance(entry, dict) or not entry:
+            raise UclipError(f"{path}: {code} is not a mapping of data sets: {fix}")
+        for dataset, values in entry.items():
+            check_record(values, tq.TextQuality, f"{path}: {code}.{dataset}", fix)
     return stored
 
 
@@ -221,7 +266,7 @@ def build_report(
         notes=notes,
         meta={"runs_dir": str(out / "runs"), "summary": "summary.json"},
     )
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", dump_json(summary, str(out / "summary.json")) + "\n")
     write_text_atomic(out / "summary.md", summary_markdown(summary, markdown_table))
     plot_language_ratios(rows, out / "languages.png")
     plot_ceiling_vs_ratio(rows, out / "ceiling_vs_ratio.png")
@@ -232,8 +277,7 @@ def wall_time_summary(path: Path) -> dict[str, Any]:
     """Totals of ``wall_time.jsonl``: languages timed, seconds, and the thread counts used."""
     if not path.is_file():
         return {"languages_timed": 0}
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    per_language = [e for e in entries if "lang" in e]
+    per_language = read_wall_times(path)
     total = sum(e["wall_s"] for e in per_language)
     max_runs = max((e["runs_written"] for e in per_language), default=0)
     return {
@@ -258,6 +302,29 @@ def wall_time_summary(path: Path) -> dict[str, Any]:
             )
         },
     }
+
+
+def read_wall_times(path: Path) -> list[dict[str, Any]]:
+    """The checked entries of ``wall_time.jsonl`` (see :class:`WallTimeEntry`). A last line cut
+    by a kill (no newline after it, not JSON) is skipped; any other bad line is one error."""
+    fix = f"fix or delete that line of {path.name} (it only records timings)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UclipError(f"cannot read {path} ({exc}): {fix}") from None
+    lines = text.split("\n")
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            if number == len(lines):  # no newline after it: an append cut short
+                continue
+            raise UclipError(f"{path} line {number} is not JSON ({exc}): {fix}") from None
+        entries.append(check_record(record, WallTimeEntry, f"{path} line {number}", fix))
+    return entries
 
 
 def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
@@ -307,9 +374,9 @@ def summary_markdown(summary: Mapping[str, Any], markdown_table: Any) -> str:
 
 
 def _record_wall_time(out: Path, entry: Mapping[str, Any]) -> None:
-    path = out / WALL_TIME_FILE
-    previous = path.read_text() if path.is_file() else ""
-    write_text_atomic(path, previous + json.dumps(entry) + "\n")
+    # Shards sharing one OUT append to the same file: one locked write per line keeps them all.
+    with locked_append(out / WALL_TIME_FILE) as fh:
+        fh.write(dump_json(dict(entry), WALL_TIME_FILE, indent=None) + "\n")
 
 
 def cmd_languages(ns: argparse.Namespace) -> int:
@@ -326,8 +393,13 @@ def cmd_languages(ns: argparse.Namespace) -> int:
         systems.pop("ridge")
     everything = report_languages(data_dir)
     langs = everything
-    if ns.langs:
+    if ns.langs is not None:
         wanted = [code.strip() for code in ns.langs.split(",") if code.strip()]
+        if not wanted:
+            raise UclipError(
+                "--langs is empty: give comma-separated codes (e.g. deu_Latn,fra_Latn), or leave "
+                "--langs out for every language"
+            )
         unknown = sorted(set(wanted) - set(everything))
         if unknown:
             raise UclipError(

@@ -13,8 +13,6 @@ Config sections (JSON or YAML, see ``configs/``):
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Literal
 
 import torch
 
+from uclip import validation
 from uclip.app.train_inputs import check_bank_weights, resolve_paper_inputs
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
@@ -33,7 +32,7 @@ from uclip.method.model import MODEL_ALLOWED, UCLIPConfig, UCLIPHeads, UCLIPMode
 from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
 from uclip.method.ridge import init_heads_from_ridge, ridge_config
 from uclip.paths import resolve_data_dir, writable_dir
-from uclip.train.args import TrainArgs, load_config_file
+from uclip.train.args import TrainArgs, check_device, load_config_file
 from uclip.train.trainer import Evaluator, Trainer, TrainResult
 from uclip.validation import at_least, between, check_mapping
 
@@ -113,26 +112,19 @@ def model_config(section: dict[str, Any], random_init: bool = False) -> UCLIPCon
     )
 
 
-def parse_override(spec: str) -> dict[str, Any]:
-    """``section.key=value`` (value parsed as JSON, else kept as text) as a nested dict."""
-    key, sep, text = spec.partition("=")
-    parts = key.strip().split(".")
-    if not sep or len(parts) != 2 or not all(parts):
-        raise UclipError(f"override {spec!r} must look like section.key=value, e.g. train.lr=1e-4")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    return {parts[0]: {parts[1]: value}}
+# The sections whose keys --set may change, with the dataclass that names the keys.
+OVERRIDE_SECTIONS: dict[str, type] = {
+    "model": UCLIPConfig,
+    "data": DataSection,
+    "method": UCLIPHyperParams,
+    "train": TrainArgs,
+}
 
 
 def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
-    """``raw`` with ``section.key=value`` overrides applied in order (``raw`` is not changed)."""
-    out = copy.deepcopy(raw)
-    for spec in specs:
-        for section, values in parse_override(spec).items():
-            out.setdefault(section, {}).update(values)
-    return out
+    """``raw`` with ``section.key=value`` overrides (``--set``) applied in order; an unknown
+    section or key is one line (:func:`uclip.validation.apply_overrides`)."""
+    return validation.apply_overrides(raw, specs, OVERRIDE_SECTIONS)
 
 
 def load_run_config(path: str | Path, random_init: bool = False) -> RunConfig:
@@ -380,6 +372,7 @@ def train_run(
     Resumes from ``out/train`` checkpoints when ``resume`` is set."""
     from uclip.train.distributed import barrier, device_for, init_distributed
 
+    check_device(run.train.device)  # before the encoding pass, not at the first step
     env = init_distributed(device=run.train.device)
     encoders = encoders if encoders is not None else {}
     # Under torchrun rank 0 embeds first; the other ranks then read its cache shards.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -134,6 +135,113 @@ def write_with_atomic(path: PathLike, write: Callable[[Any], object]) -> None:
     """Call ``write(binary file handle)`` on a temporary sibling, then rename it onto ``path``."""
     with atomic_target(path) as tmp, open(tmp, "wb") as fh:
         write(fh)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``.
+
+    ``src`` gets the permissions of a normally created directory first
+    (:func:`default_permissions`).
+    """
+    import shutil
+
+    default_permissions(src)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def replace_files_atomically(staging: Path, target: Path, names: Sequence[str]) -> list[Path]:
+    """Move each of ``names`` (files or folders) from ``staging`` into ``target``, replacing the
+    old entry of that name one rename at a time; every other entry of ``target`` is left alone.
+
+    Write a whole output to ``staging`` (a sibling folder on the same file system) first: until
+    the first rename the old output is untouched, so an interrupted writer never leaves a
+    half-written output, and files of ``target`` that the writer does not own (a user's notes)
+    survive. Returns the paths moved into ``target``.
+    """
+    default_permissions(staging)
+    target.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for name in names:
+        src, dst = staging / name, target / name
+        if not src.exists():
+            continue
+        if src.is_dir():
+            replace_dir(src, dst)
+        else:
+            if dst.is_dir():
+                raise UclipError(f"{dst} is a folder where a file is written: move it away")
+            os.replace(src, dst)
+        moved.append(dst)
+    return moved
+
+
+@contextmanager
+def locked_append(path: PathLike) -> Iterator[Any]:
+    """Open ``path`` for appending under an exclusive ``flock``, so lines that several processes
+    append (e.g. language shards sharing one ``wall_time.jsonl``) are never lost or interleaved.
+    Where ``fcntl`` is missing (Windows) the append is unlocked: each line is one ``write``."""
+    with open(path, "a", encoding="utf-8") as fh:
+        try:
+            import fcntl
+        except ImportError:
+            yield fh
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield fh
+            fh.flush()
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def nonfinite_field(data: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite float in nested dicts/lists, else ``None``."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "value"
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list | tuple)
+        else ()
+    )
+    for key, value in items:
+        found = nonfinite_field(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by ``None`` (JSON ``null``): for tables,
+    where a missing number (a random-init run's NaN loss) is a blank cell, not an error."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite_or_null(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_null(v) for v in data]
+    return data
+
+
+def dump_json(data: Any, where: str, *, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text (no bare ``NaN``/``Infinity`` tokens, which are not JSON):
+    a non-finite number is one :class:`UclipError` naming ``where`` and the field."""
+    field = nonfinite_field(data)
+    if field is not None:
+        raise UclipError(
+            f"{where}: {field} is not a finite number; refusing to write invalid JSON "
+            "(a run or record upstream is damaged: rerun it)"
+        )
+    return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
 
 
 # --------------------------------------------------------------------------------------------

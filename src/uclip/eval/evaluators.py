@@ -18,19 +18,20 @@ accept precomputed embeddings): the same metric path as ``run(model)``, and the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
-from uclip.data.io import write_text_atomic
+from uclip.data.io import dump_json, write_text_atomic
 from uclip.data.records import (
     BitextDataset,
     ClassificationDataset,
@@ -55,6 +56,7 @@ from uclip.features.scoring import (
     check_reference,
     dot_form,
 )
+from uclip.validation import check_record
 
 RESULT_FORMAT = "uclip-eval-run/1"
 ENGLISH_CODES = frozenset({"en", "eng_Latn"})
@@ -141,11 +143,8 @@ class EvalResult:
                 f"{source} is not a uclip eval run (format {data.get('format')!r}, expected "
                 f"{RESULT_FORMAT!r}): point at the --out folder of `uclip eval`"
             )
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise UclipError(f"{source} is an incomplete eval run ({exc}): rerun it") from None
+        fix = "delete that file or rerun that eval"
+        return cls(**check_record(data, cls, source, fix))
 
     def row(self) -> dict[str, Any]:
         """A flat table row: provenance, sizes and each metric rounded to 2 decimals."""
@@ -653,6 +652,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
 
 
+def _name_part(text: str) -> str:
+    """``text`` itself when it is a safe file-name part; otherwise its slug, ``~`` and 8 hex
+    digits of its sha256. A safe part never holds ``~``, so two different texts (``M/run/1``,
+    ``M/run_1``) never share a name."""
+    if _slug(text) == text and "--" not in text:
+        return text
+    return f"{_slug(text)}~{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
 def run_file(
     task: str,
     dataset: str,
@@ -665,15 +673,55 @@ def run_file(
     scorer: str = "cosine",
 ) -> Path:
     """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>][--<scorer>].json``:
-    where a run is (or will be) saved, known before running it (resumable drivers check it)."""
-    parts = [task, _slug(dataset), _slug(lang), _slug(model)]
+    where a run is (or will be) saved, known before running it (resumable drivers check it). A
+    model or weights name that is not a safe file name is slugged and followed by a short hash of
+    the full name, so distinct runs never share a file."""
+    return _run_path(task, dataset, lang, model, out_dir, weights, limit, _name_part, scorer)
+
+
+def _run_path(
+    task: str,
+    dataset: str,
+    lang: str,
+    model: str,
+    out_dir: str | Path,
+    weights: str,
+    limit: int | None,
+    name_part: Callable[[str], str],
+    scorer: str = "cosine",
+) -> Path:
+    parts = [task, _slug(dataset), _slug(lang), name_part(model)]
     if weights != "real":
-        parts.append(_slug(weights))
+        parts.append(name_part(weights))
     if limit is not None:
         parts.append(f"limit{limit}")
     if scorer != "cosine":
         parts.append(_slug(scorer))
     return Path(out_dir) / ("--".join(parts) + ".json")
+
+
+def legacy_run(
+    task: str,
+    dataset: str,
+    lang: str,
+    model: str,
+    out_dir: str | Path,
+    *,
+    weights: str = "real",
+    limit: int | None = None,
+) -> Path | None:
+    """A run file saved under the old slug-only name that records exactly this run (model,
+    weights, limit read from it), else ``None``: resumable drivers count it as done."""
+    # The name runs had before run_file added hashes (slug only, not injective).
+    path = _run_path(task, dataset, lang, model, out_dir, weights, limit, _slug)
+    if path == run_file(task, dataset, lang, model, out_dir, weights=weights, limit=limit):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = isinstance(data, dict) and (data.get("model"), data.get("weights"), data.get("limit"))
+    return path if same == (model, weights, limit) else None
 
 
 def result_path(result: EvalResult, out_dir: str | Path) -> Path:
@@ -691,11 +739,25 @@ def result_path(result: EvalResult, out_dir: str | Path) -> Path:
 
 
 def save_result(result: EvalResult, out_dir: str | Path) -> Path:
-    """Write ``result`` as one JSON file in ``out_dir`` (atomically: temp file, then rename)."""
+    """Write ``result`` as one JSON file in ``out_dir`` (atomically: temp file, then rename).
+
+    The same run saved under its old slug-only name is removed once the new file is in place,
+    so a report never counts it twice."""
     path = result_path(result, out_dir)
+    old = legacy_run(
+        result.task,
+        result.dataset,
+        result.lang,
+        result.model,
+        out_dir,
+        weights=result.weights,
+        limit=result.limit,
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(path, dump_json(result.to_dict(), str(path)) + "\n")
+        if old is not None:
+            old.unlink(missing_ok=True)
     except OSError as exc:
         raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
     return path

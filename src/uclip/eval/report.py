@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
-import json
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from uclip.data.io import write_text_atomic
+from uclip.data.io import dump_json, finite_or_null, write_text_atomic
 from uclip.errors import UclipError
 from uclip.version import library_versions
 
@@ -99,7 +98,8 @@ def write_table(
     if notes:
         md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     paths = {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "md": out / f"{stem}.md"}
-    write_text_atomic(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False))
+    # Strict JSON: a non-finite cell is written as null, never as a bare NaN token.
+    write_text_atomic(paths["json"], dump_json(finite_or_null(payload), str(paths["json"])))
     write_text_atomic(paths["csv"], csv_text(rows, columns))
     write_text_atomic(paths["md"], md)
     return paths

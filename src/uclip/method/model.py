@@ -22,7 +22,7 @@ from torch import nn
 
 from uclip.data.io import atomic_target, default_permissions, file_sha256
 from uclip.encoders.base import REAL, combine_weights
-from uclip.encoders.registry import build_encoder
+from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.features.cache import CachedTower, TowerOptions
 from uclip.method.heads import HEAD_KINDS, ProjectionHead
@@ -46,6 +46,23 @@ MODEL_ALLOWED: dict[str, Allowed] = {
     "hidden_dim": between(1, 65536),
     "head": one_of(*HEAD_KINDS),
 }
+# The two heads' float32 weights may take at most this much memory: a typo in a dim (anchor_dim
+# 1e9, a huge hidden_dim) is refused with one line instead of an allocator failure.
+MAX_HEADS_BYTES = 2 * 1024**3
+
+
+def heads_bytes(
+    anchor_dim: int, multilingual_dim: int, embed_dim: int, hidden_dim: int | None, kind: str
+) -> int:
+    """Bytes of float32 weights of f_C and f_M (upper estimate: every kind counted as residual,
+    MLP with BatchNorm plus a linear path)."""
+    total = 0
+    for in_dim in (anchor_dim, multilingual_dim):
+        hidden = hidden_dim or 2 * in_dim
+        linear = in_dim * embed_dim
+        mlp = in_dim * hidden + 6 * hidden + hidden * embed_dim + embed_dim
+        total += linear + (mlp if kind != "linear" else 0)
+    return 4 * total
 
 
 @dataclass
@@ -70,6 +87,16 @@ class UCLIPConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, MODEL_ALLOWED, "model")
+        size = heads_bytes(
+            self.anchor_dim, self.multilingual_dim, self.embed_dim, self.hidden_dim, self.head
+        )
+        if size > MAX_HEADS_BYTES:
+            raise UclipError(
+                f"model heads of anchor_dim {self.anchor_dim}, multilingual_dim "
+                f"{self.multilingual_dim}, embed_dim {self.embed_dim}, hidden_dim "
+                f"{self.hidden_dim} would need {size / 1024**3:.1f} GiB (limit "
+                f"{MAX_HEADS_BYTES / 1024**3:.0f} GiB): lower the dims"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UCLIPConfig:
@@ -318,10 +345,24 @@ def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPMod
         raise UclipError(f"cannot read {config_file}: {exc}") from exc
     if not isinstance(payload, dict) or "model" not in payload:
         raise UclipError(f"{config_file} has no 'model' section: it is not a uclip model config")
+    version = payload.get("format_version", FORMAT_VERSION)
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        raise UclipError(
+            f"{config_file}: format_version {json.dumps(version)} is not one this uclip reads "
+            f"(1 to {FORMAT_VERSION}): it was written by another uclip version; upgrade uclip"
+        )
     try:
         config = UCLIPConfig.from_dict(
             {**check_mapping(payload["model"], UCLIPConfig, "model"), **config_overrides}
         )
+        # Unknown encoder names fail here, not at the first encode.
+        for name in (config.anchor_encoder, config.multilingual_encoder, config.image_encoder):
+            if name is not None:
+                get_spec(name)
     except UclipError as exc:
         raise UclipError(f"{config_file}: {exc}") from None
     _verify_heads_file(heads_file, payload.get(HEADS_SHA256))

@@ -84,6 +84,67 @@ class TrainArgs:
         return asdict(self)
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this torch cannot use (``cuda:99``, ``cuda`` on a CPU-only build) with
+    one line, before any encoding; the config check only parses the name, so a config written
+    for a GPU still loads (and validates) on a laptop."""
+    target = torch.device(device)
+    if target.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (target.index is not None and target.index >= count):
+            raise UclipError(
+                f"train.device = {json.dumps(device)} is not available: this torch sees {count} "
+                "CUDA device(s); pass --set train.device=cpu or a device that exists"
+            )
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise UclipError(
+            f"train.device = {json.dumps(device)} is not available here: pass --set "
+            "train.device=cpu"
+        )
+
+
+# A config is a few hundred values; YAML aliases could expand a 1 KB file to billions (an alias
+# bomb), so the expanded document is bounded before it is built.
+MAX_YAML_NODES = 100_000
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        def construct_document(self, node: Any) -> Any:
+            if _expanded_nodes(node, {}) > MAX_YAML_NODES:
+                raise UclipError(
+                    f"config {path} expands to more than {MAX_YAML_NODES:,} values through YAML "
+                    "aliases (&anchor / *alias): write the values out instead"
+                )
+            return super().construct_document(node)
+
+    return yaml.load(text, Loader=BoundedLoader)
+
+
+def _expanded_nodes(node: Any, memo: dict[int, int]) -> int:
+    """Nodes of a composed YAML document with every alias expanded (memoised per node, so the
+    count is cheap even when the expansion is huge; a recursive alias counts as too many)."""
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:  # an alias inside its own anchor: infinite
+            return MAX_YAML_NODES + 1
+        return memo[key]
+    memo[key] = -1
+    children: list[Any] = []
+    if isinstance(node.value, list):
+        for item in node.value:
+            children.extend(item if isinstance(item, tuple) else (item,))
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, memo)
+        if total > MAX_YAML_NODES:
+            break
+    memo[key] = total
+    return total
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML config file into a dict (sections: model, data, method, train)."""
     p = Path(path)
@@ -100,7 +161,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:  # e.g. a name too long, a directory, no permission
         raise UclipError(f"cannot read config {p}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else json.loads(text)
+        data = _load_yaml(text, p) if p.suffix in {".yaml", ".yml"} else json.loads(text)
     # RecursionError: absurdly nested input; yaml's errors are not ValueErrors.
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
         message = " ".join(str(exc).split())

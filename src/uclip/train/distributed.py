@@ -18,6 +18,7 @@ statistics global. How the :class:`~uclip.train.trainer.Trainer` uses it:
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ from uclip.errors import UclipError
 from uclip.train.gather import FeatureGather
 
 _LAUNCH_HINT = "launch with `torchrun --nproc-per-node N ...` (see docs/scaling.md)"
+# How long rank 0 waits for the other ranks to join (seconds): minutes, not gloo's 30, so stale
+# torchrun variables in a shell do not hang a run silently for half an hour.
+DIST_TIMEOUT_ENV = "UCLIP_DIST_TIMEOUT_S"
+DEFAULT_DIST_TIMEOUT_S = 300.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,14 @@ def launcher_env() -> tuple[int, int, int]:
 
 
 def init_distributed(
-    backend: str | None = None, device: str = "cpu", timeout_s: float = 1800.0
+    backend: str | None = None, device: str = "cpu", timeout_s: float | None = None
 ) -> DistEnv:
     """Initialise the default process group from the launcher's environment (idempotent).
 
     ``backend`` defaults to ``"nccl"`` for a CUDA ``device`` and ``"gloo"`` otherwise. With a
     world size of 1 (no launcher) nothing is initialised and the single-process code paths run.
+    ``timeout_s`` (default ``$UCLIP_DIST_TIMEOUT_S`` or 300) bounds the wait for the other ranks:
+    a warning says what the run waits for, and a rank that never comes is one error line.
     """
     if dist.is_available() and dist.is_initialized():
         return current_env()
@@ -105,13 +114,39 @@ def init_distributed(
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
             raise UclipError(f"{name} is not set: {_LAUNCH_HINT}")
-    dist.init_process_group(
-        backend,
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=timeout_s),
+    timeout_s = dist_timeout_s() if timeout_s is None else timeout_s
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    waits = (
+        f"rank {rank} of WORLD_SIZE={world} waits up to {timeout_s:g} s at {where} for the other "
+        f"{world - 1} rank(s) (set by torchrun, or stale in this shell: unset WORLD_SIZE RANK "
+        f"MASTER_ADDR MASTER_PORT for a single-process run; {DIST_TIMEOUT_ENV} sets the wait)"
     )
+    log.warning(waits)
+    try:
+        dist.init_process_group(
+            backend,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    except (RuntimeError, ValueError) as exc:  # DistStoreError/DistNetworkError are RuntimeErrors
+        reason = " ".join(str(exc).split())[:200]
+        raise UclipError(f"distributed start failed: {waits}; none came ({reason})") from None
     return DistEnv(rank, world, local_rank, backend)
+
+
+def dist_timeout_s() -> float:
+    """``$UCLIP_DIST_TIMEOUT_S`` (seconds > 0), else :data:`DEFAULT_DIST_TIMEOUT_S`."""
+    text = os.environ.get(DIST_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_DIST_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise UclipError(f"{DIST_TIMEOUT_ENV}={text!r} is not a positive number of seconds")
+    return value
 
 
 def current_env() -> DistEnv:
