@@ -217,7 +217,9 @@ def test_cli_eval_with_a_scorer_writes_its_own_runs_and_tables(uclip_main, tmp_p
     code, out, err = uclip_main(*common, "--scorer", "csls:k=3", "--scorer-reference", refs)
     assert code == 0, err
     assert "scorer csls(k=3)" in out
-    name = "bitext--flores200--ces_Latn--encoder_minilm-l12-multilingual--random-init--limit9"
+    name = (
+        "bitext--flores200--ces_Latn--encoder_minilm-l12-multilingual~e8ace95a--random-init--limit9"
+    )
     record = json.loads((tmp_path / "runs" / f"{name}--csls_k_3.json").read_text())
     assert record["scorer"] == "csls(k=3)" and set(record["metrics"]) == {"x2en_acc"}
     assert record["scorer_reference"].startswith("file refs.txt (sha256 ")

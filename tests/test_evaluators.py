@@ -480,7 +480,7 @@ def test_results_round_trip_and_foreign_json_is_skipped(text_tower, tmp_path):
     path = save_result(result, tmp_path)
     assert (
         path.name
-        == "bitext--flores200--ces_Latn--encoder_minilm-l12-multilingual--random-init.json"
+        == "bitext--flores200--ces_Latn--encoder_minilm-l12-multilingual~e8ace95a--random-init.json"
     )
     (tmp_path / "other.json").write_text('{"rows": []}')
     [loaded] = load_results(tmp_path)
