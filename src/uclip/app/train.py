@@ -48,10 +48,12 @@ class DataSection:
     n_bank_v: int = 4000
     n_bank_m: int = 4000
     n_general: int = 0
+    n_news: int = 0  # English-only WMT news sentences added to the general text
     seed: int = 0
     dev: bool = True
     dev_multi30k_per_lang: int | None = None  # None: all 1,014 Multi30K val captions
     dev_tatoeba_per_lang: int = 200
+    dev_news_per_lang: int = 0  # 0: no news dev domain (the configs before issue 22)
     train_captions: list[str] | None = None
     image_bank: str | None = None
     text_bank: list[str] | None = None
@@ -63,6 +65,8 @@ DATA_ALLOWED = {
     "n_bank_v": at_least(1),
     "n_bank_m": at_least(1),
     "n_general": at_least(0),
+    "n_news": at_least(0),
+    "dev_news_per_lang": at_least(0),
     "dev_multi30k_per_lang": at_least(1),
     "dev_tatoeba_per_lang": at_least(1),
     "seed": between(0, 2**32 - 1),
@@ -233,6 +237,7 @@ def prepare_training_data(
             int(data.get("n_bank_m", 4000)),
             seed=int(data.get("seed", 0)),
             n_general=int(data.get("n_general", 0)),
+            n_news=int(data.get("n_news", 0)),
         )
         captions, bank_m_texts = corpora.train_captions, corpora.bank_m_texts
         general = corpora.general_english
@@ -386,6 +391,7 @@ def train_run(
             data_dir,
             tatoeba_per_lang=int(run.data.get("dev_tatoeba_per_lang", 200)),
             multi30k_per_lang=run.data.get("dev_multi30k_per_lang"),
+            news_per_lang=int(run.data.get("dev_news_per_lang", 0)),
         )
         tasks = embed_dev_tasks(
             sets,
