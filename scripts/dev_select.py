@@ -235,7 +235,8 @@ def write(
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    csv_lines = [",".join(["variant", "seeds"] + [f"{s} {k}" for k in keys for s in ("heads", "heads sd", "ridge")])]
+    columns = [c for k in keys for c in (f"heads {k}", f"heads {k} sd", f"ridge {k}")]
+    csv_lines = [",".join(["variant", "seeds", *columns])]
     for row in rows:
         cells = [row["variant"], str(row["seeds"])]
         for k in keys:
@@ -247,10 +248,7 @@ def write(
         cells.append(" ".join(str(s) for s in row["best steps"]))
         lines.append("| " + " | ".join(cells) + " |")
         csv_lines.append(
-            ",".join(
-                [row["variant"], str(row["seeds"])]
-                + [str(row[f"{s} {k}"]) for k in keys for s in ("heads", "heads sd", "ridge")]
-            )
+            ",".join([row["variant"], str(row["seeds"])] + [str(row[c]) for c in columns])
         )
     lines.append(
         "| ceiling | | " + " | ".join(f"{ceil[f'heads {k}']:.2f}" for k in keys) + " | |"
