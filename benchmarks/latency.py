@@ -48,6 +48,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # timing.py, when impo
 
 from timing import Clock, device_description, paired_ratio, time_interleaved
 
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.encoders.base import l2_normalize, param_count
 from uclip.encoders.registry import PeerSpec, build_encoder, get_peer, list_peers
 from uclip.encoders.sentence import mean_pool
@@ -71,7 +72,6 @@ UCLIP_TOWERS = {
 """uCLIP contenders: registry multilingual tower + f_M."""
 UCLIP_KEYS = tuple(UCLIP_TOWERS)
 REFERENCE_KEY = "uclip-mpnet"
-TARGET_LANGS = ("cs", "fi", "hr", "hu", "ro")
 COLUMNS = (
     "batch",
     "system",
@@ -422,7 +422,7 @@ def build_contenders(
 
 def latency_captions(
     data_dir: str | os.PathLike[str] | None = None,
-    langs: Sequence[str] = TARGET_LANGS,
+    langs: Sequence[str] = TARGET_LANGUAGES,
     per_lang: int = 64,
 ) -> tuple[list[str], list[str], str]:
     """XM3600 captions in ``langs`` (interleaved by language) with the English caption of the same

@@ -1,16 +1,20 @@
 """Load test of the search server: latency percentiles and errors under concurrent requests.
 
-Starts the server in a child process on 127.0.0.1 (a free port; loopback only), fires a bounded
-number of requests (default 500: 80% ``/search`` with multilingual queries, 20% ``/images/{id}``)
-from ``--concurrency`` concurrent clients (default 16), and writes p50/p90/p99 latency and error
-counts as JSON.
+Starts the server in a child process on 127.0.0.1 (a free port; loopback only), with the limits
+``uclip serve`` uses (header timeout, connection limit), then for each number of concurrent
+clients in ``--clients`` (default 1, 10 and 200) fires a bounded number of requests (default 500:
+80% ``/search`` with multilingual queries, 20% ``/images/{id}``), and writes req/s, p50/p90/p99
+latency and error counts per level as JSON. 503s above the server's connection limit count as
+errors.
 
 Without ``--index``/``--model`` it serves a synthetic folder indexed by a *hash model* (no neural
 encoder: text and images map to pseudo-random unit vectors), so the numbers measure HTTP, JSON,
 search and file serving only; with a real index and model, query encoding is included.
 
     python benchmarks/load_test.py results/load_test.json
-    python benchmarks/load_test.py results/load_real.json --index runs/idx --model runs/model
+    python benchmarks/load_test.py results/load_real.json --index runs/idx --images runs/images \
+        --model runs/model
+    python benchmarks/load_test.py /tmp/smoke.json --clients 1,10 --requests 100 --time-limit 5
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def serve_child(args: argparse.Namespace) -> None:
         from uclip import load
 
         model: Any = load(args.model)
-        index = SearchIndex.load(args.index, model)
+        index = SearchIndex.load(args.index, model, images_root=args.images)
     else:
         model = HashModel()
         work = Path(args.workdir)
@@ -128,7 +132,9 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-async def fire(url: str, n_images: int, args: argparse.Namespace) -> dict[str, Any]:
+async def fire(
+    url: str, n_images: int, args: argparse.Namespace, concurrency: int
+) -> dict[str, Any]:
     import httpx
 
     rng = random.Random(args.seed)
@@ -147,7 +153,7 @@ async def fire(url: str, n_images: int, args: argparse.Namespace) -> dict[str, A
     latencies: dict[str, list[float]] = {"search": [], "image": []}
     errors: Counter[str] = Counter()
     next_item = iter(plan)
-    limits = httpx.Limits(max_connections=args.concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
 
     async with httpx.AsyncClient(
         base_url=url, timeout=args.request_timeout, limits=limits
@@ -170,7 +176,7 @@ async def fire(url: str, n_images: int, args: argparse.Namespace) -> dict[str, A
                     latencies[kind].append(elapsed)
 
         start = time.perf_counter()
-        tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         _, pending = await asyncio.wait(tasks, timeout=args.time_limit)
         for task in pending:
             task.cancel()
@@ -180,6 +186,7 @@ async def fire(url: str, n_images: int, args: argparse.Namespace) -> dict[str, A
     if pending:
         errors["not finished within --time-limit"] += args.requests - completed
     return {
+        "clients": concurrency,
         "completed": completed,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
@@ -198,9 +205,14 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="JSON file to write (e.g. results/load_test.json)")
     parser.add_argument("--index", help="existing index directory (needs --model)")
     parser.add_argument("--model", help="model directory the index was built with")
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds for all requests")
+    parser.add_argument("--images", help="image folder the index was built from (with --index)")
+    parser.add_argument("--requests", type=int, default=500, help="requests per client level")
+    parser.add_argument(
+        "--clients", default="1,10,200", help="comma-separated concurrent client counts"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="seconds for each level's requests"
+    )
     parser.add_argument("--request-timeout", type=float, default=10.0)
     parser.add_argument("--synthetic-images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -209,8 +221,12 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.index) != bool(args.model):
         parser.error("--index and --model go together")
-    if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 256):
-        parser.error("--requests must be in 1..100000 and --concurrency in 1..256")
+    try:
+        args.clients = [int(c) for c in args.clients.split(",")]
+    except ValueError:
+        parser.error("--clients takes comma-separated integers, e.g. 1,10,200")
+    if not (1 <= args.requests <= 100_000 and all(1 <= c <= 1000 for c in args.clients)):
+        parser.error("--requests must be in 1..100000 and each --clients count in 1..1000")
     if args.serve_child:
         serve_child(args)
         return
@@ -228,13 +244,18 @@ def main() -> None:
         ]
         if args.index:
             cmd += ["--index", args.index, "--model", args.model]
+            if args.images:
+                cmd += ["--images", args.images]
         child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             line = child.stdout.readline() if child.stdout else ""
             if not line.startswith("READY "):
                 raise SystemExit(f"server failed to start (exit code {child.wait()})")
             info = json.loads(line[len("READY ") :])
-            result = asyncio.run(fire(info["url"], info["images"], args))
+            levels = [
+                asyncio.run(fire(info["url"], info["images"], args, clients))
+                for clients in args.clients
+            ]
         finally:
             if child.stdin:
                 child.stdin.close()
@@ -250,12 +271,11 @@ def main() -> None:
     report = {
         "benchmark": "serve_load_test",
         "host": HOST,
-        "requests": args.requests,
-        "concurrency": args.concurrency,
+        "requests_per_level": args.requests,
         "mix": {"search": 0.8, "image": 0.2},
         "model": "hash model (no encoder cost)" if not args.index else args.model,
         "index": {k: info[k] for k in ("images", "mode", "backend", "dim")},
-        **result,
+        "levels": levels,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -270,12 +290,12 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(
-        json.dumps(
-            {k: report[k] for k in ("completed", "errors", "wall_s", "throughput_rps")}
-            | {"latency_ms": report["latency_ms"]["all"]}
+    for level in levels:
+        all_ms = level["latency_ms"]["all"]
+        print(
+            f"{level['clients']:>4} clients: {level['throughput_rps']} req/s, p50 {all_ms['p50']} "
+            f"ms, p99 {all_ms['p99']} ms, {level['errors']} errors of {level['completed']}"
         )
-    )
 
 
 if __name__ == "__main__":

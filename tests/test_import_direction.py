@@ -1,16 +1,18 @@
 """The import direction of docs/design.md, checked on the source (AST, nothing is imported).
 
-Data flows one way: core -> data -> encoders -> features -> method -> clt -> train ->
-eval/serve/export -> app -> cli. A module may import its own package and any layer to its
-left, never one to its right nor a peer of its own layer; no ``_private`` name crosses modules;
-no two modules import each other, directly or round a longer circle; and only the application
-layer resolves the data directory (``paths.default_data_dir`` / ``resolve_data_dir``): library
-functions are given their paths.
+Data flows one way: core -> data -> encoders -> features -> method -> clt -> loading
+(``uclip.load``) -> train -> eval/serve/export -> app -> cli. A module may import its own package
+and any layer to its left, never one to its right nor a peer of its own layer; no ``_private``
+name crosses modules; no two modules import each other, directly or round a longer circle; and
+only the application layer resolves the data directory (``paths.default_data_dir`` /
+``resolve_data_dir``): library functions are given their paths.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,10 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"encoders"}),
     frozenset({"features"}),
     frozenset({"method", "pretrained"}),
-    frozenset({"clt", "uclip"}),  # "uclip": the package itself (uclip.load)
+    # "uclip": the package itself, whose ``from uclip import load`` resolves to "loading"; its
+    # wider API is a name -> module table read on first use (test_the_front_door_is_lazy).
+    frozenset({"clt"}),
+    frozenset({"loading", "uclip"}),
     frozenset({"train"}),
     frozenset({"eval", "serve", "export"}),
     frozenset({"app"}),
@@ -168,6 +173,43 @@ def test_the_package_follows_the_import_direction() -> None:
             module_name(path), path.read_text(encoding="utf-8"), is_package=path.stem == "__init__"
         )
     assert not problems, "\n".join(problems)
+
+
+def test_the_front_door_is_lazy() -> None:
+    """``uclip/__init__.py`` imports nothing of the package but its version at import time (its
+    API is a name -> module table), and every name in the table is defined where it points."""
+    tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
+    eager = [
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uclip")
+    ]
+    assert eager == ["uclip.version"]
+    import uclip
+
+    for name, module in uclip._EXPORTS.items():
+        path = SRC.parent / (module.replace(".", "/") + ".py")
+        defined = {
+            n.name
+            for n in ast.parse(path.read_text(encoding="utf-8")).body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        }
+        assert name in defined, f"uclip.{name}: {module} defines no {name}"
+
+
+def test_import_uclip_stays_cheap_and_names_resolve_on_use() -> None:
+    code = (
+        "import sys, uclip\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'eager import'\n"
+        "assert uclip.UclipError.__module__ == 'uclip.errors'\n"
+        "assert 'torch' not in sys.modules, 'UclipError pulled in torch'\n"
+        "assert 'uclip-text-anchor' in uclip.list_models()\n"
+        "from uclip import BitextEvaluator, build_index, export_hf, load\n"
+        "assert load.__module__ == 'uclip.loading' and callable(export_hf)\n"
+        "assert set(uclip.__all__) <= set(dir(uclip))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_no_import_cycles() -> None:

@@ -239,11 +239,18 @@ def test_bitext_accuracy_matches_argmax_and_rejects_misaligned_rows() -> None:
         bitext_accuracy(src, tgt[:49])
 
 
-def test_paired_recall_hand_computed() -> None:
-    from uclip.eval.metrics import paired_recall
+def test_query_ranks_hand_computed() -> None:
+    from uclip.eval.metrics import query_ranks
 
     candidates = torch.eye(3)
     # query 0 finds row 0; query 1 prefers row 2 (its own row 1 is second); query 2 finds row 2
     queries = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8], [0.0, 0.0, 1.0]])
-    got = paired_recall(queries, candidates, ks=(1, 2))
-    assert got == {"R@1": pytest.approx(2 / 3), "R@2": pytest.approx(1.0)}
+    assert query_ranks(queries, candidates, [0, 1, 2]).tolist() == [0, 1, 0]
+    # a tie with a wrong candidate counts against the query (pessimistic), or not (optimistic)
+    tied = torch.tensor([[0.0, 0.6, 0.6]])
+    assert query_ranks(tied, candidates, [1]).tolist() == [1]
+    assert query_ranks(tied, candidates, [1], ties="optimistic").tolist() == [0]
+    with pytest.raises(UclipError, match="one candidate index per query"):
+        query_ranks(queries, candidates, [0, 1])
+    with pytest.raises(UclipError, match=r"outside 0\.\.2"):
+        query_ranks(queries, candidates, [0, 1, 3])

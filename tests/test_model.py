@@ -123,3 +123,31 @@ def test_load_errors(tmp_path: Path) -> None:
     make_model().save(tmp_path / "m2")
     with pytest.raises(UclipError, match="do not match"):
         uclip.load(tmp_path / "m2", anchor_dim=13)
+
+
+def test_save_replaces_only_its_own_files(tmp_path: Path) -> None:
+    """Issue 24: save() renamed the whole folder away; a user's files in it were deleted."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "notes.txt").write_text("precious")
+    (project / "data" / "x.csv").write_text("1,2")
+    make_model().save(project)
+    make_model().save(project)  # and again over the first save
+    assert (project / "notes.txt").read_text() == "precious"
+    assert (project / "data" / "x.csv").read_text() == "1,2"
+    assert sorted(p.name for p in project.iterdir()) == [
+        "config.json",
+        "data",
+        "heads.safetensors",
+        "notes.txt",
+    ]
+    uclip.load(project)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+
+
+def test_save_into_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: save(".") raised 'has an empty name' and left a '..xxxxxxxx' folder behind."""
+    monkeypatch.chdir(tmp_path)
+    make_model().save(".")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "heads.safetensors"]
+    uclip.load(".")

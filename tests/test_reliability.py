@@ -452,6 +452,21 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path, capsys) -> None:
         assert_one_line(*run(argv, capsys), "cannot listen on 127.0.0.1")
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--host", "0.0.0.0"], "--host 0.0.0.0 listens on every interface: pass --allowed-hosts"),
+     (["--limit-concurrency", "0"], "expected 1 or more, got 0"),
+     (["--header-timeout", "nan"], "expected seconds > 0, got nan"),
+     (["--timeout-keep-alive", "-5"], "expected seconds > 0, got -5")],
+)  # fmt: skip
+def test_serve_limits_and_a_wildcard_host_are_checked_first(
+    tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    """Issue 23: --host 0.0.0.0 answered every Host header; the limits had no options."""
+    argv = ["serve", "--index", str(tmp_path), "--model", str(tmp_path), "--port", "0", *extra]
+    assert_one_line(*run(argv, capsys), message)
+
+
 # -- 7. smaller defects -------------------------------------------------------------------------
 
 
@@ -483,3 +498,53 @@ def test_export_error_names_the_cli_flag(tmp_path: Path, capsys) -> None:
     ]
     assert run(argv, capsys)[0] == 0
     assert_one_line(*run(argv, capsys), "pass --overwrite")
+
+
+# -- issue 24: absurd counts ------------------------------------------------------------------
+
+
+def _demo_data(root: Path, per_class: int = 2) -> Path:
+    """A data directory shaped like the shared one: 1 COCO image, ``per_class`` CIFAR images."""
+    import io
+    import tarfile
+
+    from uclip.app.demo import CIFAR_CLASSES
+
+    images = root / "images"
+    images.mkdir(parents=True)
+
+    def tar(path: Path, names: list[str]) -> None:
+        with tarfile.open(path, "w:gz") as out:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = 3
+                out.addfile(info, io.BytesIO(b"jpg"))
+
+    tar(images / "coco_mini_images.tar.gz", ["a.jpg"])
+    tar(
+        images / "cifar10_test_jpg.tar.gz",
+        [f"test/{c}/{i:04d}.jpg" for c in CIFAR_CLASSES for i in range(per_class)],
+    )
+    (images / "coco_mini_captions.jsonl").write_text(
+        json.dumps({"file_name": "a.jpg", "captions": ["a cat"]}) + "\n"
+    )
+    return root
+
+
+def test_demo_counts_are_bounded_by_the_archive(tmp_path: Path, capsys) -> None:
+    """`--cifar-per-class 1000000000` built a 10-billion-entry dict; more than the archive holds
+    silently gave what it held; `-1` silently meant 0."""
+    from uclip.app.demo import prepare_demo
+
+    data = _demo_data(tmp_path / "data")
+    _, captions = prepare_demo(data, tmp_path / "ok", 2)
+    assert len(json.loads(captions.read_text())) == 1 + 10 * 2
+    for count in (3, 1_000_000_000):
+        with pytest.raises(UclipError, match="pass at most 2"):
+            prepare_demo(data, tmp_path / f"out{count}", count)
+        assert not (tmp_path / f"out{count}").exists()  # refused before writing anything
+    base = ["demo", "prepare", "--data-dir", str(data), "--out", str(tmp_path / "cli")]
+    code, err = run([*base, "--cifar-per-class", "-1"], capsys)
+    assert code == 2 and "expected 0 or more, got -1" in err and "Traceback" not in err
+    code, err = run([*base, "--cifar-per-class", "1000000000"], capsys)
+    assert_one_line(code, err, "pass at most 2")

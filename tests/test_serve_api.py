@@ -189,7 +189,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def semantic(workspace: Path) -> tuple[SearchIndex, UCLIPModel, TestClient]:
     model = make_model(identity=True)
     index = build_index(model, workspace / "images", workspace / "idx-semantic", progress=False)
-    return index, model, TestClient(create_app(index, model))
+    return index, model, local_client(create_app(index, model))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,18 @@ def random_heads(workspace: Path) -> tuple[SearchIndex, UCLIPModel, TestClient]:
     index = build_index(
         model, workspace / "images", workspace / "idx-random", chunk_size=5, progress=False
     )
-    return index, model, TestClient(create_app(index, model))
+    return index, model, local_client(create_app(index, model))
+
+
+def local_client(app: Any) -> TestClient:
+    """A client whose requests carry ``Host: 127.0.0.1``, a name the app answers by default."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+def load_index(index_dir: Path, *args: Any, **kw: Any) -> SearchIndex:
+    """:meth:`SearchIndex.load` with the images folder the tests build beside each index."""
+    kw.setdefault("images_root", Path(index_dir).parent / "images")
+    return SearchIndex.load(index_dir, *args, **kw)
 
 
 def brute_force(index_dir: Path, model: UCLIPModel, query: str) -> tuple[list[int], np.ndarray]:
@@ -251,7 +262,7 @@ def test_index_round_trip_and_backends_agree(
     workspace: Path, random_heads: tuple[SearchIndex, UCLIPModel, TestClient]
 ) -> None:
     built, model, _ = random_heads
-    loaded = SearchIndex.load(workspace / "idx-random", model)
+    loaded = load_index(workspace / "idx-random", model)
     assert loaded.paths == built.paths and loaded.mode == "image"
     np.testing.assert_array_equal(loaded.embeddings, built.embeddings)
     queries = model.encode_text(["rojo", "blue sky", "zzz"]).numpy()
@@ -261,7 +272,7 @@ def test_index_round_trip_and_backends_agree(
         model, workspace / "images", workspace / "idx-flat", faiss_threshold=1, progress=False
     )
     assert flat.backend == "faiss-flat" and (workspace / "idx-flat" / FAISS_FILE).is_file()
-    flat = SearchIndex.load(workspace / "idx-flat", model)
+    flat = load_index(workspace / "idx-flat", model)
     scores_f, ids_f = flat.search(queries, 5)
     np.testing.assert_array_equal(ids_f, ids_np)
     np.testing.assert_allclose(scores_f, scores_np, atol=1e-6)
@@ -277,10 +288,10 @@ def test_index_round_trip_and_backends_agree(
     )
     assert ivf.backend == "faiss-ivf"
     nlist = json.loads((workspace / "idx-ivf" / INDEX_FILE).read_text())["backend"]["nlist"]
-    ivf = SearchIndex.load(workspace / "idx-ivf", model, nprobe=nlist)
+    ivf = load_index(workspace / "idx-ivf", model, nprobe=nlist)
     np.testing.assert_array_equal(ivf.search(queries, 5)[1], ids_np)
     # backend override: exact numpy search over a FAISS index directory
-    exact = SearchIndex.load(workspace / "idx-ivf", model, backend="numpy")
+    exact = load_index(workspace / "idx-ivf", model, backend="numpy")
     assert exact.backend == "numpy"
     np.testing.assert_array_equal(exact.search(queries, 5)[1], ids_np)
 
@@ -441,7 +452,7 @@ def test_symlink_and_tampered_paths_pointing_outside_are_refused(tmp_path: Path)
     index = build_index(model, images, tmp_path / "idx", progress=False)
     assert "zz_link_out.png" not in index.paths  # skipped at build time ...
     assert index.meta["skipped"] == ["zz_link_out.png"]  # ... and recorded
-    client = TestClient(create_app(index, model))
+    client = local_client(create_app(index, model))
 
     # An indexed image replaced by a symlink to a file outside the folder after the build.
     victim = index.paths.index("red_0.png")
@@ -480,7 +491,7 @@ def test_tampered_index_json_with_escaping_path_fails_to_load(tmp_path: Path) ->
     meta["images"][0]["path"] = "../secret.txt"
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(UclipError, match="outside the images folder"):
-        SearchIndex.load(tmp_path / "idx", model)
+        load_index(tmp_path / "idx", model)
 
 
 def test_health_info_openapi_and_page(
@@ -519,11 +530,11 @@ def test_health_info_openapi_and_page(
 def test_load_rejects_a_different_model(workspace: Path, semantic: Any) -> None:
     other_encoder = make_model(multilingual="another-multilingual")
     with pytest.raises(UclipError, match=r"different model.*multilingual_encoder"):
-        SearchIndex.load(workspace / "idx-semantic", other_encoder)
+        load_index(workspace / "idx-semantic", other_encoder)
     other_heads = make_model(identity=False, seed=7)  # same spec, other weights
     with pytest.raises(UclipError, match="different head weights"):
-        SearchIndex.load(workspace / "idx-semantic", other_heads)
-    SearchIndex.load(workspace / "idx-semantic", make_model(identity=True))  # same: fine
+        load_index(workspace / "idx-semantic", other_heads)
+    load_index(workspace / "idx-semantic", make_model(identity=True))  # same: fine
 
 
 @pytest.mark.parametrize(
@@ -562,7 +573,7 @@ def test_load_detects_corrupt_or_missing_files(
         shutil.rmtree(out)
         match = "no search index"
     with pytest.raises(UclipError, match=match) as info:
-        SearchIndex.load(out, model)
+        load_index(out, model, images_root=workspace / "images")
     assert "\n" not in str(info.value)
 
 
@@ -573,7 +584,7 @@ def test_load_with_moved_images_needs_images_root(tmp_path: Path) -> None:
     moved = tmp_path / "moved"
     images.rename(moved)
     with pytest.raises(UclipError, match="images_root"):
-        SearchIndex.load(tmp_path / "idx", model)
+        SearchIndex.load(tmp_path / "idx", model, images_root=images)
     index = SearchIndex.load(tmp_path / "idx", model, images_root=moved)
     assert index.image_file(0) == (moved / index.paths[0]).resolve()
 
@@ -610,7 +621,7 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
     ]
     assert not (tmp_path / "idx" / INDEX_FILE).exists()
     with pytest.raises(UclipError, match="interrupted"):
-        SearchIndex.load(tmp_path / "idx")
+        load_index(tmp_path / "idx", images_root=images)
 
     resumed_model = make_model()
     resumed = build_index(
@@ -620,7 +631,7 @@ def test_killed_build_resumes_and_matches_a_clean_build(tmp_path: Path, workspac
     np.testing.assert_array_equal(resumed.embeddings, clean.embeddings)
     assert resumed.meta["images"] == clean.meta["images"]
     assert not partial.exists()
-    SearchIndex.load(tmp_path / "idx", resumed_model)
+    load_index(tmp_path / "idx", resumed_model, images_root=images)
 
 
 def test_resume_starts_over_when_the_folder_changed(tmp_path: Path) -> None:
@@ -676,7 +687,7 @@ def test_caption_mode_embeds_mean_of_captions(tmp_path: Path) -> None:
         caps = (images / rel).with_suffix(".txt").read_text().splitlines()
         ref = model.encode_english(caps).numpy().mean(0)
         np.testing.assert_allclose(index.embeddings[i], ref / np.linalg.norm(ref), atol=1e-6)
-    client = TestClient(create_app(SearchIndex.load(tmp_path / "idx", model), model))
+    client = local_client(create_app(load_index(tmp_path / "idx", model), model))
     body = client.get("/search", params={"q": "azul", "k": 4}).json()
     assert body["mode"] == "caption"
     assert all(Path(r["path"]).name.startswith("blue") for r in body["results"])
@@ -728,7 +739,9 @@ def test_openapi_contract_with_schemathesis(
     )
 
     index, model, _ = semantic
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(index, model))
+    # schemathesis calls the app as Starlette's test client does, with Host: testserver
+    app = create_app(index, model, allowed_hosts=["testserver"])
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     checks = [
         not_a_server_error,
         status_code_conformance,
@@ -766,18 +779,23 @@ def test_serve_checks_the_model_and_binds_loopback(
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
-    serve(workspace / "idx-semantic", make_model(identity=True), port=8765)
+    images = workspace / "images"
+    serve(workspace / "idx-semantic", make_model(identity=True), port=8765, images_root=images)
     assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8765
-    assert TestClient(calls[0]["app"]).get("/health").json()["images"] == 12
+    assert local_client(calls[0]["app"]).get("/health").json()["images"] == 12
     with pytest.raises(UclipError, match="different model"):
-        serve(workspace / "idx-semantic", make_model(multilingual="other"))
+        serve(workspace / "idx-semantic", make_model(multilingual="other"), images_root=images)
     assert len(calls) == 1
 
 
 @pytest.mark.parametrize(
     "query",
-    ["\x00", "\x00\x00 \x00", "\u200b\u200b", "\x07\x1b", "\u2028\u00a0\u3000", "\ufeff"],
-)
+    [
+        "\x00", "\x00\x00 \x00", "\u200b\u200b", "\x07\x1b", "\u2028\u00a0\u3000", "\ufeff",
+        # issue 23: blank letters and symbols, combining marks with no base
+        "\u3164", "\u3164 \u3164", "\u2800\u2800", "\u0301", "\u0301\u0308 \u200b", "\u115f\uffa0",
+    ],
+)  # fmt: skip
 def test_query_without_visible_characters_is_a_4xx(
     semantic: tuple[SearchIndex, UCLIPModel, TestClient], query: str
 ) -> None:
@@ -786,6 +804,7 @@ def test_query_without_visible_characters_is_a_4xx(
     assert response.status_code == 422
     assert "no visible characters" in response.json()["detail"]
     assert client.get("/search", params={"q": "\x00red\u200b", "k": 1}).status_code == 200
+    assert client.get("/search", params={"q": "e\u0301", "k": 1}).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/", "/health", "/info", "/search?q=red&k=2", "/images/0",
@@ -801,3 +820,203 @@ def test_head_is_answered_wherever_get_is(
     assert head.headers.get("content-length") == get.headers.get("content-length")
     assert client.head("/search?q=%00").status_code == 422
     assert client.head("/images/9999").status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 24 / issue 23 (5, 6): what a shared index may decide, and a server safe by default
+
+
+def test_a_crafted_index_cannot_choose_the_served_folder(tmp_path: Path) -> None:
+    """index.json once chose the images root: `"images_root": "/"` with `etc/passwd` served
+    /etc/passwd. Now the root is what the caller passes (or the index folder)."""
+    images = make_image_folder(tmp_path)
+    (tmp_path / "outside.png").write_text(SECRET)
+    model = make_model()
+    build_index(model, images, tmp_path / "idx", progress=False)
+    meta_file = tmp_path / "idx" / INDEX_FILE
+    meta = json.loads(meta_file.read_text())
+
+    meta["images_root"], meta["images"][0]["path"] = "/", "etc/passwd"
+    meta_file.write_text(json.dumps(meta))
+    for root in (None, images, Path("/")):
+        with pytest.raises(UclipError, match="not an image file"):
+            SearchIndex.load(tmp_path / "idx", model, images_root=root)
+
+    # An image name that exists only in the folder index.json names: not served from there.
+    meta["images"][0]["path"] = "red_0.png"
+    meta["images_root"], meta["images"][5]["path"] = str(tmp_path), "outside.png"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(UclipError, match=r"images of index .* are not in .*idx: pass images_root"):
+        SearchIndex.load(tmp_path / "idx", model)
+    client = local_client(create_app(load_index(tmp_path / "idx", model), model))
+    response = client.get("/images/5")
+    assert response.status_code == 404 and SECRET not in response.text
+
+
+def test_a_replaced_image_is_refused_not_served_under_the_old_ranking(
+    tmp_path: Path,
+) -> None:
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    index = build_index(model, images, tmp_path / "idx", progress=False)
+    client = local_client(create_app(index, model))
+    red, blue = index.paths.index("red_0.png"), index.paths.index("blue_0.png")
+    original = (images / "red_0.png").read_bytes()
+    assert client.get(f"/images/{red}").content == original
+
+    stat = (images / "red_0.png").stat()
+    shutil.copyfile(images / "blue_0.png", images / "red_0.png")  # in place, same inode
+    os.utime(images / "red_0.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime kept
+    response = client.get(f"/images/{red}")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"image {red} has changed since the index was built; rebuild the index"
+    )
+    assert client.get(f"/images/{blue}").status_code == 200
+    (images / "red_0.png").write_bytes(original)  # restored: served again
+    assert client.get(f"/images/{red}").content == original
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("~draft.jpg", "starts with '.' or '~'"), ("a\\b.png", "backslash"),
+     ("sub/~x.png", "starts with '.' or '~'")],
+)  # fmt: skip
+def test_build_refuses_names_that_serve_would_refuse(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    """`index build` accepted `~draft.jpg` and backslashes; the index was then unusable."""
+    images = make_image_folder(tmp_path)
+    (images / name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(images / "red_0.png", images / name)
+    with pytest.raises(UclipError, match=f"1 image name.*{re.escape(repr(name))}.*{problem}"):
+        build_index(make_model(), images, tmp_path / "idx", progress=False)
+    assert not (tmp_path / "idx").exists()
+
+
+def test_a_non_utf8_file_name_is_one_line(tmp_path: Path) -> None:
+    """A Latin-1 file name raised UnicodeEncodeError while index.json was written."""
+    images = make_image_folder(tmp_path)
+    latin1 = os.fsencode(images) + b"/caf\xe9.png"
+    with open(latin1, "wb") as fh:
+        fh.write((images / "red_0.png").read_bytes())
+    with pytest.raises(UclipError, match="not UTF-8"):
+        build_index(make_model(), images, tmp_path / "idx", progress=False)
+
+
+def test_embeddings_rewritten_under_a_running_server_change_nothing(tmp_path: Path) -> None:
+    """embeddings.npy was memory-mapped: rewritten in place (cp, rsync --inplace) it changed the
+    results, and truncated it killed the server with SIGBUS."""
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    build_index(model, images, tmp_path / "idx", progress=False)
+    index = load_index(tmp_path / "idx", model)
+    client = local_client(create_app(index, model))
+    before = client.get("/search", params={"q": "rojo", "k": 5}).json()
+    emb = tmp_path / "idx" / EMBEDDINGS_FILE
+    size = emb.stat().st_size
+    with open(emb, "r+b") as fh:  # same file, same size, other numbers
+        fh.seek(size - 4 * 8 * 6)
+        fh.write(b"\x00" * (4 * 8 * 6))
+    assert client.get("/search", params={"q": "rojo", "k": 5}).json() == before
+    os.truncate(emb, 0)
+    assert client.get("/search", params={"q": "rojo", "k": 5}).json() == before
+
+
+class FailingTextTower(FakeTextTower):
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        raise UclipError("encoder path /home/alice/private/models/e5 is not a model folder")
+
+
+def test_error_bodies_hold_no_paths_or_tracebacks(tmp_path: Path, caplog: Any) -> None:
+    """/search answered 400 `encoder path /home/alice/private/... is not ...`."""
+    images = make_image_folder(tmp_path)
+    model = make_model()
+    index = build_index(model, images, tmp_path / "idx", progress=False)
+    model.use_encoders({"fake-multilingual": FailingTextTower("fake-multilingual")})
+    client = TestClient(
+        create_app(index, model), base_url="http://127.0.0.1", raise_server_exceptions=False
+    )
+    with caplog.at_level("ERROR", logger="uclip.serve.app"):
+        response = client.get("/search", params={"q": "red"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "the server could not search; the server log has the details"
+    }
+    assert "/home/alice" in caplog.text  # the detail is in the server log
+
+    index.meta["images"][0]["path"] = "../../home/alice/x.png"
+    index.paths[0] = "../../home/alice/x.png"
+    for url in ("/images/0", f"/images/{len(index) + 5}"):
+        body = client.get(url).text
+        assert "alice" not in body and str(tmp_path) not in body and "Traceback" not in body
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("127.0.0.1:8000", 200), ("localhost", 200), ("[::1]:80", 200), ("evil.example", 400),
+     ("127.0.0.1.evil.example", 400), ("localhost.", 400)],
+)  # fmt: skip
+def test_only_bound_host_names_are_answered(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient], host: str, status: int
+) -> None:
+    """DNS rebinding: any Host header was answered, so a web page could read a local server."""
+    _, _, client = semantic
+    response = client.get("/search", params={"q": "red"}, headers={"Host": host})
+    assert response.status_code == status
+    if status == 400:
+        assert "red_" not in response.text
+
+
+def test_allowed_hosts_widen_the_list_and_a_wildcard_bind_needs_them(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient],
+) -> None:
+    from uclip.serve.app import host_allow_list
+
+    index, model, _ = semantic
+    assert host_allow_list("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert host_allow_list("::1")[-1] == "[::1]" and host_allow_list("myhost")[-1] == "myhost"
+    with pytest.raises(UclipError, match=r"--host 0\.0\.0\.0 listens on every interface"):
+        host_allow_list("0.0.0.0")
+    with pytest.raises(UclipError, match="not a host name"):
+        host_allow_list("0.0.0.0", ["http://x.org/"])
+    hosts = host_allow_list("0.0.0.0", ["search.example.org", "*.corp.example"])
+    client = local_client(create_app(index, model, allowed_hosts=hosts))
+    for host, status in (("search.example.org", 200), ("a.corp.example", 200), ("evil.org", 400)):
+        assert client.get("/health", headers={"Host": host}).status_code == status
+
+
+def test_slow_headers_are_cut_off_and_connections_are_limited(
+    semantic: tuple[SearchIndex, UCLIPModel, TestClient],
+) -> None:
+    """Slowloris: connections that never finished their headers stayed open for ever."""
+    import socket
+    import time
+
+    import httpx
+
+    from uclip.serve.app import BackgroundServer
+
+    index, model, _ = semantic
+    app = create_app(index, model)
+    with BackgroundServer(app, header_timeout=0.5) as server:
+        slow = socket.create_connection((server.host, server.port), timeout=5)
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+        start = time.monotonic()
+        assert slow.recv(1024) == b""  # closed by the server, not by our 5 s timeout
+        assert time.monotonic() - start < 3
+        slow.close()
+
+    with (
+        BackgroundServer(app, limit_concurrency=3) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        idle = [socket.create_connection((server.host, server.port)) for _ in range(3)]
+        deadline = time.monotonic() + 5  # until the server has accepted the three
+        while (status := client.get("/health").status_code) != 503:
+            assert status == 200 and time.monotonic() < deadline
+            time.sleep(0.05)
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert client.get("/health").status_code == 200

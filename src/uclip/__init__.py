@@ -1,34 +1,62 @@
-"""uclip: make English vision-language models multilingual cheaply (uCLIP, CLT)."""
+"""uclip: make English vision-language models multilingual cheaply (uCLIP, CLT).
+
+The public API, imported on first use (PEP 562) so that ``import uclip`` loads neither torch nor
+transformers::
+
+    model = uclip.load("uclip-text-anchor")      # or a folder, a Hub id, a saved CLT model
+    uclip.list_models()                          # the pretrained names
+    uclip.BitextEvaluator(...)(model)            # an EvalResult
+    uclip.build_index(model, images_dir, out)    # a search index
+    uclip.export_hf(model, out_dir)              # a Hugging Face folder (also export_onnx, ...)
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import Any
 
 from uclip.version import __version__
 
-if TYPE_CHECKING:
-    from uclip.method.model import UCLIPModel
+# name -> the module that defines it. The targets sit in every layer (eval, serve, export
+# included): this table is the package's front door, read only when a name is first used, so
+# the library's own modules import from the defining module (``uclip.loading.load``), never
+# from here.
+_EXPORTS: dict[str, str] = {
+    "load": "uclip.loading",
+    "list_models": "uclip.pretrained",
+    "UclipError": "uclip.errors",
+    "EmbeddingModel": "uclip.encoders.base",
+    "UCLIPModel": "uclip.method.model",
+    "CLTModel": "uclip.clt.model",
+    "EvalResult": "uclip.eval.evaluators",
+    "Evaluator": "uclip.eval.evaluators",
+    "CrossModalRetrievalEvaluator": "uclip.eval.evaluators",
+    "ZeroShotClassificationEvaluator": "uclip.eval.evaluators",
+    "CrossLingualTextRetrievalEvaluator": "uclip.eval.evaluators",
+    "BitextEvaluator": "uclip.eval.evaluators",
+    "save_result": "uclip.eval.evaluators",
+    "load_results": "uclip.eval.evaluators",
+    "load_embedding_model": "uclip.eval.models",
+    "build_index": "uclip.serve.index",
+    "SearchIndex": "uclip.serve.index",
+    "export_hf": "uclip.export",
+    "export_onnx": "uclip.export",
+    "export_onnx_text_pipeline": "uclip.export",
+    "export_sentence_transformers": "uclip.export",
+}
 
 
-def load(name_or_path: str, **config_overrides: Any) -> UCLIPModel:
-    """Load a trained uCLIP model: a directory (``config.json`` + ``heads.safetensors``), a
-    pretrained name (``uclip models``) or a Hugging Face Hub id (``org/name``)."""
-    from uclip.data.io import file_sha256
-    from uclip.errors import UclipError
-    from uclip.method.model import HEADS_NAME
-    from uclip.method.model import load as _load
-    from uclip.pretrained import expected_sha256, resolve_model_dir
-
-    directory = resolve_model_dir(name_or_path)
-    expected = expected_sha256(str(name_or_path))
-    if expected and (directory / HEADS_NAME).is_file():
-        found = file_sha256(directory / HEADS_NAME)
-        if found != expected:
-            raise UclipError(
-                f"pretrained model {name_or_path!r}: {directory / HEADS_NAME} has sha256 "
-                f"{found[:12]}…, the registry lists {expected[:12]}…: reinstall uclip"
-            )
-    return _load(directory, **config_overrides)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'uclip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
-__all__ = ["__version__", "load"]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+__all__ = ["__version__", *_EXPORTS]

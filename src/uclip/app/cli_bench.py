@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.errors import UclipError
 
 
@@ -176,7 +177,7 @@ def add_figures(sub: Any) -> None:
     )
     p.add_argument("--model", required=True, help="model directory (uclip train/quickstart)")
     p.add_argument("--out", default="docs/figures", help="output directory for the PNGs")
-    p.add_argument("--langs", type=_str_list, default=["cs", "fi", "hr", "hu", "ro"])
+    p.add_argument("--langs", type=_str_list, default=list(TARGET_LANGUAGES))
     p.add_argument("--dataset", choices=("xm3600", "flickr30k"), default="xm3600")
     p.add_argument("--pairs", type=int, default=1000, help="pairs per language (z-scores)")
     p.add_argument("--n-heatmap", type=int, default=50, help="pairs per heatmap (paper: 50)")
@@ -240,7 +241,7 @@ def add_ablate(sub: Any) -> None:
         "--set", nargs="+", help="section.key=value overrides of the base (e.g. data.n_train=4000)"
     )
     p.add_argument("--seeds", type=_seed_list, default=[0], help="comma-separated")
-    p.add_argument("--langs", type=_str_list, default=["cs", "fi", "hr", "hu", "ro"])
+    p.add_argument("--langs", type=_str_list, default=list(TARGET_LANGUAGES))
     p.add_argument("--xm3600-pairs", type=int, default=1000)
     p.add_argument("--flores-pairs", type=int, default=500)
     p.add_argument("--data-dir")

@@ -53,19 +53,28 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from uclip.app.clt import flores_bitext, load_clt_model
+    from uclip.eval.evaluators import EvalResult, save_result
     from uclip.eval.report import markdown_table, write_table
     from uclip.paths import resolve_data_dir
 
     model, _, label = load_clt_model(ns.model)
     spaces = _langs(ns.space)
+    records: list[EvalResult] = []
     rows = flores_bitext(
-        model, _langs(ns.langs), resolve_data_dir(ns.data_dir), limit=ns.limit, spaces=spaces
+        model,
+        _langs(ns.langs),
+        resolve_data_dir(ns.data_dir),
+        limit=ns.limit,
+        spaces=spaces,
+        records=records,
     )
     rows = [{"model": label, **r} for r in rows]
     print(markdown_table(rows))
     if ns.out:
         paths = write_table(rows, ns.out, "flores", title=f"FLORES-200 X->En, {label}")
-        print(f"written: {paths['md']}")
+        for record in records:
+            save_result(record, Path(ns.out) / "runs")
+        print(f"written: {paths['md']} and {len(records)} run records in {ns.out}/runs")
     return 0
 
 
@@ -154,7 +163,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--langs", required=True, help="comma-separated, e.g. es,ja,hi,quz or spa_Latn")
     p.add_argument("--limit", type=int, help="first N devtest sentences (default all 1,012)")
     p.add_argument("--space", default="encoder", help="encoder and/or adapter (comma-separated)")
-    p.add_argument("--out", help="also write flores.{json,csv,md} here")
+    p.add_argument("--out", help="also write flores.{json,csv,md} and runs/ here")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_eval)
 

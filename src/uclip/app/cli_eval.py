@@ -2,7 +2,8 @@
 
 ``uclip eval`` loads every requested data set first (so a wrong language code, a missing image
 folder or an empty file fails in a second, before any model is built), then builds each model
-once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``.
+once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``
+(with ``--skip-existing``, a run whose file already verifies is kept, not recomputed).
 ``uclip report RUNS_DIR`` turns those files into Markdown + CSV tables through
 :func:`uclip.eval.report.write_table`, optionally beside the papers' reported figures.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from uclip.errors import UclipError
 from uclip.eval.evaluators import Evaluator
+from uclip.features.scoring import COSINE, ReferenceQueries, ScorerSpec, parse_scorer
 
 TASKS = ("retrieval", "zeroshot", "crosslingual", "bitext")
 DATASETS: dict[str, tuple[str, ...]] = {
@@ -23,6 +25,7 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "zeroshot": ("cifar10", "stl10"),
     "bitext": ("flores200",),
 }
+SCORED_TASKS = ("crosslingual", "bitext")
 UCLIP_LANGS = ("cs", "fi", "hr", "hu", "ro")
 TASK_HELP = {
     "retrieval": "image<->text Recall@1/5/10 (uCLIP Table 1); needs --images",
@@ -65,8 +68,13 @@ def make_evaluators(
     limit: int | None = None,
     protocol: str = "all",
     target: str = "eng_Latn",
+    scorer: ScorerSpec | str = COSINE,
+    reference: ReferenceQueries | None = None,
 ) -> list[Evaluator]:
     """One evaluator per language; loads (and so validates) every data set now.
+
+    ``scorer`` (with its ``reference`` query set) ranks candidates for the crosslingual and
+    bitext tasks (:mod:`uclip.features.scoring`); other tasks take cosine only.
 
     ``data_dir`` is resolved here (``--data-dir`` > ``UCLIP_DATA`` > ``../shared/data``), and
     only when the data set needs it: English zero-shot prompts on a given image folder need none.
@@ -84,6 +92,13 @@ def make_evaluators(
             f"{task} does not run on {dataset!r}: use --dataset {' or '.join(DATASETS[task])}"
         )
     ev.check_limit(limit)
+    scorer = parse_scorer(scorer)
+    if scorer != COSINE and task not in SCORED_TASKS:
+        raise UclipError(
+            f"--scorer {scorer.name} applies to {' and '.join(SCORED_TASKS)}; {task} ranks by "
+            "cosine: drop --scorer"
+        )
+    scoring = {"scorer": scorer, "reference": reference}
     if langs == ["all"]:
         langs = _all_langs(task, dataset, data_dir)
     english_zeroshot = task == "zeroshot" and images is not None and set(langs) <= {"en"}
@@ -98,7 +113,7 @@ def make_evaluators(
     elif task == "bitext":
         for lang in langs:
             bitext = load_flores(lang, target, root)
-            out.append(ev.BitextEvaluator(bitext, limit=limit))
+            out.append(ev.BitextEvaluator(bitext, limit=limit, **scoring))
     elif task == "retrieval":
         if images is None:
             raise UclipError(
@@ -111,21 +126,22 @@ def make_evaluators(
     else:
         for lang in langs:
             data = loaders[dataset](lang, root)
-            out.append(ev.CrossLingualTextRetrievalEvaluator(data, limit=limit))
+            out.append(ev.CrossLingualTextRetrievalEvaluator(data, limit=limit, **scoring))
     return out
 
 
 def _summary_line(result: Any, path: Path) -> str:
     metrics = " ".join(f"{k}={v:.2f}" for k, v in result.metrics.items())
     return (
-        f"{result.task} {result.dataset} {result.lang} {result.model} [{result.weights}]: "
+        f"{result.task} {result.dataset} {result.lang} {result.model} [{result.weights}]"
+        f"{'' if result.scorer == 'cosine' else ' scorer ' + result.scorer}: "
         f"{metrics} -> {path}"
     )
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from uclip.data.io import default_cache_dir
-    from uclip.eval.evaluators import save_result
+    from uclip.eval.evaluators import finished_run, save_result
     from uclip.eval.models import load_embedding_model
     from uclip.eval.report import markdown_table
 
@@ -140,6 +156,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         limit=ns.limit,
         protocol=ns.protocol,
         target=ns.target,
+        scorer=ns.scorer,
+        reference=(
+            None if ns.scorer_reference is None else ReferenceQueries.from_file(ns.scorer_reference)
+        ),
     )
     cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir() / "embeddings")
     rows = []
@@ -152,9 +172,14 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             progress=not ns.no_progress,
         )
         for evaluator in evaluators:
-            result = evaluator.run(model)
-            path = save_result(result, ns.out)
-            print(_summary_line(result, path), flush=True)
+            done = finished_run(evaluator, model, ns.out) if ns.skip_existing else None
+            if done is not None:
+                result, path = done
+                print(f"skipped, already run: {_summary_line(result, path)}", flush=True)
+            else:
+                result = evaluator.run(model)
+                path = save_result(result, ns.out)
+                print(_summary_line(result, path), flush=True)
             rows.append(result.row())
     print()
     print(markdown_table(rows))
@@ -233,7 +258,26 @@ def add_commands(sub: Any) -> None:
         help="retrieval: all captions, or each image's first (uCLIP's setting)",
     )
     p.add_argument("--target", default="eng_Latn", help="bitext target language (default English)")
+    p.add_argument(
+        "--scorer",
+        default="cosine",
+        help="crosslingual/bitext ranking: cosine (default, the standard protocol), csls[:k=10], "
+        "qbnorm[:beta=20] (both need --scorer-reference), or csls-transductive[:k=10] "
+        "(hubness over the test queries: offline bitext mining only); see docs/evaluation.md",
+    )
+    p.add_argument(
+        "--scorer-reference",
+        metavar="FILE",
+        help="reference queries for csls/qbnorm: a UTF-8 text file, one query per line, never "
+        "the test sentences (e.g. bank M's texts or a log of queries)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for torch towers")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip runs whose record is already in --out and verifies (same task, model, "
+        "weights, data set, language, protocol and limit; finite metrics); rerun the others",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 

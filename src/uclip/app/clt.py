@@ -5,8 +5,8 @@ the t-SNE figure :func:`uclip.app.figures.tsne_figure`).
 Config sections (JSON/YAML, see ``configs/clt-*.json``): ``model`` (:class:`CLTConfig`), ``data``
 (:class:`CLTData`), ``method`` (:class:`CLTMethod`), ``train`` (:class:`TrainArgs`), ``eval``
 (:class:`CLTEval`). A run directory holds ``config.json``, ``data.json`` (splits, language
-shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{before,after}.*`` and
-``summary.json``.
+shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{before,after}.*``
+(their numbers also as eval run records in ``runs/``) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from uclip.clt.model import CLTConfig, CLTModel, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
 from uclip.data.flores200 import load_flores
 from uclip.errors import UclipError
-from uclip.eval.metrics import bitext_accuracy, retrieval_recall
+from uclip.eval.evaluators import BitextEvaluator, EvalResult, save_result
+from uclip.eval.metrics import retrieval_recall
 from uclip.eval.report import run_metadata, write_table
 from uclip.paths import resolve_data_dir
 from uclip.train.args import TrainArgs, load_config_file
@@ -215,20 +216,35 @@ def flores_bitext(
     limit: int | None = None,
     spaces: Sequence[str] = ("encoder",),
     batch_size: int = 64,
+    records: list[EvalResult] | None = None,
+    name: str | None = None,
 ) -> list[dict[str, Any]]:
     """FLORES-200 devtest X->En top-1 bitext retrieval (paper Table 1's measure) for each
-    language, in each embedding space; English is the target and is embedded once."""
+    language, in each embedding space, scored by :class:`BitextEvaluator`; English is the target
+    and is embedded once. Rows hold fractions; each run record (model ``<name>:<space>``, name
+    defaulting to ``model.name``; metrics in percent) is appended to ``records`` when given."""
     if not langs:
         raise UclipError("no FLORES languages given: pass e.g. --langs es,ja,hi,quy")
     english = load_flores(ENGLISH, ENGLISH, data_dir).src[:limit]
     target = model.embed_sentences(english, batch_size=batch_size, spaces=spaces)
     rows = []
     for lang in langs:
-        bitext = load_flores(lang, "eng_Latn", data_dir)
-        source = model.embed_sentences(bitext.src[:limit], batch_size=batch_size, spaces=spaces)
+        evaluator = BitextEvaluator(load_flores(lang, "eng_Latn", data_dir), limit=limit)
+        source = model.embed_sentences(evaluator.src, batch_size=batch_size, spaces=spaces)
         for space in spaces:
-            acc = bitext_accuracy(source[space], target[space])
-            rows.append({"lang": bitext.src_lang, "space": space, "n": len(english), **acc})
+            view = model.space(space)  # both spaces come from one pass: embed_sentences
+            record = evaluator.compute_from_embeddings(
+                source[space],
+                target[space],
+                model=f"{name}:{space}" if name else view.name,
+                weights=view.weights,
+                model_info=view.describe(),
+            )
+            if records is not None:
+                records.append(record)
+            # the tables keep fractions, exactly as computed (percent / 100 may round off)
+            acc = {k: evaluator.fractions[k] for k in ("x2en_acc", "en2x_acc")}
+            rows.append({"lang": evaluator.lang, "space": space, "n": len(english), **acc})
     return rows
 
 
@@ -290,6 +306,7 @@ def train_clt(
 
     def evaluate(stage: str) -> None:
         t = time.perf_counter()
+        records: list[EvalResult] = []
         rows = flores_bitext(
             model,
             list(run.eval.flores_langs),
@@ -297,7 +314,11 @@ def train_clt(
             limit=run.eval.flores_limit,
             spaces=list(run.eval.spaces),
             batch_size=run.eval.batch_size,
+            records=records,
+            name=f"{label}-{stage}",
         )
+        for record in records:
+            save_result(record, out / "runs")
         rows = [{"model": label, "stage": stage, "weights": _weights(model), **r} for r in rows]
         write_table(rows, out, f"flores_{stage}", meta=meta, title=f"FLORES-200 X->En, {stage}")
         evaluations[f"flores_{stage}"] = rows

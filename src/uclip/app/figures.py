@@ -43,7 +43,7 @@ from uclip.data.flores200 import load_flores
 from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
-from uclip.eval.metrics import retrieval_recall
+from uclip.eval.evaluators import CrossLingualTextRetrievalEvaluator, save_result
 from uclip.eval.models import EncoderModel
 from uclip.features.cache import TowerOptions
 from uclip.method.model import UCLIPHeads, UCLIPModel
@@ -356,11 +356,14 @@ def plot_embedding_map(
 
 @dataclass
 class PairSet:
-    """``foreign[i]`` (language ``lang``) and ``english[i]`` describe the same item."""
+    """``foreign[i]`` (language ``lang``) and ``english[i]`` describe the same item: the first
+    ``limit`` items of ``dataset`` (``None``: all of it)."""
 
     lang: str
     foreign: list[str]
     english: list[str]
+    dataset: str = "pairs"
+    limit: int | None = None
 
 
 def text_anchor_systems(
@@ -391,11 +394,6 @@ def text_anchor_systems(
     }
 
 
-def _recall_at(q: Tensor, c: Tensor, k: int) -> float:
-    ids = list(range(c.shape[0]))
-    return retrieval_recall(c.float(), q.float(), ids, ks=(k,), protocol="all")[f"t2i_R@{k}"]
-
-
 def text_anchor_figures(
     systems: Mapping[str, EmbeddingModel],
     pairs: Sequence[PairSet],
@@ -415,7 +413,8 @@ def text_anchor_figures(
 
     ``map_systems`` (labels, default: the untrained and trained heads when present, else the
     first two systems) are the panels of the 2-D maps. Returns the written paths and the
-    statistics (also written to ``<prefix>figures.json``).
+    statistics (also written to ``<prefix>figures.json``). R@10 comes from
+    :class:`CrossLingualTextRetrievalEvaluator`, whose run records go to ``<prefix>runs/``.
     """
     if not systems or not pairs:
         raise UclipError("text_anchor_figures needs at least one system and one language")
@@ -451,7 +450,20 @@ def text_anchor_figures(
         lab: {lang: matched_pair_zscore(pair_similarity(*emb[lab, lang])) for lang in langs}
         for lab in labels
     }
-    recall10 = {lab: {lang: _recall_at(*emb[lab, lang], 10) for lang in langs} for lab in labels}
+    recall10: dict[str, dict[str, float]] = {lab: {} for lab in labels}
+    for p in pairs:
+        evaluator = CrossLingualTextRetrievalEvaluator.from_pairs(
+            p.dataset, p.lang, p.foreign, p.english, limit=p.limit
+        )
+        for lab in labels:
+            record = evaluator.compute_from_embeddings(
+                *emb[lab, p.lang],
+                model=lab,
+                weights=systems[lab].weights,
+                model_info=systems[lab].describe(),
+            )
+            save_result(record, out / f"{prefix}runs")
+            recall10[lab][p.lang] = evaluator.fractions["x2en_R@10"]
     paths["fig2"] = plot_zscores(
         zscores,
         out / f"{prefix}fig2_matched_pair_zscore.png",
@@ -549,7 +561,7 @@ def load_pairs(
         ds = loaders[dataset](lang, data_dir=data_dir)
         if ds.english_captions is None:
             raise UclipError(f"{dataset} {lang} has no English counterpart captions")
-        pairs.append(PairSet(lang, ds.captions[:n], ds.english_captions[:n]))
+        pairs.append(PairSet(lang, ds.captions[:n], ds.english_captions[:n], dataset, n))
     return pairs
 
 

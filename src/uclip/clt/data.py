@@ -29,6 +29,7 @@ from typing import Any
 
 from uclip.data.archives import extract_archive
 from uclip.data.io import resolve_image_paths
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.data.multi30k import multi30k_english, multi30k_foreign, multi30k_images
 from uclip.data.xm3600 import load_xm3600
 from uclip.errors import UclipError
@@ -237,7 +238,7 @@ def check_disjoint(train: CaptionCorpus, other: CaptionCorpus) -> None:
 def load_coco_mini_corpus(
     data_dir: Path,
     *,
-    translation_langs: Sequence[str] = ("cs", "fi", "hr", "hu", "ro"),
+    translation_langs: Sequence[str] = TARGET_LANGUAGES,
     cache_dir: Path | None = None,
 ) -> CaptionCorpus:
     """The 170 captioned images of ``images/coco_mini_images.tar.gz`` (real COCO photos).

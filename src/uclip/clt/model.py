@@ -20,28 +20,40 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from uclip.clt.loss import CLIP_INIT_TEMPERATURE, MAX_LOGIT_SCALE, temperature
+from uclip.data.io import atomic_target, file_sha256, write_text_atomic
 from uclip.encoders.base import combine_weights, l2_normalize, load_image, resolve_weights_dir
 from uclip.encoders.sentence import mean_pool
 from uclip.errors import UclipError
 from uclip.validation import check_mapping
+from uclip.version import library_versions
 
 log = logging.getLogger(__name__)
 
 TEXT_KINDS = ("e5-small-float", "xlm-roberta")
 IMAGE_KINDS = ("vit", "efficientnet-lite0")
 WEIGHT_CHOICES = ("auto", "real", "random-init")
+METHOD = "clt"  # config.json's "method": what uclip.load dispatches on
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_SHA256 = "model_sha256"  # the sha256 of the model.safetensors file, checked on load
+FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -411,6 +423,8 @@ class CLTModel(nn.Module):
         self.config = config
         self.embed_dim = embed_dim
         self.name = "clt"
+        # Set by load_clt: the folder and the sha256 of the weights file behind the numbers.
+        self.source: dict[str, str] = {}
 
     @property
     def temperature(self) -> Tensor:
@@ -471,13 +485,54 @@ class CLTModel(nn.Module):
         return torch.cat(feats)
 
     def describe(self) -> dict[str, Any]:
-        """The config and both towers (name, weights)."""
+        """The config and both towers (name, weights); for a loaded model also its folder
+        (``model_dir``) and the sha256 of its weights file (``model_sha256``)."""
         towers = {
             role: {"encoder": tower.name, "weights": tower.weights}
             for role, tower in (("text", self.text_tower), ("image", self.image_tower))
         }
         config = None if self.config is None else self.config.to_dict()
-        return {"kind": "clt", "config": config, "towers": towers, "embed_dim": self.embed_dim}
+        info = {"kind": "clt", "config": config, "towers": towers, "embed_dim": self.embed_dim}
+        return {**info, **self.source}
+
+    def save(self, directory: str | os.PathLike[str], **metadata: Any) -> Path:
+        """Write ``model.safetensors`` (towers, adapters, temperature) and ``config.json``
+        (``"method": "clt"``, the model section, the weights' sha256) into ``directory``.
+
+        Each file is written beside its target and renamed onto it, weights first: a reader sees
+        the old model or the new one (a config that does not match its weights is refused on
+        load), and files in ``directory`` that are not the model's stay as they are.
+        """
+        if self.config is None:
+            raise UclipError("this CLTModel has no CLTConfig: build it with build_clt_model")
+        if clash := {"method", "format_version", "model", "versions", WEIGHTS_SHA256} & {*metadata}:
+            raise UclipError(f"metadata keys {sorted(clash)} are the model's own: rename them")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_target(out / WEIGHTS_NAME) as tmp:
+            save_model(self, str(tmp), metadata={"format": "uclip-clt"})
+            digest = file_sha256(tmp)
+        # The towers' weights as built (real / random-init), so load() rebuilds the same towers
+        # (and tokenizers) instead of guessing again with "auto".
+        model = replace(
+            self.config,
+            text=replace(self.config.text, weights=self.text_tower.weights),
+            image=replace(self.config.image, weights=self.image_tower.weights),
+        )
+        payload = {
+            "method": METHOD,
+            "format_version": FORMAT_VERSION,
+            "model": model.to_dict(),
+            "versions": library_versions(),
+            **metadata,
+            WEIGHTS_SHA256: digest,
+        }
+        write_text_atomic(out / CONFIG_NAME, json.dumps(payload, indent=2, ensure_ascii=False))
+        return out
+
+    def space(self, name: str) -> CLTSpace:
+        """The ``"encoder"`` or ``"adapter"`` embedding space as an ``EmbeddingModel`` view."""
+        return CLTSpace(self, name)
 
     @torch.no_grad()
     def embed_sentences(
@@ -512,6 +567,52 @@ class CLTModel(nn.Module):
         return {s: torch.cat(p)[inverse] if p else torch.zeros(0, dim[s]) for s, p in parts.items()}
 
 
+SPACES = ("encoder", "adapter")
+
+
+class CLTSpace:
+    """One embedding space of a :class:`CLTModel`, as an
+    :class:`~uclip.encoders.base.EmbeddingModel` (both views share the model's weights):
+
+    - ``"encoder"``: the pooled text tower output, L2-normalised: what CLT Table 1 evaluates.
+      It has no image side.
+    - ``"adapter"``: E_c / E_i, the 512-d joint text-image space (the model's own
+      ``encode_*``).
+
+    ``name`` is ``<model name>:<space>``; ``describe()`` adds ``"space"``.
+    """
+
+    def __init__(self, model: CLTModel, space: str, *, batch_size: int = 64) -> None:
+        if space not in SPACES:
+            raise UclipError(f"a CLT space is 'encoder' or 'adapter', got {space!r}")
+        self.model, self.space, self.batch_size = model, space, batch_size
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.name}:{self.space}"
+
+    @property
+    def weights(self) -> str:
+        return self.model.weights
+
+    def encode_text(self, texts: Sequence[str], lang: str | None = None) -> Tensor:
+        embed = self.model.embed_sentences(texts, batch_size=self.batch_size, spaces=(self.space,))
+        return embed[self.space]
+
+    def encode_english(self, texts: Sequence[str]) -> Tensor:
+        return self.encode_text(texts, "en")
+
+    def encode_image(self, images: Sequence[Any]) -> Tensor:
+        if self.space != "adapter":
+            raise UclipError(
+                "the CLT encoder space embeds text only: use the adapter space for images"
+            )
+        return self.model.encode_image(images)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.model.describe(), "space": self.space}
+
+
 def build_clt_model(config: CLTConfig) -> CLTModel:
     """Both towers, adapters and temperature, as ``config`` describes (adapters seeded by the
     text tower's ``seed``)."""
@@ -519,3 +620,41 @@ def build_clt_model(config: CLTConfig) -> CLTModel:
     image = build_image_tower(config.image)
     with _seeded(config.text.seed + 1):
         return CLTModel(text, image, config.embed_dim, config.init_temperature, config)
+
+
+def load_clt(directory: str | os.PathLike[str]) -> CLTModel:
+    """A model saved by :meth:`CLTModel.save`, in eval mode. The towers are rebuilt from the
+    config (their tokenizers and architectures) and every weight comes from the file."""
+    path = Path(directory)
+    config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not config_file.is_file() or not weights_file.is_file():
+        raise UclipError(
+            f"{path} is not a saved CLT model (needs {CONFIG_NAME} and {WEIGHTS_NAME}): "
+            "save one with CLTModel.save(dir)"
+        )
+    try:
+        payload = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as exc:
+        raise UclipError(f"cannot read {config_file}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("method") != METHOD:
+        raise UclipError(f'{config_file} does not say "method": "{METHOD}": not a CLT model')
+    digest = file_sha256(weights_file)
+    if digest != payload.get(WEIGHTS_SHA256):
+        raise UclipError(
+            f"{weights_file} does not match the sha256 recorded in {config_file.name}: "
+            "it is corrupt or was replaced; save the model again"
+        )
+    try:
+        config = CLTConfig.from_dict(payload.get("model") or {})
+    except UclipError as exc:
+        raise UclipError(f"{config_file}: {exc}") from None
+    model = build_clt_model(config)
+    try:
+        load_model(model, str(weights_file))
+    except (SafetensorError, RuntimeError) as exc:
+        raise UclipError(
+            f"{weights_file} does not fit the towers of {config_file.name}: {exc}"
+        ) from None
+    model.name = f"clt:{path}"
+    model.source = {"model_dir": str(path), WEIGHTS_SHA256: digest}
+    return model.eval()

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from uclip.data.archives import read_tar_members, tar_file_names
 from uclip.data.io import PathLike, data_root, maybe_image_paths, read_jsonl, require_field
-from uclip.data.languages import is_romanian, quechua_note, resolve_flores_code
+from uclip.data.languages import (
+    ENGLISH_CODES,
+    TARGET_LANGUAGES,
+    is_romanian,
+    quechua_note,
+    resolve_flores_code,
+)
 from uclip.data.records import (
     RetrievalDataset,
     check_captions_per_image,
@@ -25,7 +31,7 @@ def flickr_candidates(name: str) -> tuple[str, ...]:
     return (name, f"flickr30k-images/{name}", f"Images/{name}", f"images/{name}")
 
 
-_FLICKR_JSONL_LANGS = ("en", "cs", "fi", "hr", "hu", "ro")
+_FLICKR_JSONL_LANGS = ("en", *TARGET_LANGUAGES)
 _FLICKR_TAR = "flickr30k-200_nllb.tar.gz"
 _FLICKR_TAR_DIR = "flickr30k-200"
 
@@ -136,7 +142,7 @@ def load_flickr30k(
         groups = [[clean_text(c, is_romanian(lang)) for c in g] for g in groups]
         english = [clean_text(e, False) for e in english]
     captions, caption_to_image, firsts = grouped(groups)
-    is_english = lang in {"en", "eng_Latn"}
+    is_english = lang in ENGLISH_CODES
     aligned_english = list(captions) if is_english else [english[i] for i in caption_to_image]
     notes += text_notes(
         captions,

@@ -136,26 +136,6 @@ def write_with_atomic(path: PathLike, write: Callable[[Any], object]) -> None:
         write(fh)
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` to ``dst``, replacing it; readers never see a half-written ``dst``.
-
-    ``src`` gets the permissions of a normally created directory first
-    (:func:`default_permissions`).
-    """
-    import shutil
-
-    default_permissions(src)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 # --------------------------------------------------------------------------------------------
 # image files
 

@@ -49,6 +49,13 @@ UCLIP_LANGUAGES: dict[str, str] = {
     "hu": "hungarian",
     "ro": "romanian",
 }
+# The paper's five target languages (XM3600 codes, the paper's order): the one home of every
+# default that means "uCLIP's languages" (evaluations, figures, benchmarks, Tatoeba, Flickr30k).
+TARGET_LANGUAGES: tuple[str, ...] = tuple(UCLIP_LANGUAGES)
+
+ENGLISH = "eng_Latn"
+# English in either code set (XM3600 / FLORES-200): what an X -> English task cannot use as X.
+ENGLISH_CODES: frozenset[str] = frozenset({"en", ENGLISH})
 
 
 def short_code(lang: str) -> str:
@@ -105,7 +112,6 @@ def quechua_note(lang: str) -> str | None:
 
 # FLORES-200 codes described: name, family and branch (committed table), script from the code.
 LANGUAGE_TABLE = Path(__file__).with_name("flores200_languages.json")
-ENGLISH = "eng_Latn"
 
 
 @dataclass(frozen=True)

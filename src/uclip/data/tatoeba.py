@@ -10,9 +10,10 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.errors import UclipError
 
-TATOEBA_LANGS = ("cs", "fi", "hr", "hu", "ro")
+TATOEBA_LANGS = TARGET_LANGUAGES  # the data folder's Tatoeba files are the paper's five
 
 
 def tatoeba_pairs(data_dir: Path, lang: str) -> list[tuple[str, str]]:
@@ -87,8 +88,3 @@ def split_tatoeba(data_dir: Path) -> TatoebaSplit:
     # A seed-independent order, so growing n_general only appends sentences.
     ordered = sorted(english, key=lambda e: hashlib.sha256(e.encode("utf-8")).digest())
     return TatoebaSplit(dev=dev, bank=bank, english=ordered)
-
-
-def tatoeba_sentences(data_dir: Path, lang: str) -> list[str]:
-    """The bank-M part of ``lang``'s Tatoeba sentences (never dev or training text)."""
-    return split_tatoeba(data_dir).bank[lang]

@@ -209,6 +209,19 @@ MAX_BAD_LINES = 0.05
 MIN_SCRIPT_SHARE = 0.8
 
 
+# Letters and symbols that render as blank space: the Hangul fillers (category Lo) and the empty
+# braille pattern (So). Text made of them alone looks empty, and so is not a query.
+BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` shows something: a letter, digit, punctuation mark or symbol (Unicode L*,
+    N*, P*, S*) other than a :data:`BLANK_GLYPHS` character. Spaces and separators (Z*),
+    controls, format characters such as zero-width spaces (C*), and combining marks (M*), which
+    show only on a base character, do not count."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in BLANK_GLYPHS for c in text)
+
+
 def script_share(texts: Iterable[str], script: str) -> float:
     """Fraction of the letters (Unicode category L*) in ``texts`` that belong to ``script``."""
     prefixes = SCRIPT_LETTERS.get(script)

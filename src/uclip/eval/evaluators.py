@@ -9,11 +9,17 @@ date) that :func:`save_result` writes as one JSON file per run and ``uclip repor
 
 Metrics come from :mod:`uclip.eval.metrics` as fractions and are recorded in percent, as the
 papers report them (uCLIP Tables 1-2, CLT Table 1).
+
+Callers that already hold features (the quickstart, the ablation, CLT, the figures) use the
+text evaluators' features-in entry point,
+:meth:`EmbeddingPairEvaluator.compute_from_embeddings` (as sentence-transformers' evaluators
+accept precomputed embeddings): the same metric path as ``run(model)``, and the same record.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -35,13 +41,20 @@ from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 from uclip.eval.metrics import (
     accuracy,
-    bitext_accuracy,
+    distinct_candidates,
     macro_f1,
+    query_ranks,
     recall_at_k,
-    retrieval_ranks,
     retrieval_recall,
 )
 from uclip.eval.report import run_metadata
+from uclip.features.scoring import (
+    COSINE,
+    ReferenceQueries,
+    ScorerSpec,
+    check_reference,
+    dot_form,
+)
 
 RESULT_FORMAT = "uclip-eval-run/1"
 ENGLISH_CODES = frozenset({"en", "eng_Latn"})
@@ -91,6 +104,9 @@ class EvalResult:
     ``captions`` for retrieval, ``images`` and ``classes`` for zero-shot, ``queries`` and
     ``candidates`` for cross-lingual retrieval, ``pairs`` for bitext). ``limit`` is the
     ``--limit`` given (images per class for zero-shot), ``None`` for the whole set.
+    ``scorer`` names how candidates were ranked (:attr:`ScorerSpec.name`: ``cosine``,
+    ``csls(k=10)``, ``qbnorm(beta=20)``, ``csls-transductive(k=10)``) and ``scorer_reference``
+    the reference query set its penalty came from (``None`` for cosine).
     """
 
     task: str
@@ -107,6 +123,8 @@ class EvalResult:
     model_info: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    scorer: str = "cosine"
+    scorer_reference: str | None = None
     format: str = RESULT_FORMAT
 
     @property
@@ -136,6 +154,7 @@ class EvalResult:
             "dataset": self.dataset,
             "lang": self.lang,
             "protocol": self.protocol,
+            "scorer": self.scorer,
             "model": self.model,
             "weights": self.weights,
             "n": next(iter(self.sizes.values()), None),
@@ -152,6 +171,8 @@ class Evaluator(ABC):
 
     name: str = ""
     primary_metric: str = ""
+    scorer: ScorerSpec = COSINE
+    reference: ReferenceQueries | None = None
 
     def __init__(self, dataset_name: str, lang: str, limit: int | None = None) -> None:
         check_limit(limit)
@@ -161,6 +182,8 @@ class Evaluator(ABC):
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
         self.sizes: dict[str, int] = {}
+        # The last computation's metrics as fractions (``__call__`` returns them in percent).
+        self.fractions: dict[str, float] = {}
 
     @property
     def protocol(self) -> str:
@@ -172,18 +195,25 @@ class Evaluator(ABC):
 
     def __call__(self, model: EmbeddingModel) -> dict[str, float]:
         self.timings = {}
-        metrics, self.sizes = self.compute(model)
-        return _percent(metrics)
+        self.fractions, self.sizes = self.compute(model)
+        return _percent(self.fractions)
 
     def run(self, model: EmbeddingModel) -> EvalResult:
         """Evaluate ``model`` and return the full record (see :class:`EvalResult`)."""
         started = time.perf_counter()
         metrics = self(model)
         self.timings["total_s"] = time.perf_counter() - started
+        # weights are read after encoding: lazily built towers are known now
+        return self.record(metrics, model.name, model.weights, model.describe())
+
+    def record(
+        self, metrics: dict[str, float], model: str, weights: str, model_info: dict[str, Any]
+    ) -> EvalResult:
+        """The run record of ``metrics`` (percent) from the last computation."""
         return EvalResult(
             task=self.name,
-            model=model.name,
-            weights=model.weights,  # read after encoding: lazily built towers are known now
+            model=model,
+            weights=weights,
             dataset=self.dataset_name,
             lang=self.lang,
             protocol=self.protocol,
@@ -192,16 +222,137 @@ class Evaluator(ABC):
             sizes=dict(self.sizes),
             limit=self.limit,
             notes=list(self.notes),
-            model_info=model.describe(),
+            model_info=model_info,
             timings={k: round(v, 3) for k, v in self.timings.items()},
             meta=run_metadata(),
+            scorer=self.scorer.name,
+            scorer_reference=self._reference_description(),
         )
+
+    def use_scorer(
+        self,
+        scorer: ScorerSpec | str,
+        reference: ReferenceQueries | None,
+        query_texts: Sequence[str],
+    ) -> None:
+        """Rank candidates by ``scorer`` (:mod:`uclip.features.scoring`). CSLS and qbnorm need
+        ``reference``, a query set that is not the test queries (``query_texts``);
+        ``csls-transductive`` takes the test queries and no reference."""
+        spec = check_reference(scorer, reference)
+        if reference is not None and reference.texts is not None:
+            tests = set(query_texts)
+            shared = len(tests & set(reference.texts))
+            if shared * 2 >= len(tests):
+                raise UclipError(
+                    f"the reference set ({reference.description}) holds {shared} of the "
+                    f"{len(tests)} test queries: use other queries, or csls-transductive for "
+                    "offline bitext mining"
+                )
+            if shared:
+                self.notes.append(
+                    f"{shared} of the {len(tests)} test queries also occur in the reference set"
+                )
+        self.scorer, self.reference = spec, reference
+
+    def _reference_description(self) -> str | None:
+        if self.scorer.transductive:
+            return "the test queries themselves (transductive)"
+        return None if self.reference is None else self.reference.description
+
+    def _embed_reference(self, encode: Any = None) -> Tensor | None:
+        """The reference queries' embeddings (``encode`` embeds reference texts; a reference
+        given as embeddings needs none); None for cosine and the transductive scorer."""
+        if self.reference is None:
+            return None
+        return self._timed("encode_reference_s", self.reference.embed, encode)
 
     def _timed(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         out = fn(*args, **kwargs)
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - started
         return out
+
+
+class EmbeddingPairEvaluator(Evaluator):
+    """An evaluator that scores query embeddings against candidate embeddings.
+
+    :meth:`compute` encodes (:meth:`encode`) and scores (:meth:`score_embeddings`);
+    :meth:`compute_from_embeddings` scores features a caller already holds, and returns the same
+    record as :meth:`Evaluator.run`. Every query is ranked by :meth:`rank`, the one place where
+    queries meet candidates.
+    """
+
+    @abstractmethod
+    def texts(self) -> tuple[list[str], list[str]]:
+        """``(query texts, candidate texts)``, row-aligned with what :meth:`encode` embeds."""
+
+    @abstractmethod
+    def encode(self, model: EmbeddingModel) -> tuple[Tensor, Tensor]:
+        """``(queries, candidates)`` embedded by ``model``; adds to ``self.timings``."""
+
+    @abstractmethod
+    def score_embeddings(
+        self, queries: Tensor, candidates: Tensor
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """``(metrics as fractions, sizes)`` of embeddings aligned with :meth:`texts`."""
+
+    _reference_embeddings: Tensor | None = None
+
+    def rank(self, queries: Tensor, candidates: Tensor, correct: Sequence[int]) -> Tensor:
+        """(Q,) 0-based rank of each query's correct candidate under ``self.scorer`` (cosine of
+        unit rows by default; pessimistic ties: :mod:`uclip.eval.metrics`). A hubness scorer
+        enters as one extra column (:func:`~uclip.features.scoring.dot_form`), so the ranking
+        code is cosine's."""
+        if self.scorer.kind == "cosine":
+            return query_ranks(queries, candidates, correct)
+        queries, candidates = self._timed(
+            "penalty_s",
+            dot_form,
+            queries,
+            candidates,
+            self.scorer,
+            reference_queries=self._reference_embeddings,
+        )
+        return query_ranks(queries, candidates, correct)
+
+    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
+        queries, candidates = self.encode(model)
+        self._reference_embeddings = self._embed_reference(model.encode_text)
+        return self._timed("score_s", self.score_embeddings, queries, candidates)
+
+    def compute_from_embeddings(
+        self,
+        queries: Tensor,
+        candidates: Tensor,
+        *,
+        model: str,
+        weights: str = "real",
+        model_info: dict[str, Any] | None = None,
+        reference: Tensor | None = None,
+    ) -> EvalResult:
+        """The run record of precomputed embeddings, row-aligned with :meth:`texts` (unit rows).
+
+        ``model``, ``weights`` and ``model_info`` name what produced them, as ``run(model)``
+        takes them from the model. Under a CSLS / qbnorm scorer whose reference set holds
+        texts, ``reference`` is their embeddings by the same model.
+        """
+        self.timings = {}
+        started = time.perf_counter()
+        self._reference_embeddings = reference if reference is not None else self._embed_reference()
+        self.fractions, self.sizes = self._timed(
+            "score_s", self.score_embeddings, queries, candidates
+        )
+        self.timings["total_s"] = time.perf_counter() - started
+        return self.record(_percent(self.fractions), model, weights, dict(model_info or {}))
+
+    def _check_rows(self, queries: Tensor, candidates: Tensor) -> None:
+        want = tuple(len(side) for side in self.texts())
+        got = (queries.shape[0], candidates.shape[0])
+        if got != want:
+            raise UclipError(
+                f"{self.dataset_name} {self.lang}: got {got[0]} query and {got[1]} candidate "
+                f"rows for {want[0]} and {want[1]} texts: embed the evaluator's texts() in order"
+            )
 
 
 class CrossModalRetrievalEvaluator(Evaluator):
@@ -326,13 +477,14 @@ class ZeroShotClassificationEvaluator(Evaluator):
         return metrics, {"images": len(self.keep), "classes": len(self.prompts.prompts)}
 
 
-class CrossLingualTextRetrievalEvaluator(Evaluator):
+class CrossLingualTextRetrievalEvaluator(EmbeddingPairEvaluator):
     """Captions in language X -> English captions of the same images (text->text Recall@K).
 
     The quickstart's evaluation, and uCLIP's text-anchor setting: ``encode_text`` on the queries,
     ``encode_english`` on the candidates (for a uCLIP model, ``f_M(e^M(x))`` against
-    ``f_C(e^C(en))``). Identical English captions are one candidate, so a perfect model scores
-    100% (XM3600 and COCO hold a few repeated captions, which would otherwise tie).
+    ``f_C(e^C(en))``). Identical English captions are one candidate
+    (:func:`~uclip.eval.metrics.distinct_candidates`), so a perfect model scores 100% (XM3600
+    and COCO hold a few repeated captions, which would otherwise tie).
     """
 
     name = "crosslingual"
@@ -344,6 +496,8 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
         *,
         ks: Sequence[int] = (1, 5, 10),
         limit: int | None = None,
+        scorer: ScorerSpec | str = COSINE,
+        reference: ReferenceQueries | None = None,
     ) -> None:
         super().__init__(dataset.name, dataset.lang, limit)
         if dataset.lang in ENGLISH_CODES:
@@ -358,49 +512,89 @@ class CrossLingualTextRetrievalEvaluator(Evaluator):
             )
         self.dataset = take_images(dataset.first_captions_only(), limit)
         self.ks = tuple(ks)
-        english = self.dataset.english_captions
-        first: dict[str, int] = {}
-        for index, text in enumerate(english):
-            first.setdefault(text, index)
         # Row of ``english`` that stands for each distinct candidate text, and each query's one.
-        self.candidate_rows = list(first.values())
-        position = {text: i for i, text in enumerate(first)}
-        self.correct = [position[text] for text in english]
+        self.candidate_rows, self.correct = distinct_candidates(self.dataset.english_captions)
         self.notes = list(self.dataset.notes)
         if len(self.candidate_rows) < len(self.correct):
             self.notes.append(
                 f"{len(self.correct) - len(self.candidate_rows)} repeated English captions were "
                 "merged into one candidate each"
             )
+        self.use_scorer(scorer, reference, self.dataset.captions)
 
     @property
     def protocol(self) -> str:
         return "x->en text, first caption per image"
 
-    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
-        queries = self._timed("encode_texts_s", model.encode_text, self.dataset.captions, self.lang)
-        # All English captions are encoded in their aligned order (the cache then reuses the
-        # same shards as any other run on this data set), and repeated texts are dropped after.
-        english = self._timed(
-            "encode_english_s", model.encode_english, self.dataset.english_captions
+    @classmethod
+    def from_pairs(
+        cls,
+        name: str,
+        lang: str,
+        foreign: Sequence[str],
+        english: Sequence[str],
+        *,
+        ks: Sequence[int] = (1, 5, 10),
+        limit: int | None = None,
+    ) -> CrossLingualTextRetrievalEvaluator:
+        """An evaluator of aligned (text in ``lang``, English text) pairs, one per image (the
+        first ``limit`` pairs)."""
+        n = len(foreign)
+        ids = list(range(n))
+        data = RetrievalDataset(
+            name,
+            lang,
+            [str(i) for i in ids],
+            list(foreign),
+            ids,
+            ids,
+            english_captions=list(english),
         )
-        candidates = english[self.candidate_rows]
-        _, ranks = self._timed("score_s", retrieval_ranks, candidates, queries, self.correct)
+        return cls(data, ks=ks, limit=limit)
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        # All English captions, in their aligned order (the cache then reuses the same shards as
+        # any other run on this data set); repeated texts are dropped when scoring.
+        return self.dataset.captions, list(self.dataset.english_captions or [])
+
+    def encode(self, model: EmbeddingModel) -> tuple[Tensor, Tensor]:
+        foreign, english = self.texts()
+        queries = self._timed("encode_texts_s", model.encode_text, foreign, self.lang)
+        return queries, self._timed("encode_english_s", model.encode_english, english)
+
+    def score_embeddings(
+        self, queries: Tensor, candidates: Tensor
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        self._check_rows(queries, candidates)
+        ranks = self.rank(queries, candidates[self.candidate_rows], self.correct)
         metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
         return metrics, {"queries": len(self.correct), "candidates": len(self.candidate_rows)}
 
 
-class BitextEvaluator(Evaluator):
+class BitextEvaluator(EmbeddingPairEvaluator):
     """FLORES-200 bitext matching: X->English and English->X top-1 accuracy (CLT, Table 1).
 
     For each sentence, the nearest translation by cosine similarity among all sentences of the
-    other language; English goes through ``encode_english``.
+    other language; English goes through ``encode_english``. Rows are aligned one to one (every
+    sentence is its own candidate, repeated or not). ``ks`` adds X->English Recall@K
+    (``x2en_R@K``), as the quickstart and the ablation report it. Under a CSLS / qbnorm
+    ``scorer`` only X->English is scored (its reference queries are X-side texts);
+    ``csls-transductive`` scores both directions, each with the other side's test sentences as
+    its queries.
     """
 
     name = "bitext"
     primary_metric = "x2en_acc"
 
-    def __init__(self, dataset: BitextDataset, *, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: BitextDataset,
+        *,
+        ks: Sequence[int] = (),
+        limit: int | None = None,
+        scorer: ScorerSpec | str = COSINE,
+        reference: ReferenceQueries | None = None,
+    ) -> None:
         super().__init__(dataset.name, dataset.src_lang, limit)
         if dataset.src_lang in ENGLISH_CODES:
             raise UclipError(
@@ -410,7 +604,11 @@ class BitextEvaluator(Evaluator):
         self.dataset = dataset
         self.src = dataset.src[:limit] if limit else list(dataset.src)
         self.tgt = dataset.tgt[:limit] if limit else list(dataset.tgt)
+        self.ks = tuple(ks)
         self.notes = list(dataset.notes)
+        self.use_scorer(scorer, reference, self.src)
+        if self.scorer.needs_reference:
+            self.notes.append(f"en2x_acc is not scored under {self.scorer.name}")
 
     @property
     def protocol(self) -> str:
@@ -423,10 +621,27 @@ class BitextEvaluator(Evaluator):
             return model.encode_english(self.tgt)
         return model.encode_text(self.tgt, self.dataset.tgt_lang)
 
-    def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
+    def texts(self) -> tuple[list[str], list[str]]:
+        return self.src, self.tgt
+
+    def encode(self, model: EmbeddingModel) -> tuple[Tensor, Tensor]:
         src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
-        tgt = self._timed("encode_english_s", self._encode_target, model)
-        metrics = self._timed("score_s", bitext_accuracy, src, tgt)
+        return src, self._timed("encode_english_s", self._encode_target, model)
+
+    def score_embeddings(
+        self, queries: Tensor, candidates: Tensor
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        self._check_rows(queries, candidates)
+        diagonal = list(range(len(self.src)))
+        x2en = self.rank(queries, candidates, diagonal)
+        metrics = {"x2en_acc": float((x2en == 0).double().mean())}
+        # Under a reference-set scorer en2x would need English-side reference queries; the
+        # transductive penalty of each X candidate is taken over the English test sentences.
+        if not self.scorer.needs_reference:
+            en2x = self.rank(candidates, queries, diagonal)
+            metrics["en2x_acc"] = float((en2x == 0).double().mean())
+        if self.ks:
+            metrics.update({f"x2en_R@{k}": v for k, v in recall_at_k(x2en, self.ks).items()})
         return metrics, {"pairs": len(self.src)}
 
 
@@ -447,14 +662,17 @@ def run_file(
     *,
     weights: str = "real",
     limit: int | None = None,
+    scorer: str = "cosine",
 ) -> Path:
-    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>].json``: where a
-    run is (or will be) saved, known before running it (resumable drivers check it)."""
-    parts = [task, dataset, lang, _slug(model)]
+    """``out_dir/<task>--<dataset>--<lang>--<model>[--<weights>][--limit<N>][--<scorer>].json``:
+    where a run is (or will be) saved, known before running it (resumable drivers check it)."""
+    parts = [task, _slug(dataset), _slug(lang), _slug(model)]
     if weights != "real":
         parts.append(_slug(weights))
     if limit is not None:
         parts.append(f"limit{limit}")
+    if scorer != "cosine":
+        parts.append(_slug(scorer))
     return Path(out_dir) / ("--".join(parts) + ".json")
 
 
@@ -468,6 +686,7 @@ def result_path(result: EvalResult, out_dir: str | Path) -> Path:
         out_dir,
         weights=result.weights,
         limit=result.limit,
+        scorer=result.scorer,
     )
 
 
@@ -480,6 +699,50 @@ def save_result(result: EvalResult, out_dir: str | Path) -> Path:
     except OSError as exc:
         raise UclipError(f"cannot write {path} ({exc}): pass a writable --out folder") from None
     return path
+
+
+def finished_run(
+    evaluator: Evaluator, model: EmbeddingModel, out_dir: str | Path
+) -> tuple[EvalResult, Path] | None:
+    """The record of ``evaluator`` on ``model`` already saved in ``out_dir``, if it verifies:
+    it loads as a run, names the same task, model, weights, data set, language, protocol and
+    limit, and holds the primary metric with every metric finite. ``None`` means: run it.
+
+    CLIP_benchmark's ``--skip_existing``: a finished run is never recomputed. ``weights`` is
+    read before encoding, so a uCLIP model whose towers fall back to random init is rerun.
+    """
+    # (task, data set, language, model, weights, limit, scorer): what names the file and the run
+    scorer = evaluator.scorer.name
+    key = (
+        evaluator.name,
+        evaluator.dataset_name,
+        evaluator.lang,
+        model.name,
+        model.weights,
+        evaluator.limit,
+        scorer,
+    )
+    path = run_file(*key[:4], out_dir, weights=key[4], limit=key[5], scorer=scorer)
+    try:
+        result = EvalResult.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, UclipError, AttributeError):
+        return None
+    found = (
+        result.task,
+        result.dataset,
+        result.lang,
+        result.model,
+        result.weights,
+        result.limit,
+        result.scorer,
+    )
+    if found != key or result.protocol != evaluator.protocol:
+        return None
+    metrics = result.metrics if isinstance(result.metrics, dict) else {}
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in metrics.values())
+    if evaluator.primary_metric not in metrics or not finite:
+        return None
+    return result, path
 
 
 def load_results(runs_dir: str | Path) -> list[EvalResult]:

@@ -270,15 +270,46 @@ def retrieval_recall(
     return result
 
 
-def paired_recall(
-    queries: Tensor, candidates: Tensor, ks: Sequence[int] = (1, 10)
-) -> dict[str, float]:
-    """R@K when query i's one correct candidate is row i (e.g. a caption in language X and the
-    English caption of the same image): ``{"R@1": ..., "R@10": ...}`` as fractions, ties
-    pessimistic as in the module docstring."""
-    ids = list(range(candidates.shape[0]))
-    metrics = retrieval_recall(candidates, queries, ids, ks=ks, protocol="all")
-    return {f"R@{k}": metrics[f"t2i_R@{k}"] for k in ks}
+def query_ranks(
+    queries: Tensor,
+    candidates: Tensor,
+    correct: ArrayLike,
+    *,
+    ties: Ties = "pessimistic",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """(Q,) 0-based rank of each query's one correct candidate ``correct[q]`` among
+    ``candidates`` (N, d), by dot product; ties as in the module docstring."""
+    _check_pair("queries", queries, "candidates", candidates)
+    _check_chunk(chunk_size)
+    _check_ties(ties)
+    target = _as_index_tensor("correct", correct, queries.device)
+    if target.shape[0] != queries.shape[0]:
+        raise UclipError(
+            f"correct has {target.shape[0]} entries for {queries.shape[0]} queries: give one "
+            "candidate index per query."
+        )
+    if target.min() < 0 or target.max() >= candidates.shape[0]:
+        raise UclipError(
+            f"correct holds indices outside 0..{candidates.shape[0] - 1}: they must index "
+            "candidates."
+        )
+    return _ranks(queries, candidates, target[:, None], None, ties, chunk_size)
+
+
+def distinct_candidates(texts: Sequence[str]) -> tuple[list[int], list[int]]:
+    """The rule for repeated candidate texts (XM3600 and COCO repeat a few English captions):
+    identical texts are one candidate, so a query is correct when it retrieves its target's text.
+
+    Returns ``(rows, correct)``: ``rows[j]`` is the index in ``texts`` of the first occurrence of
+    distinct text ``j`` (the candidate that stands for it), ``correct[i]`` the candidate of
+    ``texts[i]``. E.g. ``["a", "b", "a"]`` -> ``([0, 1], [0, 1, 0])``.
+    """
+    first: dict[str, int] = {}
+    for index, text in enumerate(texts):
+        first.setdefault(text, index)
+    position = {text: j for j, text in enumerate(first)}
+    return list(first.values()), [position[text] for text in texts]
 
 
 def bitext_accuracy(

@@ -12,11 +12,14 @@ What the project compares:
   multilingual ceiling; ``minilm-l6-en``: the English-only baseline);
 * :class:`DualTowerModel` — a registry image tower with a registry text tower (CLIP, SigLIP2,
   or a multilingual text tower beside a CLIP image tower, M-CLIP style);
-* a CLT model, :class:`~uclip.clt.model.CLTModel` (``uclip clt``).
+* a CLT model, :class:`~uclip.clt.model.CLTModel` (trained by ``uclip clt``, saved by
+  :meth:`~uclip.clt.model.CLTModel.save`, loaded by ``uclip.load(dir)``).
 
 Spec strings (CLI ``--model``), parsed by :func:`load_embedding_model`::
 
     uclip:DIR                          a model saved by ``uclip train`` / ``uclip quickstart``
+                                       (a saved CLT folder loads too: ``uclip.load`` dispatches)
+    clt:DIR                            a CLT model saved by ``CLTModel.save(DIR)``
     encoder:NAME                       registry encoder NAME on both sides
     dual:IMAGE_NAME+TEXT_NAME          e.g. dual:clip-b32-openai:image+clip-b32-openai:text
 
@@ -43,6 +46,7 @@ from uclip.encoders.base import (
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.features.cache import CachedTower, CacheLike, TowerOptions, as_cache
+from uclip.loading import load
 
 EVAL_SHARD_SIZE = 600
 """Inputs per cache shard. 3,600 XM3600 captions are 6 shards, so ``--limit 600`` (or 1200, ...)
@@ -199,7 +203,8 @@ def load_embedding_model(
     kind, sep, rest = spec.partition(":")
     if not sep or not rest:
         raise UclipError(
-            f"model spec {spec!r} is malformed: use uclip:DIR, encoder:NAME or dual:IMAGE+TEXT"
+            f"model spec {spec!r} is malformed: use uclip:DIR, clt:DIR, encoder:NAME or "
+            "dual:IMAGE+TEXT"
         )
     if kind == "encoder":
         if get_spec(rest).modality != "text":
@@ -225,11 +230,16 @@ def load_embedding_model(
         image = build_tower(image_name, random_init=random_init, device=device)
         text = build_tower(text_name, random_init=random_init, device=device)
         return DualTowerModel(image, text, cache, progress=progress)
-    if kind == "uclip":
-        import uclip
+    if kind in ("uclip", "clt"):
+        # CLT's module imports transformers: only these specs pay for it.
+        from uclip.clt.model import CLTModel
 
-        model = uclip.load(rest)
+        model = load(rest)
+        if kind == "clt" and not isinstance(model, CLTModel):
+            raise UclipError(f"{rest} is a uCLIP model, not a CLT one: write uclip:{rest}")
         model.name = spec
+        if isinstance(model, CLTModel):
+            return model.to(device)
         model.use_cache(eval_tower_options(cache, progress=progress))
         fallback = random_init or bool(model.config.random_init)
 
@@ -242,5 +252,6 @@ def load_embedding_model(
         model.encoder_builder = build
         return model
     raise UclipError(
-        f"unknown model kind {kind!r} in {spec!r}: use uclip:DIR, encoder:NAME or dual:IMAGE+TEXT"
+        f"unknown model kind {kind!r} in {spec!r}: use uclip:DIR, clt:DIR, encoder:NAME or "
+        "dual:IMAGE+TEXT"
     )

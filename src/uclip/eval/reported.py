@@ -113,10 +113,17 @@ class ReportTable:
 
 
 def _dedupe(results: Sequence[EvalResult]) -> tuple[list[EvalResult], list[str]]:
-    """Keep the newest run per (task, data set, protocol, language, model label)."""
+    """Keep the newest run per (task, data set, protocol, scorer, language, model label)."""
     latest: dict[tuple[str, ...], EvalResult] = {}
     for result in results:
-        key = (result.task, result.dataset, result.protocol, result.lang, model_label(result))
+        key = (
+            result.task,
+            result.dataset,
+            result.protocol,
+            result.scorer,
+            result.lang,
+            model_label(result),
+        )
         current = latest.get(key)
         if current is None or str(result.meta.get("date", "")) >= str(current.meta.get("date", "")):
             latest[key] = result
@@ -126,22 +133,24 @@ def _dedupe(results: Sequence[EvalResult]) -> tuple[list[EvalResult], list[str]]
 
 
 def report_tables(results: Sequence[EvalResult], *, reported: bool = False) -> list[ReportTable]:
-    """Per (task, data set, protocol): a language x (model, metric) table with a ``mean`` row
-    (each column's mean over the languages it has), then a ``summary`` table with one row per
-    model. ``reported=True`` adds the papers' figures for the same task and data set as extra
-    columns (and rows for their aggregates, e.g. uCLIP's "avg", CLT's "avg-203")."""
+    """Per (task, data set, protocol, scorer): a language x (model, metric) table with a
+    ``mean`` row (each column's mean over the languages it has), then a ``summary`` table with
+    one row per model. A table never mixes scorers and names its scorer in its notes.
+    ``reported=True`` adds the papers' figures for the same task and data set as extra columns
+    (and rows for their aggregates, e.g. uCLIP's "avg", CLT's "avg-203") to the cosine tables,
+    the papers' protocol."""
     if not results:
         raise UclipError("no eval runs to report: run `uclip eval` first")
     runs, dedupe_notes = _dedupe(results)
-    groups: dict[tuple[str, str, str], list[EvalResult]] = {}
+    groups: dict[tuple[str, str, str, str], list[EvalResult]] = {}
     for run in runs:
-        groups.setdefault((run.task, run.dataset, run.protocol), []).append(run)
-    protocols_per_set: dict[tuple[str, str], int] = {}
-    for task, dataset, _ in groups:
-        protocols_per_set[(task, dataset)] = protocols_per_set.get((task, dataset), 0) + 1
+        groups.setdefault((run.task, run.dataset, run.protocol, run.scorer), []).append(run)
+    protocols_per_set: dict[tuple[str, str], set[str]] = {}
+    for task, dataset, protocol, _ in groups:
+        protocols_per_set.setdefault((task, dataset), set()).add(protocol)
     tables = []
     summary: list[dict[str, Any]] = []
-    for (task, dataset, protocol), group in sorted(groups.items()):
+    for (task, dataset, protocol, scorer), group in sorted(groups.items()):
         metrics = TABLE_METRICS.get(task) or tuple(group[0].metrics)
         labels = list(dict.fromkeys(model_label(r) for r in sorted(group, key=model_label)))
         columns = [f"{label} {metric}" for label in labels for metric in metrics]
@@ -153,9 +162,14 @@ def report_tables(results: Sequence[EvalResult], *, reported: bool = False) -> l
                 if metric in run.metrics:
                     row[f"{model_label(run)} {metric}"] = round(run.metrics[metric], 2)
         rows = [by_lang[lang] for lang in sorted(by_lang)]
-        notes = [f"protocol: {protocol}; metrics in %"]
+        references = sorted({str(r.scorer_reference) for r in group if r.scorer_reference})
+        notes = [
+            f"protocol: {protocol}; scorer: {scorer}"
+            + (f" (reference queries: {'; '.join(references)})" if references else "")
+            + "; metrics in %"
+        ]
         extra_rows: list[dict[str, Any]] = []
-        if reported:
+        if reported and scorer == "cosine":
             figures = load_reported(task=task, dataset=dataset)
             report_columns = list(dict.fromkeys(f.column for f in figures))
             columns += report_columns
@@ -187,6 +201,7 @@ def report_tables(results: Sequence[EvalResult], *, reported: bool = False) -> l
                     "task": task,
                     "dataset": dataset,
                     "protocol": protocol,
+                    "scorer": scorer,
                     "model": label,
                     "weights": weights,
                     "langs": sum(1 for r in rows if f"{label} {metrics[0]}" in r),
@@ -194,18 +209,20 @@ def report_tables(results: Sequence[EvalResult], *, reported: bool = False) -> l
                 }
             )
         stem = f"{task}_{dataset}"
-        if protocols_per_set[(task, dataset)] > 1:
+        if len(protocols_per_set[(task, dataset)]) > 1:
             stem += "_" + "".join(c if c.isalnum() else "-" for c in protocol)
+        if scorer != "cosine":
+            stem += "_" + "".join(c if c.isalnum() else "-" for c in scorer).strip("-")
         tables.append(
             ReportTable(
                 stem=stem,
-                title=f"{task}: {dataset}",
+                title=f"{task}: {dataset}" + ("" if scorer == "cosine" else f" ({scorer})"),
                 rows=[*rows, mean_row, *extra_rows],
                 columns=["lang", "n", *columns],
                 notes=notes + dedupe_notes,
             )
         )
-    summary_columns = ["task", "dataset", "protocol", "model", "weights", "langs"]
+    summary_columns = ["task", "dataset", "protocol", "scorer", "model", "weights", "langs"]
     summary_columns += [
         m for m in dict.fromkeys(k for r in summary for k in r) if m not in summary_columns
     ]

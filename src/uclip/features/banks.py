@@ -11,6 +11,7 @@ chunks and never needs the whole bank as one tensor.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from uclip.data.io import IMAGE_SUFFIXES, list_images
+from uclip.data.io import IMAGE_SUFFIXES, list_images, write_text_atomic
 from uclip.errors import UclipError
 from uclip.features.cache import EmbeddingCache, write_npy_atomic
 
@@ -291,7 +292,54 @@ def _build_bank(
     kwargs = dict(batch_size=batch_size, shard_size=shard_size, dtype=dtype, progress=progress)
     if out_path is None:
         return MemoryBank.from_tensor(cache.embed(encoder, inputs, **kwargs))
-    return MemoryBank.from_npy(cache.extract_to_bank(encoder, inputs, out_path, **kwargs))
+    path = cache.extract_to_bank(encoder, inputs, out_path, **kwargs)
+    write_bank_meta(path, encoder.name, encoder.weights_id, len(inputs), encoder.dim, dtype)
+    return MemoryBank.from_npy(path)
+
+
+def bank_meta_path(npy: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of a bank ``.npy``: same name, ``.json`` (``embeddings.npy`` ->
+    ``embeddings.json``)."""
+    return Path(npy).with_suffix(".json")
+
+
+def write_bank_meta(
+    npy: str | os.PathLike[str],
+    encoder: str,
+    weights_id: str,
+    count: int,
+    dim: int,
+    dtype: str,
+    **extra: object,
+) -> Path:
+    """Bind a bank file to the encoder that made it: its registry name and weights id (what
+    ``uclip train`` checks against the config's towers), written beside the ``.npy``."""
+    meta = {
+        "encoder": encoder,
+        "weights_id": weights_id,
+        "count": count,
+        "dim": dim,
+        "dtype": dtype,
+        **extra,
+    }
+    path = bank_meta_path(npy)
+    write_text_atomic(path, json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def read_bank_meta(npy: str | os.PathLike[str]) -> dict[str, object] | None:
+    """The sidecar of a bank ``.npy`` (``None`` when there is none); one that is unreadable or
+    names no encoder is an error, since the bank cannot then be checked."""
+    path = bank_meta_path(npy)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UclipError(f"cannot read bank sidecar {path} ({exc}): re-extract the bank") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("encoder"), str):
+        raise UclipError(f"bank sidecar {path} names no encoder: re-extract the bank")
+    return meta
 
 
 def read_text_files(

@@ -42,7 +42,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -473,9 +473,6 @@ class TowerOptions:
     shard_size: int | None = None
     chunk_size: int | None = None
     progress: bool = False
-
-    def with_cache(self, cache: CacheLike, **changes: Any) -> TowerOptions:
-        return replace(self, cache=as_cache(cache), **changes)
 
 
 class CachedTower:

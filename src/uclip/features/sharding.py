@@ -192,7 +192,7 @@ def extract_shard(
         progress=progress,
         desc=f"shard {index}/{num_shards}",
     )
-    info = ShardInfo(**{**asdict(expected), "array_sha256": _npy_sha256(npy)})
+    info = ShardInfo(**{**asdict(expected), "array_sha256": array_sha256(npy)})
     # The sidecar is written last: its presence is what marks the shard as finished.
     write_text_atomic(out / f"{info.stem}.json", json.dumps(asdict(info), indent=2) + "\n")
     return ShardResult(info, npy, computed=True)
@@ -324,25 +324,28 @@ def _array_ok(path: Path, info: ShardInfo) -> bool:
         return False
     if arr.shape != (info.stop - info.start, info.dim) or arr.dtype != np.dtype(info.dtype):
         return False
-    return _npy_sha256(path) == info.array_sha256
+    return array_sha256(path) == info.array_sha256
 
 
-def _npy_sha256(path: Path) -> str:
-    """sha256 of the array bytes (not the header), read in 64 MiB blocks."""
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+def array_sha256(path: Path) -> str:
+    """sha256 of a ``.npy``'s array bytes (not the header), read in 64 MiB blocks."""
     h = hashlib.sha256()
+    for block in npy_blocks(path):
+        h.update(np.ascontiguousarray(block).tobytes())
+    return h.hexdigest()
+
+
+def npy_blocks(path: Path) -> Iterator[np.ndarray]:
+    """The rows of a ``.npy`` in consecutive blocks of about 64 MiB, memory-mapped."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
     rows = max(1, (64 << 20) // max(1, arr.shape[1] * arr.itemsize))
     for start in range(0, arr.shape[0], rows):
-        h.update(np.ascontiguousarray(arr[start : start + rows]).tobytes())
-    return h.hexdigest()
+        yield np.asarray(arr[start : start + rows])
 
 
 def _blocks(root: Path, infos: Sequence[ShardInfo]) -> Iterator[np.ndarray]:
     for info in infos:
-        arr = np.load(root / f"{info.stem}.npy", mmap_mode="r", allow_pickle=False)
-        rows = max(1, (64 << 20) // max(1, arr.shape[1] * arr.itemsize))
-        for start in range(0, arr.shape[0], rows):
-            yield np.asarray(arr[start : start + rows])
+        yield from npy_blocks(root / f"{info.stem}.npy")
 
 
 def _abbrev(values: list[int], limit: int = 10) -> str:

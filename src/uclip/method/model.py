@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from uclip.data.io import file_sha256, replace_dir
+from uclip.data.io import atomic_target, default_permissions, file_sha256
 from uclip.encoders.base import REAL, combine_weights
 from uclip.encoders.registry import build_encoder
 from uclip.errors import UclipError
@@ -271,24 +270,32 @@ class UCLIPModel(nn.Module):
 
     # persistence ------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str], **metadata: Any) -> Path:
-        """Write ``config.json`` + ``heads.safetensors`` atomically (temp dir, then rename)."""
+        """Write ``config.json`` + ``heads.safetensors`` into ``directory``; nothing else in it is
+        touched. Each file is written to a temporary sibling and renamed over the old one; a kill
+        between the two renames leaves a new config with old heads, which ``load`` refuses (the
+        config records the heads' sha256) rather than loading a mixture."""
         out = Path(directory)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
-        save_file(state, str(tmp / HEADS_NAME), metadata={"format": "uclip-heads"})
-        payload = {
-            "format_version": FORMAT_VERSION,
-            "model": asdict(self.config),
-            "spec": self.spec(),
-            "versions": library_versions(),
-            **self.metadata,
-            **metadata,
-            # Ties config.json to these exact weights: load() refuses a changed heads file.
-            HEADS_SHA256: file_sha256(tmp / HEADS_NAME),
-        }
-        (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-        replace_dir(tmp, out)
+        with (
+            atomic_target(out / HEADS_NAME) as heads_tmp,
+            atomic_target(out / CONFIG_NAME) as config_tmp,
+        ):
+            save_file(state, str(heads_tmp), metadata={"format": "uclip-heads"})
+            payload = {
+                "format_version": FORMAT_VERSION,
+                "model": asdict(self.config),
+                "spec": self.spec(),
+                "versions": library_versions(),
+                **self.metadata,
+                **metadata,
+                "method": "uclip",  # uclip.load dispatches on it (CLT models say "clt")
+                # Ties config.json to these exact weights: load() refuses a changed heads file.
+                HEADS_SHA256: file_sha256(heads_tmp),
+            }
+            config_tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
+            for tmp in (heads_tmp, config_tmp):
+                default_permissions(tmp)  # safetensors writes 0600: others could not read it
         return out
 
 

@@ -8,19 +8,27 @@ was embedded once, either
   averaged and renormalised. This is the offline, text-anchor setting where no real image tower
   exists: images are found *through their captions*.
 
-Both land in the shared unit sphere, so ranking is by cosine similarity = dot product.
+Both land in the shared unit sphere, so ranking is by cosine similarity = dot product, or, for an
+index built with a scorer, by ``weight * cos - penalty(image)`` with the stored penalty.
 
 On disk an index is a directory::
 
-    index.json        format, version, mode, images root, relative image paths + sha256 of each
-                      image, model spec + sha256 of the head weights, sha256 of every data file
+    index.json        format, version, mode, relative image paths + sha256 of each image, model
+                      spec + sha256 of the head weights, sha256 of every data file; also the
+                      folder it was built from, as a hint only: the index never chooses which
+                      folder is served (a shared index.json could name "/")
     embeddings.npy    (N, D) float32, L2-normalised rows, row i = image i
     index.faiss       only for the FAISS backends
+    penalty.npy       only for a hubness-aware scorer (CSLS / querybank normalisation): (N, 1)
+                      float32, each image's penalty from a reference query set, computed once
+                      at build time (see ``uclip.features.scoring``)
     .partial/         only while a build runs: finished chunks, so a killed build resumes
 
 Images are fingerprinted by the sha256 of their bytes rather than size+mtime: mtimes change on
 copy/rsync and a rewritten file can keep its mtime, while hashing reads each file once more, which
-is cheap next to decoding and encoding it (same choice as ``features.cache``).
+is cheap next to decoding and encoding it (same choice as ``features.cache``). The server checks
+an image's hash each time it serves it, so a replaced image is refused rather than served under
+the old ranking.
 """
 
 from __future__ import annotations
@@ -33,23 +41,32 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from uclip.data.io import IMAGE_SUFFIXES, file_sha256, list_images, write_with_atomic
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
+from uclip.features.scoring import (
+    COSINE,
+    ReferenceQueries,
+    ScorerSpec,
+    candidate_penalty,
+    check_reference,
+    parse_scorer,
+)
 
 INDEX_FORMAT = "uclip-search-index"
 INDEX_VERSION = 1
 INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 FAISS_FILE = "index.faiss"
+PENALTY_FILE = "penalty.npy"
 PARTIAL_DIR = ".partial"
 
 DEFAULT_FAISS_THRESHOLD = 50_000
@@ -75,13 +92,8 @@ class UnsafeImagePathError(UclipError):
     """A stored path that escapes the images folder (``..``, absolute, symlink out)."""
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    """One ranked result: ``id`` is the row in the index, ``path`` is relative to its root."""
-
-    id: int
-    path: str
-    score: float
+class ChangedImageError(UclipError):
+    """The image file's bytes differ from the sha256 recorded when the index was built."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,16 +148,38 @@ def _normalize_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def check_relative_path(rel: str) -> PurePosixPath:
-    """A stored image path must be a plain relative POSIX path inside the root; else raise."""
-    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
-        raise UnsafeImagePathError(f"invalid image path {rel!r} in the index: rebuild the index")
+def image_name_problem(rel: str) -> str | None:
+    """Why ``rel`` cannot be an indexed image path, or None: the one rule that ``build_index``
+    applies to the names it finds and the server to the names it reads from ``index.json``.
+
+    A path must be a non-empty relative POSIX path of UTF-8 text, with an image suffix, no
+    backslash or NUL, no ``..``, hidden (``.name``) or home-like (``~name``) part."""
+    if not isinstance(rel, str) or not rel:
+        return "it is empty or not text"
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not UTF-8 (rename the file)"
+    if "\x00" in rel or "\\" in rel:
+        return "it holds a NUL or a backslash"
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+    if pure.is_absolute() or ".." in pure.parts:
+        return "it points outside the images folder"
+    if any(part.startswith((".", "~")) for part in pure.parts):
+        return "a part of it starts with '.' or '~'"
+    if pure.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"it is not an image file ({', '.join(IMAGE_SUFFIXES)})"
+    return None
+
+
+def check_relative_path(rel: str) -> PurePosixPath:
+    """A stored image path that passes :func:`image_name_problem`; else raise."""
+    problem = image_name_problem(rel)
+    if problem is not None:
         raise UnsafeImagePathError(
-            f"image path {rel!r} points outside the images folder: rebuild the index"
+            f"invalid image path {rel!r} in the index ({problem}): rebuild the index"
         )
-    return pure
+    return PurePosixPath(rel)
 
 
 def model_fingerprint(model: Any) -> str | None:
@@ -237,6 +271,7 @@ class SearchIndex:
         embeddings: np.ndarray,
         meta: dict[str, Any],
         faiss_index: Any = None,
+        penalty: np.ndarray | None = None,
     ) -> None:
         self.root = Path(root)
         self.paths = paths
@@ -244,6 +279,8 @@ class SearchIndex:
         self.meta = meta
         self._faiss = faiss_index
         self._root_real = self.root.resolve()
+        self.penalty = penalty
+        """(N,) per-image penalty of the index's scorer, or None (cosine)."""
 
     # properties ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -266,9 +303,21 @@ class SearchIndex:
         """``"numpy"`` (exact), ``"faiss-flat"`` (exact) or ``"faiss-ivf"`` (approximate)."""
         return "numpy" if self._faiss is None else str(self.meta["backend"]["kind"])
 
+    @property
+    def scorer(self) -> dict[str, Any]:
+        """The scorer the index ranks by: ``{"name": "cosine"}`` or the stored penalty's fields
+        (name, weight, reference description, file, sha256)."""
+        return dict(self.meta.get("scorer") or {"name": COSINE.name})
+
     def banner(self) -> str:
         """One human sentence: how images are found and with which towers (for the web page)."""
-        return describe_index(self.mode, self.spec)
+        scorer = self.scorer
+        if scorer["name"] == COSINE.name:
+            return describe_index(self.mode, self.spec)
+        return (
+            f"{describe_index(self.mode, self.spec)}; ranked by {scorer['describe']}, penalty "
+            f"from {scorer['reference']}"
+        )
 
     # loading ------------------------------------------------------------------------------
     @classmethod
@@ -284,10 +333,14 @@ class SearchIndex:
         """Open an index directory, verifying its files and (if given) that ``model`` matches.
 
         Raises :class:`UclipError` for a missing or corrupt file (sha256 mismatch, truncation),
-        an unknown format version, a stored path escaping the root, or a model whose spec or
-        head weights differ from the ones the index was built with (queries would land in a
-        different space). ``images_root`` overrides the stored root (index moved with its
-        images); ``backend="numpy"`` searches exactly even when a FAISS file exists.
+        an unknown format version, a stored path that is not a plain image path inside the root,
+        or a model whose spec or head weights differ from the ones the index was built with
+        (queries would land in a different space). ``images_root`` is the folder the images are
+        served from, by default the index directory itself: the folder recorded in
+        ``index.json`` is never used, since whoever wrote that file would choose what is served.
+        The embeddings (and FAISS index) are read into memory, so a file rewritten under a
+        running server cannot change or crash it. ``backend="numpy"`` searches exactly even when
+        a FAISS file exists.
         """
         directory = Path(path)
         meta_file = directory / INDEX_FILE
@@ -313,7 +366,7 @@ class SearchIndex:
             paths = [entry["path"] for entry in meta["images"]]
             emb_meta = meta["embeddings"]
             count, dim = int(meta["count"]), int(meta["dim"])
-            stored_root = meta["images_root"]
+            stored_root = meta.get("images_root")
             if not isinstance(meta["model"]["spec"], dict):
                 raise TypeError("model.spec must be an object")
         except (KeyError, TypeError, ValueError) as exc:
@@ -331,12 +384,24 @@ class SearchIndex:
         if model is not None:
             check_model(meta, model, directory)
 
-        root = Path(images_root) if images_root is not None else Path(stored_root)
-        if not root.is_dir():
+        root = Path(images_root) if images_root is not None else directory
+        if not root.is_dir() or (count and not (root / paths[0]).exists()):
+            built_from = f" (built from {stored_root})" if isinstance(stored_root, str) else ""
             raise UclipError(
-                f"images folder {root} of index {directory} is not there: pass images_root= "
-                "(--images-root) where the images are now"
+                f"the images of index {directory} are not in {root}: pass images_root= "
+                f"(CLI: --images) with the folder the index was built from{built_from}"
             )
+
+        penalty = None
+        scorer = meta.get("scorer") or {}
+        if scorer.get("file"):
+            stored_penalty = _load_checked_npy(directory / PENALTY_FILE, scorer.get("sha256"))
+            if stored_penalty.shape != (count, 1):
+                raise UclipError(
+                    f"{directory / PENALTY_FILE} has shape {stored_penalty.shape}, expected "
+                    f"({count}, 1); rebuild the index"
+                )
+            penalty = stored_penalty[:, 0]
 
         faiss_index = None
         stored = meta.get("backend", {})
@@ -345,15 +410,23 @@ class SearchIndex:
             if nprobe is not None or "nprobe" in stored:
                 _set_nprobe(faiss_index, nprobe or stored["nprobe"])
         elif backend == "faiss":
-            faiss_index = _faiss_index_for(embeddings, kind="faiss-flat")
+            faiss_index = _faiss_index_for(
+                _searchable(embeddings, penalty, scorer.get("weight", 1.0)), kind="faiss-flat"
+            )
             meta = {**meta, "backend": {"kind": "faiss-flat"}}
         return cls(
-            root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+            root=root,
+            paths=paths,
+            embeddings=embeddings,
+            meta=meta,
+            faiss_index=faiss_index,
+            penalty=penalty,
         )
 
     # searching ----------------------------------------------------------------------------
     def search(self, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows by cosine similarity for each query.
+        """Top-``k`` rows by cosine similarity for each query, or by the index's scorer
+        (``weight * cos - penalty``, :attr:`scorer`) when it was built with one.
 
         ``query_emb``: (D,) or (B, D) L2-normalised (numpy or torch). ``k`` larger than the index
         is clamped to its size. Returns ``(scores, ids)``, each (B, k'), best first; ties are
@@ -371,10 +444,15 @@ class SearchIndex:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise UclipError(f"k must be a positive integer, got {k!r}")
         k = min(int(k), len(self))
+        weight = float(self.scorer.get("weight", 1.0))
         if self._faiss is not None:
+            if self.penalty is not None:  # rows are [y, -penalty / weight]: see _searchable
+                q = np.hstack([q, np.ones((q.shape[0], 1), dtype=np.float32)])
             scores, ids = self._faiss.search(np.ascontiguousarray(q, dtype=np.float32), k)
-            return scores.astype(np.float32), ids.astype(np.int64)
+            return (weight * scores).astype(np.float32), ids.astype(np.int64)
         sims = q @ self.embeddings.T  # (B, N)
+        if self.penalty is not None:
+            sims = weight * sims - self.penalty[None, :]
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else None
         if top is None:
             top = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
@@ -385,15 +463,6 @@ class SearchIndex:
             rows.append(cand[order])
         ids = np.stack(rows).astype(np.int64)
         return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids
-
-    def search_text(self, model: EmbeddingModel, query: str, k: int) -> list[SearchHit]:
-        """Encode ``query`` (any language) with ``model.encode_text`` and return ranked hits."""
-        scores, ids = self.search(model.encode_text([query]), k)
-        return [
-            SearchHit(id=int(i), path=self.paths[int(i)], score=float(s))
-            for s, i in zip(scores[0], ids[0], strict=True)
-            if i >= 0  # FAISS IVF pads with -1 when the probed clusters hold fewer than k
-        ]
 
     # serving ------------------------------------------------------------------------------
     def image_file(self, image_id: int) -> Path:
@@ -424,6 +493,25 @@ class SearchIndex:
             raise MissingImageError(f"image {image_id} ({rel}) is not a regular file")
         return real
 
+    def image_bytes(self, image_id: int) -> bytes:
+        """The bytes of image ``image_id``, checked against the sha256 recorded at build time.
+
+        Checked on every request, on the bytes that are then served: a file rewritten in place
+        can keep its size and mtime, so a check cached by stat would miss it, and hashing costs
+        less than sending the bytes. Raises what :meth:`image_file` raises, or
+        :class:`ChangedImageError`.
+        """
+        file = self.image_file(image_id)
+        try:
+            data = file.read_bytes()
+        except OSError as exc:  # removed or made unreadable since image_file looked
+            raise MissingImageError(f"image {image_id} cannot be read ({exc.strerror})") from exc
+        if hashlib.sha256(data).hexdigest() != self.meta["images"][image_id].get("sha256"):
+            raise ChangedImageError(
+                f"image {image_id} has changed since the index was built; rebuild the index"
+            )
+        return data
+
     def changed_images(self) -> list[str]:
         """Relative paths whose file is missing or whose sha256 differs from build time."""
         changed = []
@@ -451,21 +539,36 @@ def check_model(meta: Mapping[str, Any], model: EmbeddingModel, where: Path | st
             "load it with that model or rebuild the index with this one"
         )
     fingerprint = model_fingerprint(model)
-    if stored.get("heads_sha256") and fingerprint and fingerprint != stored["heads_sha256"]:
+    # "heads_sha256" is the key of indexes built before the rename (issue 21): one name, one
+    # meaning; config.json's heads_sha256 is a file hash, this is a tensor fingerprint.
+    built_with = stored.get("heads_fingerprint", stored.get("heads_sha256"))
+    if built_with and fingerprint and fingerprint != built_with:
         raise UclipError(
             f"index {where} was built with different head weights (same spec, other training "
             "run); load it with that model or rebuild the index with this one"
         )
 
 
-def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
-    if not file.is_file():
-        raise UclipError(f"{file} is missing; rebuild the index")
-    if not expected_sha or file_sha256(file) != expected_sha:
-        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+def _read_checked(file: Path, expected_sha: str | None) -> bytes:
+    """The bytes of ``file``, read once and checked against ``expected_sha``: what is verified
+    is what is used, and nothing stays mapped to a file that may be rewritten later."""
     try:
-        # Memory-mapped: FAISS backends keep their own copy, and numpy pages rows in on demand.
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise UclipError(f"{file} is missing; rebuild the index") from None
+    except OSError as exc:
+        raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
+    if not expected_sha or hashlib.sha256(data).hexdigest() != expected_sha:
+        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
+    return data
+
+
+def _load_checked_npy(file: Path, expected_sha: str | None) -> np.ndarray:
+    # In memory, not memory-mapped: a mapped file truncated or rewritten in place (cp, rsync
+    # --inplace) under a running server kills it with SIGBUS or changes its results.
+    data = _read_checked(file, expected_sha)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UclipError(f"{file} cannot be read ({exc}); rebuild the index") from exc
     if array.dtype != np.float32 or array.ndim != 2:
@@ -486,14 +589,22 @@ def _faiss() -> Any:
 def _load_faiss(file: Path, expected_sha: str | None) -> Any:
     if not file.is_file():
         raise UclipError(f"{file} is missing; rebuild the index (or load with backend='numpy')")
-    if not expected_sha or file_sha256(file) != expected_sha:
-        raise UclipError(f"{file} is corrupt or truncated (sha256 mismatch); rebuild the index")
-    return _faiss().read_index(str(file))
+    data = _read_checked(file, expected_sha)
+    return _faiss().deserialize_index(np.frombuffer(data, dtype=np.uint8))
 
 
 def _set_nprobe(index: Any, nprobe: int) -> None:
     if hasattr(index, "nprobe"):
         index.nprobe = int(nprobe)
+
+
+def _searchable(embeddings: np.ndarray, penalty: np.ndarray | None, weight: float) -> np.ndarray:
+    """The rows an inner-product FAISS index holds: the embeddings, or with a scorer
+    ``[y, -penalty(y) / weight]``, whose inner product with ``[x, 1]`` is the score / weight
+    (``uclip.features.scoring.dot_form``), so FAISS ranks by the scorer at cosine's cost."""
+    if penalty is None:
+        return embeddings
+    return np.hstack([embeddings, (-penalty / weight)[:, None]]).astype(np.float32)
 
 
 def _faiss_index_for(embeddings: np.ndarray, kind: str, nlist: int | None = None) -> Any:
@@ -558,6 +669,8 @@ def build_index(
     batch_size: int = 32,
     chunk_size: int = 512,
     progress: bool = True,
+    scorer: ScorerSpec | str = COSINE,
+    reference: ReferenceQueries | None = None,
 ) -> SearchIndex:
     """Embed every image of ``images_dir`` and write a search index directory to ``out``.
 
@@ -570,17 +683,36 @@ def build_index(
     atomically under ``out/.partial``. Re-running the same build (same folder content, model,
     mode, captions, chunk size) after a kill skips finished chunks; anything else starts over.
     ``index.json`` is written last, so ``out`` is either a complete index or not one.
+
+    ``scorer`` ``"csls[:k=N]"`` or ``"qbnorm[:beta=B]"`` with ``reference`` (queries that are not
+    the test queries: bank M's texts, a log of queries) stores each image's penalty from those
+    queries (``penalty.npy``); search then ranks by ``weight * cos - penalty`` at no extra cost
+    per query. The transductive scorer needs the test batch and cannot serve an index.
     """
     if mode not in ("image", "caption"):
         raise UclipError(f"mode must be 'image' or 'caption', got {mode!r}")
     for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UclipError(f"{name} must be a positive integer, got {value!r}")
+    spec_scorer = parse_scorer(scorer)
+    if spec_scorer.transductive:
+        raise UclipError(
+            f"{spec_scorer.name} needs the test queries, which an index never sees: build with "
+            "csls or qbnorm and a reference query file"
+        )
+    check_reference(spec_scorer, reference)
     root = Path(images_dir)
     paths, skipped = list_images(root)
     if not paths:
         raise UclipError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}; check the folder"
+        )
+    unservable = [(rel, problem) for rel in paths if (problem := image_name_problem(rel))]
+    if unservable:
+        rel, problem = unservable[0]
+        raise UclipError(
+            f"{len(unservable)} image name(s) in {root} could not be served, e.g. {rel!r} "
+            f"({problem}); rename them and build again"
         )
     texts = _captions_for(root, paths, load_captions(captions)) if mode == "caption" else None
     kind = resolve_backend(backend, len(paths), faiss_threshold, ivf_threshold)
@@ -588,13 +720,13 @@ def build_index(
     out_dir = Path(out)
     _prepare_out_dir(out_dir, root)
     spec = model_spec(model)
-    heads_sha = model_fingerprint(model)
+    heads_fingerprint = model_fingerprint(model)
     key = _sha256_json(
         {
             "version": INDEX_VERSION,
             "mode": mode,
             "spec": spec,
-            "heads": heads_sha,
+            "heads": heads_fingerprint,
             "paths": paths,
             # stat is cheap and catches files edited between a killed build and its resume
             "stat": [_stat_key(root / p) for p in paths],
@@ -629,10 +761,28 @@ def build_index(
     if not np.isfinite(embeddings).all():
         raise UclipError("the model produced non-finite embeddings; check the model and images")
     _write_npy(out_dir / EMBEDDINGS_FILE, embeddings)
+    penalty, scorer_meta = None, None
+    if reference is not None:
+        queries = reference.embed(model.encode_text)
+        penalty = candidate_penalty(
+            torch.from_numpy(embeddings), queries.detach().float().cpu(), spec_scorer
+        )
+        penalty = penalty.numpy().astype(np.float32)
+        _write_npy(out_dir / PENALTY_FILE, penalty[:, None])
+        scorer_meta = {
+            "name": spec_scorer.name,
+            "describe": spec_scorer.describe(),
+            "weight": spec_scorer.weight,
+            "reference": reference.description,
+            "file": PENALTY_FILE,
+            "sha256": file_sha256(out_dir / PENALTY_FILE),
+        }
+    else:
+        (out_dir / PENALTY_FILE).unlink(missing_ok=True)
     backend_meta: dict[str, Any] = {"kind": kind}
     faiss_index = None
     if kind != "numpy":
-        faiss_index = _faiss_index_for(embeddings, kind)
+        faiss_index = _faiss_index_for(_searchable(embeddings, penalty, spec_scorer.weight), kind)
         if kind == "faiss-ivf":
             backend_meta.update(nlist=int(faiss_index.nlist), nprobe=int(nprobe))
             _set_nprobe(faiss_index, nprobe)
@@ -659,14 +809,20 @@ def build_index(
             "sha256": file_sha256(out_dir / EMBEDDINGS_FILE),
         },
         "backend": backend_meta,
-        "model": {"spec": spec, "heads_sha256": heads_sha},
+        "model": {"spec": spec, "heads_fingerprint": heads_fingerprint},
         "captions_sha256": _sha256_json(texts) if texts else None,
+        "scorer": scorer_meta,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _write_json(out_dir / INDEX_FILE, meta)
     shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
     return SearchIndex(
-        root=root, paths=paths, embeddings=embeddings, meta=meta, faiss_index=faiss_index
+        root=root,
+        paths=paths,
+        embeddings=embeddings,
+        meta=meta,
+        faiss_index=faiss_index,
+        penalty=penalty,
     )
 
 
@@ -682,7 +838,7 @@ def _prepare_out_dir(out_dir: Path, images_root: Path) -> None:
     if out_dir.resolve() == images_root.resolve():
         raise UclipError("the index output must not be the images folder itself; pick another")
     if out_dir.is_dir():
-        ours = {INDEX_FILE, EMBEDDINGS_FILE, FAISS_FILE, PARTIAL_DIR}
+        ours = {INDEX_FILE, EMBEDDINGS_FILE, FAISS_FILE, PENALTY_FILE, PARTIAL_DIR}
         foreign = [p.name for p in out_dir.iterdir() if p.name not in ours]
         if foreign:
             raise UclipError(
