@@ -80,6 +80,7 @@ class TrainingCorpora:
     bank_m_langs: list[str]
     sources: dict[str, str] = field(default_factory=dict)
     general_english: list[str] = field(default_factory=list)
+    news_english: list[str] = field(default_factory=list)
 
 
 def split_training_corpora(
@@ -104,7 +105,7 @@ def split_training_corpora(
     added as general-domain training text: English only, none of them with a translation in
     bank M or in the dev pairs. ``n_news`` English news sentences
     (:func:`uclip.data.news.news_english`, English only, no translation anywhere in the data)
-    follow them.
+    are the news training text.
     """
     if min(n_train, n_bank_v, n_bank_m) < 1:
         raise UclipError("n_train, n_bank_v and n_bank_m must all be >= 1")
@@ -163,10 +164,9 @@ def split_training_corpora(
                 f"Multi30K task1 train de/fr/cs of {len(group_c)} further images + Tatoeba "
                 f"{'/'.join(TATOEBA_LANGS)} sentences (bank part)"
             ),
-            "general": (
-                f"{n_general} English Tatoeba sentences (train part, English side only)"
-                + (f" + {n_news} English WMT news sentences (news/english_news.txt.gz)" if n_news else "")
-            ),
+            "general": f"{n_general} English Tatoeba sentences (train part, English side only)",
+            "news": f"{n_news} English WMT news sentences (news/english_news.txt.gz, English only)",
         },
-        general_english=tatoeba.english[:n_general] + (news_english(data_dir, n_news) if n_news else []),
+        general_english=tatoeba.english[:n_general],
+        news_english=news_english(data_dir, n_news) if n_news else [],
     )
