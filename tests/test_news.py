@@ -11,8 +11,8 @@ import pytest
 from uclip.data.news import (
     NEWS_DEV_LANGS,
     NEWS_DEV_SCRIPTS,
-    news_dev_path,
     news_dev_pairs,
+    news_dev_path,
     news_english,
 )
 from uclip.errors import UclipError
