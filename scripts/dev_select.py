@@ -204,9 +204,8 @@ def write(
     }
     (out / "runs.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     variants = list(dict.fromkeys(r["variant"] for r in runs))
-    keys = ["score", "multi30k-val", "tatoeba-dev", "news-dev"] + sorted(
-        k for k in summarise(tasks, runs[0]["heads"]) if k.startswith("script:")
-    )
+    scripts = sorted(k for k in summarise(tasks, runs[0]["heads"]) if k.startswith("script:"))
+    keys = ["score", "multi30k-val", "tatoeba-dev", "news-dev", *scripts]
     rows = []
     for v in variants:
         rs = [r for r in runs if r["variant"] == v]
