@@ -66,6 +66,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
         "method": {"tau_retrieval": 0.05},
     },
+    # second round, around the first round's best (tau = 0.05)
+    "news10k_tau1": {
+        "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
+        "method": {"tau": 0.1},
+    },
+    "news10k_tau05_tau_r05": {
+        "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
+        "method": {"tau": 0.05, "tau_retrieval": 0.05},
+    },
 }
 SCRIPT_OF = {("news-dev", lang): script for lang, script in NEWS_DEV_SCRIPTS.items()}
 
