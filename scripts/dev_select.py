@@ -32,6 +32,7 @@ from uclip.data.news import NEWS_DEV_SCRIPTS, news_english
 from uclip.encoders.registry import build_encoder
 from uclip.eval.dev import DevTask, dev_ceiling, embed_dev_tasks
 from uclip.eval.report import run_metadata
+from uclip.eval.stats import sign_test
 from uclip.features.corpora import dev_sets, split_training_corpora
 from uclip.method.model import UCLIPHeads
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
@@ -70,6 +71,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "news10k_tau1": {
         "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
         "method": {"tau": 0.1},
+    },
+    "news10k_tau2": {
+        "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
+        "method": {"tau": 0.2},
     },
     "news10k_tau05_tau_r05": {
         "texts": {"captions": 12000, "tatoeba": 20000, "news": 10000},
@@ -225,24 +230,40 @@ def write(
             row[f"heads {k}"] = round(statistics.fmean(heads), 2)
             row[f"heads {k} sd"] = round(statistics.stdev(heads), 2) if len(heads) > 1 else None
             row[f"ridge {k}"] = round(ridge, 2)
+        # paired per-language sign test, heads (mean over seeds) vs ridge, over the dev languages
+        langs = [f"{t.name} {t.lang}" for t in tasks]
+        test = sign_test(
+            [statistics.fmean(r["heads"][k] for r in rs) for k in langs],
+            [rs[0]["ridge"][k] for k in langs],
+        )
+        row["languages won-lost"] = f"{test['wins']}-{test['losses']}"
+        row["sign test p"] = round(test["p_a"], 5)
         row["best steps"] = [r["best_step"] for r in rs]
         rows.append(row)
     ceil = {"variant": "ceiling (e5 both sides)"} | {
         f"heads {k}": round(100 * ceiling[k], 2) for k in keys
     }
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows, "ceiling": ceil}))
-    header = ["variant", "seeds"] + [k.replace("script:", "") for k in keys] + ["best steps"]
+    header = [
+        "variant",
+        "seeds",
+        *(k.replace("script:", "") for k in keys),
+        "languages won-lost vs ridge",
+        "one-sided sign test p",
+        "best steps",
+    ]
     lines = [
         "# Dev selection with the news domain (dev data only, real weights)",
         "",
         meta["protocol"] + ". Each cell: heads mean ± sd over seeds / ridge map on the same "
-        "text (λ on dev), top-1 %.",
+        "text (λ on dev), top-1 %. Sign test: per dev language (19), heads mean over seeds vs "
+        "ridge, ties dropped.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     columns = [c for k in keys for c in (f"heads {k}", f"heads {k} sd", f"ridge {k}")]
-    csv_lines = [",".join(["variant", "seeds", *columns])]
+    csv_lines = [",".join(["variant", "seeds", *columns, "won-lost", "sign p"])]
     for row in rows:
         cells = [row["variant"], str(row["seeds"])]
         for k in keys:
@@ -252,10 +273,15 @@ def write(
                 + (f" ± {sd:.2f}" if sd is not None else "")
                 + f" / {row[f'ridge {k}']:.2f}"
             )
+        cells += [row["languages won-lost"], f"{row['sign test p']:.2g}"]
         cells.append(" ".join(str(s) for s in row["best steps"]))
         lines.append("| " + " | ".join(cells) + " |")
         csv_lines.append(
-            ",".join([row["variant"], str(row["seeds"])] + [str(row[c]) for c in columns])
+            ",".join(
+                [row["variant"], str(row["seeds"])]
+                + [str(row[c]) for c in columns]
+                + [row["languages won-lost"], str(row["sign test p"])]
+            )
         )
     lines.append("| ceiling | | " + " | ".join(f"{ceil[f'heads {k}']:.2f}" for k in keys) + " | |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
