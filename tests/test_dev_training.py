@@ -217,3 +217,36 @@ def test_dev_sets_cover_both_domains() -> None:
     assert ("tatoeba-dev", "fi") in names
     assert all(len(s.foreign) == len(s.english) > 0 for s in sets)
     assert all(len(s.foreign) <= 50 for s in sets if s.name == "tatoeba-dev")
+
+
+def test_dev_metrics_under_csls_match_brute_force_with_the_mapped_reference() -> None:
+    """CSLS dev top-1 = brute force of 2 cos(x, y) - r(y), r over the reference queries *after*
+    f_M (the map the dev queries go through), and cosine is unchanged by the new arguments."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 6, generator=g)
+
+    def f_m(x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x @ w.T, dim=-1)
+
+    def f_c(x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
+
+    foreign = torch.randn(12, 6, generator=g)
+    reference = torch.randn(20, 6, generator=g)
+    # English rows near their translations, plus a shared "hub" direction on a few of them
+    hub = F.normalize(f_m(reference).mean(0), dim=-1)
+    english = f_m(foreign) + 0.6 * torch.randn(12, 4, generator=g)
+    english[:4] += 1.5 * hub
+    english = F.normalize(english, dim=-1)
+    task = DevTask("news-dev", "kk", foreign, english, foreign, english)
+    k = 3
+    q, c, ref = f_m(foreign), f_c(english), f_m(reference)
+    r = torch.stack([(ref @ y).topk(k).values.mean() for y in c])
+    brute = sum(int((2 * (q[i] @ c.T) - r).argmax() == i) for i in range(12)) / 12
+    got = dev_metrics([task], f_m, f_c, f"csls:k={k}", reference)
+    assert got["news-dev kk"] == pytest.approx(brute)
+    cosine = sum(int((q[i] @ c.T).argmax() == i) for i in range(12)) / 12
+    assert dev_metrics([task], f_m, f_c)["news-dev kk"] == pytest.approx(cosine)
+    assert brute != cosine  # the scorer changes the ranking here: the test can fail
+    with pytest.raises(UclipError, match="reference"):
+        dev_metrics([task], f_m, f_c, "csls")

@@ -254,3 +254,15 @@ def test_query_ranks_hand_computed() -> None:
         query_ranks(queries, candidates, [0, 1])
     with pytest.raises(UclipError, match=r"outside 0\.\.2"):
         query_ranks(queries, candidates, [0, 1, 3])
+
+
+def test_sign_test_hand_computed() -> None:
+    from uclip.eval.stats import sign_test
+
+    # 3 wins, 1 loss, 1 tie: P(X >= 3 | n=4) = (4 + 1) / 16; P(X >= 1) = 15 / 16
+    got = sign_test([2, 3, 4, 5, 1], [1, 2, 3, 6, 1])
+    assert (got["wins"], got["losses"], got["ties"]) == (3, 1, 1)
+    assert got["p_a"] == pytest.approx(5 / 16) and got["p_b"] == pytest.approx(15 / 16)
+    assert sign_test([1.0], [1.0])["p_a"] == 1.0  # all ties: no evidence either way
+    with pytest.raises(UclipError):
+        sign_test([1.0], [])

@@ -28,6 +28,7 @@ from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics, embed_dev_tasks
 from uclip.features.banks import MemoryBank, image_files, read_text_files
 from uclip.features.cache import EmbeddingCache
 from uclip.features.corpora import dev_sets, split_training_corpora
+from uclip.features.scoring import COSINE, ScorerSpec
 from uclip.method.model import MODEL_ALLOWED, UCLIPConfig, UCLIPHeads, UCLIPModel
 from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
 from uclip.method.ridge import init_heads_from_ridge, ridge_config
@@ -49,10 +50,12 @@ class DataSection:
     n_bank_v: int = 4000
     n_bank_m: int = 4000
     n_general: int = 0
+    n_news: int = 0  # English-only WMT news sentences, after the general text
     seed: int = 0
     dev: bool = True
     dev_multi30k_per_lang: int | None = None  # None: all 1,014 Multi30K val captions
     dev_tatoeba_per_lang: int = 200
+    dev_news_per_lang: int = 0  # 0: no news dev domain (the configs before issue 22)
     train_captions: list[str] | None = None
     image_bank: str | None = None
     text_bank: str | list[str] | None = None  # a folder of per-language files, files, or a .npy
@@ -64,6 +67,8 @@ DATA_ALLOWED = {
     "n_bank_v": at_least(1),
     "n_bank_m": at_least(1),
     "n_general": at_least(0),
+    "n_news": at_least(0),
+    "dev_news_per_lang": at_least(0),
     "dev_multi30k_per_lang": at_least(1),
     "dev_tatoeba_per_lang": at_least(1),
     "seed": between(0, 2**32 - 1),
@@ -227,9 +232,10 @@ def prepare_training_data(
             int(data.get("n_bank_m", 4000)),
             seed=int(data.get("seed", 0)),
             n_general=int(data.get("n_general", 0)),
+            n_news=int(data.get("n_news", 0)),
         )
         captions, bank_m_texts = corpora.train_captions, corpora.bank_m_texts
-        general = corpora.general_english
+        general, news = corpora.general_english, corpora.news_english
         image_bank: Any = cache.embed(
             anchor, corpora.bank_v_captions, progress=progress, desc="bank V"
         )
@@ -237,6 +243,7 @@ def prepare_training_data(
     elif paper is not None:
         captions = read_text_files(paper.captions)
         general = read_text_files(paper.general) if paper.general else []
+        news = []
         if paper.image_bank_meta is not None:
             bank_tower = encoder(run.model.image_encoder or run.model.anchor_encoder)
             check_bank_weights(paper.image_bank_meta, bank_tower, paper.image_bank, "image_bank")
@@ -263,27 +270,22 @@ def prepare_training_data(
         raise UclipError("config section 'data' needs 'corpus': 'multi30k' or 'train_captions'")
     if text_bank is None and not bank_m_texts:
         raise UclipError("text bank M is empty: list text files under data.text_bank")
-    # Captions and general English text are embedded as two lists, so each keeps its cache
-    # shards when the other changes size.
-    e_c = cache.embed(anchor, captions, progress=progress, desc="captions · anchor")
-    e_m = cache.embed(multilingual, captions, progress=progress, desc="captions · multilingual")
-    if general:
-        e_c = torch.cat(
-            [e_c, cache.embed(anchor, general, progress=progress, desc="general · anchor")]
-        )
-        e_m = torch.cat(
-            [
-                e_m,
-                cache.embed(
-                    multilingual, general, progress=progress, desc="general · multilingual"
-                ),
-            ]
-        )
+    # Captions, general and news English text are embedded as separate lists, so each keeps its
+    # cache shards when another changes size.
+    e_c, e_m = [], []
+    for what, texts in (("captions", captions), ("general", general), ("news", news)):
+        if texts:
+            e_c.append(cache.embed(anchor, texts, progress=progress, desc=f"{what} · anchor"))
+            e_m.append(
+                cache.embed(multilingual, texts, progress=progress, desc=f"{what} · multilingual")
+            )
+    e_c, e_m = torch.cat(e_c), torch.cat(e_m)
     if text_bank is None:
         text_bank = cache.embed(multilingual, bank_m_texts, progress=progress, desc="bank M")
     sources["sizes"] = {
         "train": len(captions),
         "general": len(general),
+        "news": len(news),
         "bank_v": len(image_bank),
         "bank_m": len(text_bank),
     }
@@ -294,12 +296,18 @@ def prepare_training_data(
 RIDGE_LAMBDAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
-def heads_dev_metrics(heads: UCLIPHeads, tasks: list[DevTask]) -> dict[str, float]:
-    """Dev metrics of heads in eval mode (BatchNorm running statistics)."""
+def heads_dev_metrics(
+    heads: UCLIPHeads,
+    tasks: list[DevTask],
+    scorer: ScorerSpec | str = COSINE,
+    reference: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Dev metrics of heads in eval mode (BatchNorm running statistics); ``scorer`` and its
+    ``reference`` (multilingual embeddings, e.g. bank M) as in :func:`dev_metrics`."""
     was_training = heads.training
     heads.eval()
     try:
-        return dev_metrics(tasks, heads.f_m, heads.f_c)
+        return dev_metrics(tasks, heads.f_m, heads.f_c, scorer, reference)
     finally:
         heads.train(was_training)
 
@@ -387,6 +395,7 @@ def train_run(
             data_dir,
             tatoeba_per_lang=int(run.data.get("dev_tatoeba_per_lang", 200)),
             multi30k_per_lang=run.data.get("dev_multi30k_per_lang"),
+            news_per_lang=int(run.data.get("dev_news_per_lang", 0)),
         )
         tasks = embed_dev_tasks(
             sets,

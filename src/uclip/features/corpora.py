@@ -15,6 +15,7 @@ from pathlib import Path
 
 from uclip.data.io import read_nonblank_lines
 from uclip.data.multi30k import M30K, multi30k_english, multi30k_foreign, multi30k_images
+from uclip.data.news import NEWS_DEV_LANGS, news_dev_pairs, news_english
 from uclip.data.tatoeba import TATOEBA_LANGS, split_tatoeba
 from uclip.errors import UclipError
 
@@ -35,14 +36,19 @@ DEV_MULTI30K_LANGS = ("de", "fr", "cs")
 
 
 def dev_sets(
-    data_dir: Path, tatoeba_per_lang: int = 200, multi30k_per_lang: int | None = None
+    data_dir: Path,
+    tatoeba_per_lang: int = 200,
+    multi30k_per_lang: int | None = None,
+    news_per_lang: int = 0,
 ) -> list[DevSet]:
     """The dev data: disjoint from every reported test set, from the banks and the training text.
 
     - Multi30K val task 1, de/fr/cs -> en (1,014 captions; caption domain, images disjoint from
       Multi30K train and from the Flickr30k 1k test);
     - Tatoeba dev pairs cs/fi/hr/hu/ro -> en (general domain, the ``dev`` part of
-      :func:`split_tatoeba`), at most ``tatoeba_per_lang`` each.
+      :func:`split_tatoeba`), at most ``tatoeba_per_lang`` each;
+    - with ``news_per_lang`` > 0, WMT newstest pairs of 11 languages in 4 scripts (news domain,
+      :func:`uclip.data.news.news_dev_pairs`), that many per language, spread over each file.
 
     ``multi30k_per_lang`` keeps the first captions only (a quicker, noisier dev score).
     """
@@ -55,6 +61,9 @@ def dev_sets(
     for lang, pairs in split_tatoeba(data_dir).dev.items():
         picked = pairs[:tatoeba_per_lang]
         sets.append(DevSet("tatoeba-dev", lang, [f for f, _ in picked], [e for _, e in picked]))
+    for lang in NEWS_DEV_LANGS if news_per_lang > 0 else ():
+        picked = news_dev_pairs(data_dir, lang, news_per_lang)
+        sets.append(DevSet("news-dev", lang, [f for f, _ in picked], [e for _, e in picked]))
     for d in sets:
         if len(d.foreign) != len(d.english):
             raise UclipError(f"dev set {d.name} {d.lang}: {len(d.foreign)} vs {len(d.english)}")
@@ -71,6 +80,7 @@ class TrainingCorpora:
     bank_m_langs: list[str]
     sources: dict[str, str] = field(default_factory=dict)
     general_english: list[str] = field(default_factory=list)
+    news_english: list[str] = field(default_factory=list)
 
 
 def split_training_corpora(
@@ -81,6 +91,7 @@ def split_training_corpora(
     seed: int = 0,
     tatoeba_per_lang: int | None = None,
     n_general: int = 0,
+    n_news: int = 0,
 ) -> TrainingCorpora:
     """Sample the quickstart/training text from Multi30K train (+ Tatoeba for bank M).
 
@@ -92,7 +103,9 @@ def split_training_corpora(
 
     ``n_general`` English Tatoeba sentences of the ``train`` part (:func:`split_tatoeba`) are
     added as general-domain training text: English only, none of them with a translation in
-    bank M or in the dev pairs.
+    bank M or in the dev pairs. ``n_news`` English news sentences
+    (:func:`uclip.data.news.news_english`, English only, no translation anywhere in the data)
+    are the news training text.
     """
     if min(n_train, n_bank_v, n_bank_m) < 1:
         raise UclipError("n_train, n_bank_v and n_bank_m must all be >= 1")
@@ -152,6 +165,8 @@ def split_training_corpora(
                 f"{'/'.join(TATOEBA_LANGS)} sentences (bank part)"
             ),
             "general": f"{n_general} English Tatoeba sentences (train part, English side only)",
+            "news": f"{n_news} English WMT news sentences (news/english_news.txt.gz, English only)",
         },
         general_english=tatoeba.english[:n_general],
+        news_english=news_english(data_dir, n_news) if n_news else [],
     )
