@@ -11,29 +11,16 @@ import torch
 from PIL import Image
 
 import uclip
+from test_clt import IMAGE as TINY_IMAGE
+from test_clt import TEXT as TINY_TEXT
 from uclip.clt.model import CLTConfig, CLTModel, build_clt_model, load_clt
 from uclip.errors import UclipError
 from uclip.eval.models import load_embedding_model
 from uclip.method.model import UCLIPConfig, UCLIPModel
 
-TEXT = {
-    "kind": "xlm-roberta",
-    "weights": "random-init",
-    "arch": {
-        "vocab_size": 512, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "intermediate_size": 32, "max_position_embeddings": 40, "type_vocab_size": 1,
-        "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
-    },
-    "max_length": 24,
-}  # fmt: skip
-IMAGE = {
-    "kind": "vit",
-    "weights": "random-init",
-    "arch": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-             "intermediate_size": 32, "patch_size": 8},
-    "pooling": "cls",
-    "image_size": 16,
-}  # fmt: skip
+# The tiny random-init towers of the CLT tests (one text layer is enough here).
+TEXT = {**TINY_TEXT, "arch": {**TINY_TEXT["arch"], "num_hidden_layers": 1}}
+IMAGE = TINY_IMAGE
 TEXTS = ["a dog on the beach", "un chat qui dort", "犬が走る"]
 
 
