@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--embed-only", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the tables from runs.json"
+    )
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument(
         "--news", type=int, default=10000, help="English news sentences embedded (first N)"
@@ -145,6 +148,10 @@ def main() -> None:
     out_json = args.out / "runs.json"
     if out_json.is_file():
         runs = json.loads(out_json.read_text())["runs"]
+    if args.report_only:
+        seconds = json.loads(out_json.read_text())["meta"]["seconds"]
+        write(args.out, runs, tasks, ceiling, seconds)
+        return
     done = {(r["variant"], r["seed"]) for r in runs}
     ridge_cache: dict[str, tuple[float, dict[str, float]]] = {}
     for name in args.variants:
@@ -237,7 +244,7 @@ def write(
             [rs[0]["ridge"][k] for k in langs],
         )
         row["languages won-lost"] = f"{test['wins']}-{test['losses']}"
-        row["sign test p"] = round(test["p_a"], 5)
+        row["sign test p"] = float(f"{test['p_a']:.3g}")
         row["best steps"] = [r["best_step"] for r in rs]
         rows.append(row)
     ceil = {"variant": "ceiling (e5 both sides)"} | {
