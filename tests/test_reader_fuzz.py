@@ -13,21 +13,34 @@ checksums match; the fuzz changes one field at a time, so every example is one s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_serve_api import local_client, make_image_folder, make_model  # tests/ is on sys.path
+from test_sharding import TEXTS, HashEncoder  # tests/ is on sys.path
+from uclip.app.train_inputs import check_bank_file, check_bank_weights
 from uclip.errors import UclipError
+from uclip.export import verify_export
+from uclip.features.sharding import (
+    MERGED_NAME,
+    ShardInfo,
+    extract_shard,
+    merge_shards,
+    shard_status,
+)
 from uclip.serve.app import create_app
 from uclip.serve.index import EMBEDDINGS_FILE, INDEX_FILE, SearchIndex, build_index
 
@@ -227,3 +240,140 @@ def test_index_json_fields_of_the_wrong_type_are_one_line(built, tmp_path, path,
     (directory / INDEX_FILE).write_text(json.dumps(mutate(meta, path, value, drop=False)))
     with pytest.raises(UclipError, match=f"field {path[0]}[ .[]"):
         SearchIndex.load(directory, model, images_root=root / "images")
+
+
+# -- extraction sidecars: shard-*.json and the merged bank's embeddings.json --------------------
+
+
+@pytest.fixture(scope="module")
+def extraction(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """Two finished shards of 23 texts, merged: what `uclip extract` and extract-merge write."""
+    root = tmp_path_factory.mktemp("fuzz-extract") / "ex"
+    for index in range(2):
+        extract_shard(HashEncoder(), TEXTS, root, index, 2, batch_size=8, progress=False)
+    merge_shards(root)
+    shutil.rmtree(root / "cache")
+    return root, np.load(root / MERGED_NAME)
+
+
+SHARD_FIELDS = [
+    *(f.name for f in dataclasses.fields(ShardInfo)),
+    "extra",
+]
+
+
+@FUZZ
+@given(
+    key=st.sampled_from(SHARD_FIELDS),
+    value=JSON_VALUES,
+    drop=st.booleans(),
+    which=st.integers(0, 1),
+)
+def test_shard_sidecars_merge_resume_or_refuse_in_one_line(
+    extraction, key, value, drop, which
+) -> None:
+    root, merged = extraction
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "ex"
+        shutil.copytree(root, directory)
+        sidecar = directory / f"shard-{which:05d}-of-00002.json"
+        record = json.loads(sidecar.read_text())
+        changed = mutate(record, [key], value, drop) if key in record or not drop else record
+        sidecar.write_text(json.dumps(changed))
+        for step in (
+            lambda: shard_status(directory),
+            lambda: merge_shards(directory, Path(tmp) / "merged.npy"),
+        ):
+            try:
+                step()
+            except UclipError as exc:
+                one_line(exc)
+        if (Path(tmp) / "merged.npy").is_file():  # accepted: then it must be the same bank
+            np.testing.assert_array_equal(np.load(Path(tmp) / "merged.npy"), merged)
+        # A worker rerun over the damaged sidecar keeps or redoes its shard, never crashes.
+        extract_shard(HashEncoder(), TEXTS, directory, which, 2, batch_size=8, progress=False)
+        np.testing.assert_array_equal(np.load(merge_shards(directory)), merged)
+
+
+BANK_MODEL = SimpleNamespace(
+    image_encoder=None, anchor_encoder="hash-encoder", multilingual_encoder="hash-encoder"
+)
+
+
+@FUZZ
+@given(
+    key=st.sampled_from(["encoder", "weights_id", "dim", "dtype", "count", "format_version", "x"]),
+    value=JSON_VALUES,
+    drop=st.booleans(),
+)
+def test_bank_sidecar_checks_pass_or_refuse_in_one_line(extraction, key, value, drop) -> None:
+    root, _ = extraction
+    record = json.loads((root / "embeddings.json").read_text())
+    changed = mutate(record, [key], value, drop) if key in record or not drop else record
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = Path(tmp) / MERGED_NAME
+        shutil.copy(root / MERGED_NAME, npy)
+        npy.with_suffix(".json").write_text(json.dumps(changed))
+        for bank in ("text_bank", "image_bank"):
+            try:
+                meta = check_bank_file(npy, BANK_MODEL, bank)  # type: ignore[arg-type]
+                check_bank_weights(meta, HashEncoder(), npy, bank)
+            except UclipError as exc:
+                one_line(exc)
+
+
+# -- export manifests ----------------------------------------------------------------------------
+
+
+def _export(directory: Path, kind: str) -> dict[str, Any]:
+    """The files and manifest of one export format, with checksums that match."""
+    names = {
+        "sentence-transformers": [
+            f"{side}/{name}"
+            for side in ("multilingual", "anchor")
+            for name in ("modules.json", "config_sentence_transformers.json", "model.safetensors")
+        ],
+        "onnx": ["f_c.onnx", "f_m.onnx"],
+        "onnx-full": ["text_encoder.onnx", "tokenizer.json"],
+        "hf": ["model.safetensors"],
+    }[kind]
+    for name in names:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(name.encode() * 3)
+    digest = {name: sha256(directory / name) for name in names}
+    if kind == "sentence-transformers":
+        return {"export_format_version": 1, "format": kind, "files": digest}
+    if kind == "onnx":
+        heads = {n[:-5]: {"in_dim": 8, "out_dim": 8, "file": n, "sha256": digest[n]} for n in names}
+        return {"export_format_version": 1, "opset": 17, "heads": heads}
+    if kind == "onnx-full":
+        return {"export_format_version": 1, "opset": 17, "prefix": "passage: ", "sha256": digest}
+    return {"model": {"embed_dim": 8}, "model_safetensors_sha256": digest["model.safetensors"]}
+
+
+MANIFEST_FILE = {
+    "sentence-transformers": "manifest.json",
+    "onnx": "onnx.json",
+    "onnx-full": "onnx.json",
+    "hf": "config.json",
+}
+
+
+@FUZZ
+@given(data=st.data(), kind=st.sampled_from(sorted(MANIFEST_FILE)), drop=st.booleans())
+def test_export_manifests_verify_or_refuse_in_one_line(data, kind, drop) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        manifest = _export(directory, kind)
+        (directory / MANIFEST_FILE[kind]).write_text(json.dumps(manifest))
+        assert verify_export(directory)["format"] == kind  # the unchanged export verifies
+        path = data.draw(st.sampled_from([*field_paths(manifest), ("extra",)]))
+        value = data.draw(JSON_VALUES)
+        changed = manifest if drop and path == ("extra",) else mutate(manifest, path, value, drop)
+        (directory / MANIFEST_FILE[kind]).write_text(json.dumps(changed))
+        try:
+            result = verify_export(directory)
+        except UclipError as exc:
+            one_line(exc)
+            return
+        assert isinstance(result["files"], int) and result["files"] > 0
