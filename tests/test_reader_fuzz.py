@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from test_serve_api import local_client, make_image_folder, make_model  # tests/ is on sys.path
 from test_sharding import TEXTS, HashEncoder  # tests/ is on sys.path
 from uclip.app.train_inputs import check_bank_file, check_bank_weights
+from uclip.data.text_quality import has_visible_text
 from uclip.errors import UclipError
 from uclip.export import verify_export
 from uclip.features.sharding import (
@@ -41,7 +42,7 @@ from uclip.features.sharding import (
     merge_shards,
     shard_status,
 )
-from uclip.serve.app import create_app
+from uclip.serve.app import MAX_K, create_app
 from uclip.serve.index import EMBEDDINGS_FILE, INDEX_FILE, SearchIndex, build_index
 
 FUZZ = settings(
@@ -179,7 +180,9 @@ SHORT_TEXT = st.text(max_size=40) | st.sampled_from(
 # Long enough to pass max_query_chars, short enough for the client's 64 KiB URL limit.
 ANY_TEXT = SHORT_TEXT | st.text(min_size=1000, max_size=1500) | st.just("a" * 20_000)
 K_VALUES = (
-    st.integers(-(2**70), 2**70).map(str)
+    st.sampled_from(["-1", "0", "1", "12", "13", str(MAX_K), str(MAX_K + 1)])  # at the limits
+    | st.integers(-3, 300).map(str)
+    | st.integers(-(2**70), 2**70).map(str)
     | st.sampled_from(["", "1.5", "1e3", "nan", "inf", "true", " 3", "0x10", "١٢"])
     | SHORT_TEXT
 )
@@ -190,7 +193,11 @@ PARAMS = st.lists(
 
 
 @FUZZ
-@given(q=st.none() | ANY_TEXT, k=st.none() | K_VALUES, more=PARAMS)
+@given(
+    q=st.none() | st.sampled_from(["rojo", "赤 red", " blau "]) | ANY_TEXT,
+    k=st.none() | K_VALUES,
+    more=PARAMS,
+)
 def test_search_parameters_answer_4xx_or_results_never_500(client, q, k, more) -> None:
     params = [("q", q)] if q is not None else []
     params += [("k", k)] if k is not None else []
@@ -199,6 +206,7 @@ def test_search_parameters_answer_4xx_or_results_never_500(client, q, k, more) -
     body = response.json()
     assert isinstance(body, dict)
     if response.status_code == 200:
+        assert has_visible_text(body["query"])  # the one rule for queries (data.text_quality)
         assert isinstance(body["results"], list)
         assert all(not r["path"].startswith("/") and ".." not in r["path"] for r in body["results"])
     else:
@@ -218,7 +226,11 @@ def test_undecodable_or_repeated_parameters_answer_4xx_or_results(client, query)
 
 
 @FUZZ
-@given(image_id=ANY_TEXT | st.integers(-(2**70), 2**70).map(str))
+@given(
+    image_id=st.sampled_from(["-1", "0", "11", "12", "1.0", "0x1", "٣"])  # 12 images: ids 0..11
+    | st.integers(-(2**70), 2**70).map(str)
+    | ANY_TEXT
+)
 def test_image_ids_answer_4xx_or_an_image_never_500(client, image_id) -> None:
     response = client.get("/images/" + quote(image_id, safe=""))
     assert response.status_code in (200, 400, 403, 404, 409, 413, 422), response.text
