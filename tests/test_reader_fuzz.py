@@ -389,3 +389,14 @@ def test_export_manifests_verify_or_refuse_in_one_line(data, kind, drop) -> None
             one_line(exc)
             return
         assert isinstance(result["files"], int) and result["files"] > 0
+
+
+@pytest.mark.parametrize(("key", "value"), [("dim", 6.0), ("num_shards", None), ("index", 1)])
+def test_damaged_shard_sidecar_is_one_line_at_merge(extraction, tmp_path, key, value) -> None:
+    """The issue's `"dim": 384.0` sidecar (a TypeError at extract-merge before), and kin."""
+    directory = tmp_path / "ex"
+    shutil.copytree(extraction[0], directory)
+    sidecar = directory / "shard-00000-of-00002.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), key: value}))
+    with pytest.raises(UclipError, match=r"shard-00000-of-00002\.json is unreadable"):
+        merge_shards(directory)
