@@ -577,6 +577,8 @@ def verify_export(directory: str | os.PathLike[str]) -> dict[str, Any]:
         manifest = _read_manifest(root / "onnx.json")
         heads = manifest.get("heads")
         if isinstance(heads, dict):
+            if not all(isinstance(h, dict) for h in heads.values()):
+                raise UclipError(f"{root / 'onnx.json'} has a damaged heads entry: export again")
             expected = {h.get("file"): h.get("sha256") for h in heads.values()}
             kind = "onnx"
         else:

@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -293,11 +293,18 @@ def _expected_info(
 
 
 def _read_info(path: Path) -> ShardInfo | None:
+    """The sidecar at ``path``, or ``None`` when it is unreadable, holds a field of the wrong type
+    or an unknown dtype, or describes another shard than its file name says."""
     try:
-        data = json.loads(path.read_text())
-        return ShardInfo(**data)
-    except (OSError, json.JSONDecodeError, TypeError):
+        info = ShardInfo(**json.loads(path.read_text(encoding="utf-8")))
+        np.dtype(info.dtype)
+    except (OSError, ValueError, TypeError):  # JSON and UTF-8 decoding errors are ValueErrors
         return None
+    for field in fields(info):
+        value = getattr(info, field.name)
+        if type(value) is not (int if field.type == "int" else str):
+            return None
+    return info if info.stem == path.stem else None
 
 
 def _all_infos(root: Path) -> list[ShardInfo]:

@@ -362,14 +362,17 @@ class SearchIndex:
                 f"index format version {meta.get('version')} is not supported (this uclip reads "
                 f"version {INDEX_VERSION}); rebuild the index"
             )
+        wrong = _wrong_field(meta)
+        if wrong:
+            raise UclipError(
+                f"{meta_file} field {wrong} is missing or has the wrong type; rebuild the index"
+            )
         try:
             paths = [entry["path"] for entry in meta["images"]]
             emb_meta = meta["embeddings"]
             count, dim = int(meta["count"]), int(meta["dim"])
             stored_root = meta.get("images_root")
-            if not isinstance(meta["model"]["spec"], dict):
-                raise TypeError("model.spec must be an object")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise UclipError(f"{meta_file} lacks field {exc}; rebuild the index") from exc
         for rel in paths:
             check_relative_path(rel)
@@ -547,6 +550,30 @@ def check_model(meta: Mapping[str, Any], model: EmbeddingModel, where: Path | st
             f"index {where} was built with different head weights (same spec, other training "
             "run); load it with that model or rebuild the index with this one"
         )
+
+
+def _wrong_field(meta: dict[str, Any]) -> str | None:
+    """The first field of ``index.json`` that is missing or not of the type that
+    :meth:`SearchIndex.load` and the server read it as (a hand-edited or damaged file)."""
+    checks: list[tuple[str, object, type | tuple[type, ...]]] = [
+        ("mode", meta.get("mode"), str),
+        ("images", meta.get("images"), list),
+        ("embeddings", meta.get("embeddings"), dict),
+        ("backend", meta.get("backend", {}), dict),
+        ("scorer", meta.get("scorer"), (dict, type(None))),
+        ("model", meta.get("model"), dict),
+    ]
+    for name, value, kind in checks:
+        if not isinstance(value, kind):
+            return name
+    if not isinstance(meta["model"].get("spec"), dict):
+        return "model.spec"
+    for i, entry in enumerate(meta["images"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            return f"images[{i}].path"
+        if not isinstance(entry.get("sha256"), str | None):
+            return f"images[{i}].sha256"
+    return None
 
 
 def _read_checked(file: Path, expected_sha: str | None) -> bytes:
