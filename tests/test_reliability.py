@@ -548,3 +548,16 @@ def test_demo_counts_are_bounded_by_the_archive(tmp_path: Path, capsys) -> None:
     assert code == 2 and "expected 0 or more, got -1" in err and "Traceback" not in err
     code, err = run([*base, "--cifar-per-class", "1000000000"], capsys)
     assert_one_line(code, err, "pass at most 2")
+
+
+def test_default_data_dir_finds_shared_beside_the_checkout(tmp_path, monkeypatch) -> None:
+    """From any working directory, with no UCLIP_DATA, the fallback is ../shared/data beside the
+    checkout (it looked one level too high before, issue 23)."""
+    from uclip import paths
+
+    checkout = Path(paths.__file__).resolve().parents[2]
+    if not (checkout.parent / "shared" / "data").is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    monkeypatch.delenv("UCLIP_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.default_data_dir() == checkout.parent / "shared" / "data"

@@ -26,7 +26,9 @@ def default_data_dir() -> Path | None:
     env = os.environ.get("UCLIP_DATA")
     if env:
         return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+    # the working directory, then the checkout this file is in (<checkout>/src/uclip/paths.py):
+    # ../shared/data beside either
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         candidate = base.parent / "shared" / "data"
         if candidate.is_dir():
             return candidate
