@@ -47,7 +47,7 @@ def _resolve(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
     """(model, recorded config.json payload or {}, its directory) from a model object or a
     model directory (the directory is ``None`` for a model object)."""
     if isinstance(model, str | os.PathLike):
-        from uclip import load
+        from uclip.loading import load
         from uclip.pretrained import resolve_model_dir
 
         loaded = load(str(model))
