@@ -1,18 +1,15 @@
 """``uclip bench latency``, ``uclip figures`` and ``uclip ablate``: argument parsing and output.
 
 The lead wires :func:`add_commands` into ``uclip/cli.py``; the work happens in
-``benchmarks/latency.py`` (a script of the source checkout, not part of the installed library:
-:func:`load_benchmark` imports it), :mod:`uclip.app.figures` and :mod:`uclip.app.ablate`.
+:mod:`uclip.app.latency`, :mod:`uclip.app.figures` and :mod:`uclip.app.ablate`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from uclip.data.languages import TARGET_LANGUAGES
@@ -61,36 +58,6 @@ def _command_line() -> str:
 
 
 # bench latency ----------------------------------------------------------------------------------
-def benchmarks_dir() -> Path:
-    """``benchmarks/`` of the source checkout this uclip runs from (``src/uclip/app/`` → root)."""
-    return Path(__file__).resolve().parents[3] / "benchmarks"
-
-
-def load_benchmark(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` of the source checkout: benchmarks, with their peer
-    architectures, are not part of the installed library."""
-    module_name = f"uclip_benchmarks_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    path = benchmarks_dir() / f"{name}.py"
-    if not path.is_file():
-        raise UclipError(
-            f"uclip bench {name} runs benchmarks/{name}.py of a source checkout, and there is "
-            f"none at {path}: clone the uclip repository and `pip install -e .` there"
-        )
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise UclipError(f"cannot import {path}: is it a Python file?")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
-
-
 def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the latency benchmark (``uclip bench latency`` and
     ``python benchmarks/latency.py`` share them)."""
@@ -125,7 +92,9 @@ def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_bench_latency(ns: argparse.Namespace) -> int:
-    return int(load_benchmark("latency").run(ns, _command_line()))
+    from uclip.app.latency import run
+
+    return run(ns, _command_line())
 
 
 def add_bench(sub: Any) -> None:
@@ -133,8 +102,7 @@ def add_bench(sub: Any) -> None:
     bench = p.add_subparsers(dest="bench_command", required=True)
     lat = bench.add_parser(
         "latency",
-        help="per-sample text→embedding latency of uCLIP vs multilingual peers (paper Table 4); "
-        "runs benchmarks/latency.py of the source checkout",
+        help="per-sample text→embedding latency of uCLIP vs multilingual peers (paper Table 4)",
     )
     add_latency_arguments(lat)
     lat.set_defaults(func=cmd_bench_latency)
