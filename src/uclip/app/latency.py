@@ -33,7 +33,6 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -643,12 +642,10 @@ def run_latency(
 
 
 def run(ns: argparse.Namespace, command: str) -> int:
-    """Run the benchmark for parsed arguments (see ``uclip.app.cli_bench.add_latency_arguments``)
+    """Run the benchmark for parsed arguments (``uclip.app.commands.bench.add_latency_arguments``)
     and write ``latency.{json,csv,md}`` to ``ns.out``."""
-    from uclip.app.cli_bench import set_threads
     from uclip.eval.report import write_table
 
-    set_threads(ns.threads)
     result = run_latency(
         keys=ns.systems or None,
         quick=ns.quick,
@@ -670,13 +667,3 @@ def run(ns: argparse.Namespace, command: str) -> int:
     print(paths["md"].read_text())
     print(f"wrote {paths['json']} (csv, md beside it)")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from uclip.app.cli_bench import add_latency_arguments
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_latency_arguments(parser)
-    args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(parser.parse_args(args), "python benchmarks/latency.py " + " ".join(args))
