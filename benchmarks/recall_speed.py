@@ -56,8 +56,7 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ns = p.parse_args()
 
-    from timing import device_description, paired_ratio, time_interleaved
-
+    from uclip.app.timing import device_description, paired_ratio, time_interleaved
     from uclip.eval.metrics import retrieval_recall
     from uclip.eval.report import write_table
 

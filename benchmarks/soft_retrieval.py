@@ -114,8 +114,7 @@ def make_bank(case: dict[str, Any]) -> Any:
 
 def child(case: dict[str, Any]) -> dict[str, Any]:
     """Run one case in this (fresh) process; returns a JSON-able dict."""
-    from timing import paired_ratio, time_interleaved
-
+    from uclip.app.timing import paired_ratio, time_interleaved
     from uclip.method.retrieval import soft_retrieve, soft_retrieve_dense
 
     torch.set_num_threads(case["threads"])
@@ -182,8 +181,7 @@ def main() -> None:
         print(json.dumps(child(json.loads(ns.child))))
         return
 
-    from timing import device_description
-
+    from uclip.app.timing import device_description
     from uclip.eval.report import write_table
 
     rows = []

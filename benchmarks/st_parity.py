@@ -133,7 +133,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="first N images only (smoke runs; not for results)")
     p.add_argument("--out", default=str(REPO / "results" / "exports"))
     ns = p.parse_args()
-    from uclip.app.cli_bench import set_threads
+    from uclip.app.commands.common import set_threads
 
     set_threads(ns.threads)
 

@@ -80,8 +80,7 @@ def main() -> None:
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
 
-    from timing import device_description, time_interleaved
-
+    from uclip.app.timing import device_description, time_interleaved
     from uclip.eval.report import write_table
     from uclip.method.objective import UCLIPHyperParams, retrieve_pseudo_pairs
 

@@ -199,13 +199,13 @@ def test_bank_larger_than_base_is_a_clear_error(tmp_path) -> None:
 
 
 def test_cli_writes_the_ablation_table(tmp_path, monkeypatch) -> None:
-    from uclip.app import cli_bench
+    from uclip.app.commands import ablate as ablate_command
 
     monkeypatch.setattr(ablate, "run_ablation", lambda args: run_ablation(args, encoders=_fakes()))
     config = tmp_path / "base.json"
     config.write_text(json.dumps(BASE))
     parser = argparse.ArgumentParser()
-    cli_bench.add_commands(parser.add_subparsers(dest="command"))
+    ablate_command.register(parser.add_subparsers(dest="command"))
     ns = parser.parse_args(
         ["ablate", str(config), "--out", str(tmp_path / "abl"), "--variations", "full",
          "no_intra", "--set", "train.epochs=2", "--langs", "cs", "--xm3600-pairs", "10",

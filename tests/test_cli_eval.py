@@ -13,7 +13,6 @@ import torch
 import uclip.cli
 import uclip.eval.models as eval_models
 from test_evaluators import tiny  # the same tiny towers (tests/ is on sys.path)
-from uclip.app.cli_eval import add_commands
 from uclip.encoders.registry import build_encoder
 
 torch.set_num_threads(2)
@@ -37,8 +36,6 @@ def _tiny_build(name, *, random_init=False, device="cpu", **kwargs):
 
 @pytest.fixture
 def uclip_main(monkeypatch, capsys):
-    if add_commands not in uclip.cli.COMMANDS:  # until uclip.cli registers it itself
-        monkeypatch.setattr(uclip.cli, "COMMANDS", [*uclip.cli.COMMANDS, add_commands])
     monkeypatch.setattr(eval_models, "build_encoder", _tiny_build)
 
     def run(*argv: str) -> tuple[int, str, str]:

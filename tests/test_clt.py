@@ -599,10 +599,10 @@ def test_train_run_end_to_end_and_cli(tmp_path, capsys):
     _model, _, label = load_clt_model(out)
     assert label.endswith("step-0000002")
 
-    from uclip.app.cli_clt import add_commands
+    from uclip.app.commands.clt import register
 
     parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     ns = parser.parse_args(["clt", "eval", "--model", str(out), "--langs", "cs", "--limit", "4",
                             "--data-dir", str(BUNDLED)])  # fmt: skip
     assert ns.func(ns) == 0

@@ -11,7 +11,7 @@ import torch
 
 from test_cli_eval import DATA as CLI_DATA
 from test_cli_eval import uclip_main  # noqa: F401  (the fixture; tests/ is on sys.path)
-from uclip.app.cli_eval import make_evaluators
+from uclip.app.commands.eval import make_evaluators
 from uclip.data.records import BitextDataset
 from uclip.data.xm3600 import load_xm3600
 from uclip.errors import UclipError

@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from uclip.app import cli_bench
+from uclip.app import latency, timing
+from uclip.app.commands import bench
 from uclip.encoders.registry import get_peer, list_peers
 from uclip.errors import UclipError
 from uclip.eval.reported import load_reported
-
-latency = cli_bench.load_benchmark("latency")
-timing = __import__("timing")  # benchmarks/timing.py, put on sys.path by the latency module
 
 TEXTS = [
     "Žena jede na kole po ulici.",
@@ -213,10 +211,17 @@ def test_table4_is_reported_data() -> None:
             assert f"{n.value:g}" in line.replace("<u>", "").replace("</u>", ""), n
 
 
-def test_load_benchmark_needs_a_source_checkout(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(cli_bench, "benchmarks_dir", lambda: tmp_path)
-    with pytest.raises(UclipError, match="source checkout"):
-        cli_bench.load_benchmark("no-such-benchmark")
+def test_installed_package_imports_no_checkout_file() -> None:
+    # `uclip bench latency` once imported benchmarks/latency.py by path, which an installed uclip
+    # does not have: the package imports only itself and its dependencies
+    import uclip
+
+    package = Path(uclip.__file__).resolve().parent
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for needle in ("spec_from_file_location", "sys.path"):
+            assert needle not in text, f"{path.relative_to(package)} uses {needle}"
+    assert Path(latency.__file__).resolve().is_relative_to(package)
 
 
 def test_quick_run_through_cli_writes_table_with_ratios(tmp_path, monkeypatch) -> None:
@@ -231,7 +236,7 @@ def test_quick_run_through_cli_writes_table_with_ratios(tmp_path, monkeypatch) -
 
     monkeypatch.setattr(latency, "run_latency", run_on_fixed_texts)
     parser = argparse.ArgumentParser()
-    cli_bench.add_commands(parser.add_subparsers(dest="command"))
+    bench.register(parser.add_subparsers(dest="command"))
     keys = "uclip-mpnet,nllb-clip,translate-clip"
     ns = parser.parse_args(
         ["bench", "latency", "--quick", "--out", str(tmp_path), "--systems", keys,

@@ -208,7 +208,7 @@ def test_read_inputs(tmp_path: Path) -> None:
 
 
 def test_cli_extract_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from uclip.app import cli_scale
+    from uclip.app.commands import extract, extract_merge
     from uclip.encoders import registry
 
     monkeypatch.setattr(registry, "build_encoder", lambda name, **kw: HashEncoder())
@@ -217,7 +217,9 @@ def test_cli_extract_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     inputs = tmp_path / "captions.txt"
     inputs.write_text("\n".join(TEXTS) + "\n")
     parser = argparse.ArgumentParser()
-    cli_scale.add_commands(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    extract.register(sub)
+    extract_merge.register(sub)
     out = tmp_path / "emb"
     argv = ["extract", "--encoder", "x", "--inputs", str(inputs), "--out", str(out)]
     reports = []

@@ -16,7 +16,7 @@ TARGETS = [set(TARGET_LANGUAGES), {XM3600_TO_FLORES[lang] for lang in TARGET_LAN
 # TARGET_LANGUAGES / ENGLISH_CODES.
 PENDING = {
     "src/uclip/app/ablate.py",
-    "src/uclip/app/cli_eval.py",
+    "src/uclip/app/commands/eval.py",
     "src/uclip/app/clt.py",
     "src/uclip/app/figures.py",
     "src/uclip/app/quickstart.py",

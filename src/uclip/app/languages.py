@@ -17,7 +17,6 @@ in ``--cache-dir``. The report (``languages.{json,csv,md}``, ``summary.{json,md}
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,7 +31,7 @@ from uclip.data import languages as dl
 from uclip.data import text_quality as tq
 from uclip.data.flickr30k import available_flickr200_codes, load_flickr30k
 from uclip.data.flores200 import available_flores_codes, load_flores
-from uclip.data.io import default_cache_dir, dump_json, locked_append, write_text_atomic
+from uclip.data.io import dump_json, locked_append, write_text_atomic
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
 from uclip.eval.evaluators import (
@@ -45,7 +44,6 @@ from uclip.eval.evaluators import (
     run_file,
     save_result,
 )
-from uclip.paths import resolve_data_dir
 from uclip.validation import check_record
 
 # The reference systems: the committed heads, their ridge baseline (same English text), the
@@ -379,89 +377,7 @@ def _record_wall_time(out: Path, entry: Mapping[str, Any]) -> None:
         fh.write(dump_json(dict(entry), WALL_TIME_FILE, indent=None) + "\n")
 
 
-def cmd_languages(ns: argparse.Namespace) -> int:
-    from uclip.features.sharding import parse_shard
-
-    data_dir = resolve_data_dir(ns.data_dir)
-    out = Path(ns.out)
-    systems = dict(DEFAULT_SYSTEMS)
-    for role in lg.ROLES:
-        spec = getattr(ns, role)
-        if spec is not None:
-            systems[role] = spec
-    if ns.ridge == "none":
-        systems.pop("ridge")
-    everything = report_languages(data_dir)
-    langs = everything
-    if ns.langs is not None:
-        wanted = [code.strip() for code in ns.langs.split(",") if code.strip()]
-        if not wanted:
-            raise UclipError(
-                "--langs is empty: give comma-separated codes (e.g. deu_Latn,fra_Latn), or leave "
-                "--langs out for every language"
-            )
-        unknown = sorted(set(wanted) - set(everything))
-        if unknown:
-            raise UclipError(
-                f"--langs {', '.join(unknown)}: not in both FLORES-200 and Flickr30k-200 "
-                f"({len(everything)} codes are, e.g. {everything[0]})"
-            )
-        langs = [code for code in everything if code in wanted]
-    if ns.shard:
-        langs = lg.shard_languages(langs, *parse_shard(ns.shard))
-    if not ns.report_only:
-        counts = run_languages(
-            langs,
-            systems,
-            out,
-            data_dir=data_dir,
-            cache_dir=None if ns.no_cache else Path(ns.cache_dir or _default_cache()),
-            force=ns.force,
-            progress=not ns.no_progress,
-            shard=ns.shard,
-        )
-        print(f"{counts['runs_written']} runs written, {counts['runs_skipped']} already there")
-    summary = build_report(out, systems, data_dir, expected=len(everything))
-    mean = summary["mean"]
-    print(
-        f"{summary['languages']} of {len(everything)} languages: heads/ceiling FLORES "
-        f"{mean.get('ratio_flores')}, Flickr30k-200 {mean.get('ratio_flickr_r1')} -> "
-        f"{out / 'languages.md'}, {out / 'summary.md'}, {out / 'languages.png'}"
-    )
-    return 0
-
-
-def _default_cache() -> Path:
-    return default_cache_dir() / "embeddings"
-
-
 def _threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def add_commands(sub: Any) -> None:
-    """Register ``languages`` on the ``uclip`` sub-command parser."""
-    p = sub.add_parser(
-        "languages",
-        help="X->English retrieval in every FLORES-200 / Flickr30k-200 language, and its report",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
-    p.add_argument("--out", default="results/languages", help="report folder (runs in OUT/runs)")
-    for role in lg.ROLES:
-        p.add_argument(
-            f"--{role}",
-            metavar="SPEC",
-            help=f"{lg.ROLE_TITLES[role]} model spec (default {DEFAULT_SYSTEMS[role]})"
-            + ("; 'none' leaves it out" if role == "ridge" else ""),
-        )
-    p.add_argument("--langs", help="comma-separated FLORES-200 codes (default: all 200)")
-    p.add_argument("--shard", help="i/n: run every n-th language from the i-th (0-based)")
-    p.add_argument("--data-dir", help="data folder (default: UCLIP_DATA or ../shared/data)")
-    p.add_argument("--cache-dir", help="embedding cache (default: ~/.cache/uclip/embeddings)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--force", action="store_true", help="rerun runs whose JSON exists")
-    p.add_argument("--report-only", action="store_true", help="only rebuild the report")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_languages)

@@ -6,8 +6,8 @@
     uclip clt nli --model DIR|CONFIG (--train FILE... --test FILE | --synthetic)
     uclip clt tsne --model DIR|CONFIG --langs en,es,ja,hi --out FIG.png
 
-``cli.py`` calls :func:`add_commands`; ``python -m uclip.app.cli_clt ...`` runs the same commands
-on their own.
+``cli.py`` calls :func:`register`; ``python -m uclip.app.commands.clt clt ...`` runs the same
+commands on their own.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _langs(value: str) -> list[str]:
     return langs
 
 
-def cmd_train(ns: argparse.Namespace) -> int:
+def run_train(ns: argparse.Namespace) -> int:
     from uclip.app.clt import load_clt_config, train_clt
 
     # The flags are shortcuts for --set overrides, applied first so --set has the last word.
@@ -52,7 +52,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(ns: argparse.Namespace) -> int:
+def run_eval(ns: argparse.Namespace) -> int:
     from uclip.app.clt import flores_bitext, load_clt_model
     from uclip.eval.evaluators import EvalResult, save_result
     from uclip.eval.report import markdown_table, write_table
@@ -79,7 +79,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_table(ns: argparse.Namespace) -> int:
+def run_table(ns: argparse.Namespace) -> int:
     from uclip.app.clt import write_before_after
 
     command = ns.command_note or "uclip clt table " + " ".join(
@@ -91,7 +91,7 @@ def cmd_table(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_nli(ns: argparse.Namespace) -> int:
+def run_nli(ns: argparse.Namespace) -> int:
     from uclip.app.clt import load_clt_model
     from uclip.data.nli import read_nli, synthetic_nli
     from uclip.eval.nli import run_nli_probe
@@ -128,7 +128,7 @@ def cmd_nli(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tsne(ns: argparse.Namespace) -> int:
+def run_tsne(ns: argparse.Namespace) -> int:
     from uclip.app.clt import load_clt_model
     from uclip.app.figures import tsne_figure
     from uclip.paths import resolve_data_dir
@@ -143,7 +143,7 @@ def cmd_tsne(ns: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     """Add ``clt`` and its subcommands to the ``uclip`` parser's subparsers."""
     clt = sub.add_parser("clt", help="CLT: contrastive image-caption tuning of a text encoder")
     csub = clt.add_subparsers(dest="clt_command", required=True)
@@ -163,7 +163,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--data-dir", help="data directory (default: UCLIP_DATA or ../shared/data)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=run_train)
 
     p = csub.add_parser("eval", help="FLORES-200 X->En bitext retrieval of a CLT model")
     p.add_argument("--model", required=True, help="run directory, or a config (untrained towers)")
@@ -172,13 +172,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--space", default="encoder", help="encoder and/or adapter (comma-separated)")
     p.add_argument("--out", help="also write flores.{json,csv,md} and runs/ here")
     p.add_argument("--data-dir")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=run_eval)
 
     p = csub.add_parser("table", help="before/after FLORES table from CLT run directories")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--command-note", help="the command line to record as 'regenerate'")
-    p.set_defaults(func=cmd_table)
+    p.set_defaults(func=run_table)
 
     p = csub.add_parser("nli", help="NLI probe on the frozen text encoder (paper Table 2)")
     p.add_argument("--model", required=True)
@@ -194,7 +194,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--hidden", type=int, default=2048)
     p.add_argument("--out")
-    p.set_defaults(func=cmd_nli)
+    p.set_defaults(func=run_nli)
 
     p = csub.add_parser("tsne", help="t-SNE figure of FLORES embeddings coloured by language")
     p.add_argument("--model", required=True)
@@ -203,7 +203,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--n", type=int, default=100, help="sentences per language")
     p.add_argument("--space", default="encoder", choices=["encoder", "adapter"])
     p.add_argument("--data-dir")
-    p.set_defaults(func=cmd_tsne)
+    p.set_defaults(func=run_tsne)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(prog="uclip")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,11 +1,9 @@
-"""``uclip eval <task>`` and ``uclip report``: run evaluators, write one JSON per run, tabulate.
+"""``uclip eval <task>``: run evaluators, write one JSON per run.
 
 ``uclip eval`` loads every requested data set first (so a wrong language code, a missing image
 folder or an empty file fails in a second, before any model is built), then builds each model
 once and runs it on every language, writing ``<out>/<task>--<dataset>--<lang>--<model>.json``
 (with ``--skip-existing``, a run whose file already verifies is kept, not recomputed).
-``uclip report RUNS_DIR`` turns those files into Markdown + CSV tables through
-:func:`uclip.eval.report.write_table`, optionally beside the papers' reported figures.
 """
 
 from __future__ import annotations
@@ -19,14 +17,22 @@ from uclip.eval.evaluators import Evaluator
 from uclip.features.scoring import COSINE, ReferenceQueries, ScorerSpec, parse_scorer
 
 TASKS = ("retrieval", "zeroshot", "crosslingual", "bitext")
+
+
 DATASETS: dict[str, tuple[str, ...]] = {
     "retrieval": ("coco5k", "flickr30k", "xm3600"),
     "crosslingual": ("xm3600", "coco5k", "flickr30k"),
     "zeroshot": ("cifar10", "stl10"),
     "bitext": ("flores200",),
 }
+
+
 SCORED_TASKS = ("crosslingual", "bitext")
+
+
 UCLIP_LANGS = ("cs", "fi", "hr", "hu", "ro")
+
+
 TASK_HELP = {
     "retrieval": "image<->text Recall@1/5/10 (uCLIP Table 1); needs --images",
     "zeroshot": "zero-shot classification with translated prompts: accuracy, macro-F1 (Table 2)",
@@ -139,7 +145,7 @@ def _summary_line(result: Any, path: Path) -> str:
     )
 
 
-def cmd_eval(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace) -> int:
     from uclip.data.io import default_cache_dir
     from uclip.eval.evaluators import finished_run, save_result
     from uclip.eval.models import load_embedding_model
@@ -186,32 +192,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(ns: argparse.Namespace) -> int:
-    from uclip.eval.evaluators import load_results
-    from uclip.eval.report import markdown_table, write_table
-    from uclip.eval.reported import report_tables
-
-    results = load_results(ns.runs_dir)
-    out = Path(ns.out or ns.runs_dir)
-    tables = report_tables(results, reported=ns.reported)
-    for table in tables:
-        paths = write_table(
-            table.rows,
-            out,
-            table.stem,
-            columns=table.columns,
-            title=table.title,
-            notes=table.notes,
-            meta={"runs_dir": str(ns.runs_dir), "runs": len(results)},
-        )
-        print(f"{table.title}: {paths['md']} (csv, json beside it)")
-    print()
-    print(markdown_table(tables[-1].rows, tables[-1].columns))
-    return 0
-
-
-def add_commands(sub: Any) -> None:
-    """Register ``eval`` and ``report`` on the ``uclip`` sub-command parser."""
+def register(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate models: retrieval | zeroshot | crosslingual | bitext",
@@ -279,14 +260,4 @@ def add_commands(sub: Any) -> None:
         "weights, data set, language, protocol and limit; finite metrics); rerun the others",
     )
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_eval)
-
-    r = sub.add_parser("report", help="tables (Markdown + CSV) from `uclip eval` run files")
-    r.add_argument("runs_dir", help="folder of run JSON files (searched recursively)")
-    r.add_argument("--out", help="output folder (default: RUNS_DIR)")
-    r.add_argument(
-        "--reported",
-        action="store_true",
-        help="add the papers' reported figures (uCLIP Tables 1-2, CLT Table 1) as columns",
-    )
-    r.set_defaults(func=cmd_report)
+    p.set_defaults(func=run)

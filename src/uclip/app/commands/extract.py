@@ -10,7 +10,6 @@ Without ``--shard`` the shard is the launcher's rank/world size (torchrun, SLURM
 whole input list. Rerunning a worker skips its shard if it is finished and resumes it from its
 cache otherwise. WebDataset shards (``.tar`` paths or URLs, brace patterns) are split tar by tar
 (:mod:`uclip.features.webdataset_bank`); images that do not decode are counted, not fatal.
-Wired into ``uclip.cli`` with :func:`add_commands`.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 
-def cmd_extract(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace) -> int:
     from uclip.data.webdataset import is_shard_pattern, shard_list
     from uclip.encoders.registry import build_encoder
     from uclip.features.cache import EmbeddingCache
@@ -111,25 +109,7 @@ def _extract_webdataset(
     return 0
 
 
-def cmd_extract_merge(ns: argparse.Namespace) -> int:
-    import numpy as np
-
-    from uclip.features.sharding import merge_shards
-    from uclip.features.webdataset_bank import is_webdataset_extraction, merge_webdataset
-
-    if is_webdataset_extraction(ns.out):
-        path, meta = merge_webdataset(ns.out, ns.output)
-        print(json.dumps({"path": str(path), **meta}, indent=2))
-        return 0
-
-    path = merge_shards(ns.out, ns.output)
-    arr = np.load(path, mmap_mode="r")
-    print(json.dumps({"path": str(path), "rows": arr.shape[0], "dim": arr.shape[1]}, indent=2))
-    return 0
-
-
-def add_commands(sub: Any) -> None:
-    """Add ``extract`` and ``extract-merge`` to the ``uclip`` sub-command parser."""
+def register(sub: Any) -> None:
     p = sub.add_parser(
         "extract", help="embed one shard of an input list (run one per worker, then merge)"
     )
@@ -153,9 +133,4 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=4096, help="rows per cache shard")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_extract)
-
-    m = sub.add_parser("extract-merge", help="merge the shards of `uclip extract` into one .npy")
-    m.add_argument("--out", required=True, help="the directory given to `uclip extract --out`")
-    m.add_argument("--output", type=Path, help="merged .npy path (default: OUT/embeddings.npy)")
-    m.set_defaults(func=cmd_extract_merge)
+    p.set_defaults(func=run)

