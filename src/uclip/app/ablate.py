@@ -246,10 +246,6 @@ def _subsample(bank: Any, n: int, seed: int) -> Any:
     return bank[index.sort().values]
 
 
-def _section_differs(raw: dict[str, Any], base: dict[str, Any], section: str) -> bool:
-    return raw.get(section, {}) != base.get(section, {})
-
-
 def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate every variation × seed; returns summary rows, per-language rows and
     provenance. ``encoders`` maps registry names to already-built encoders (tests inject fakes).
