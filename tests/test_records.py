@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from test_cli_fuzz import QUALITY_RECORD
 from uclip.app import languages as app_languages
 from uclip.data.io import dump_json
 from uclip.errors import UclipError
@@ -103,15 +104,7 @@ def test_quality_json_checked_on_read(tmp_path: Path) -> None:
     path.write_text('{"deu_Latn": {"flores": {"lines": 10')  # truncated
     with pytest.raises(UclipError, match=r"cannot read .*quality\.json"):
         app_languages.read_quality(path)
-    good = {
-        "lines": 10,
-        "empty": 0.0,
-        "duplicated": 0.0,
-        "loops": 0.0,
-        "copied_english": 0.0,
-        "bad_lines": 0.0,
-        "script_share": 1.0,
-    }
+    good = dict(QUALITY_RECORD)
     path.write_text(json.dumps({"deu_Latn": {"flores": {**good, "empty": float("nan")}}}))
     with pytest.raises(UclipError, match=r"deu_Latn\.flores: empty = NaN"):
         app_languages.read_quality(path)

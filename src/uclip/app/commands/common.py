@@ -84,3 +84,23 @@ def seconds(text: str) -> float:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def add_scorer_arguments(parser: argparse.ArgumentParser, scorers_help: str) -> None:
+    """``--scorer`` and ``--scorer-reference`` (docs/evaluation.md, Scorers), the same flags in
+    every command that ranks; ``scorers_help`` says which scorers that command takes."""
+    parser.add_argument("--scorer", default="cosine", help=scorers_help)
+    parser.add_argument(
+        "--scorer-reference",
+        metavar="FILE",
+        help="reference queries for csls/qbnorm: a UTF-8 text file, one query per line, never "
+        "the test queries (e.g. bank M's texts or a log of past queries)",
+    )
+
+
+def scorer_reference(ns: argparse.Namespace) -> Any:
+    """The :class:`~uclip.features.scoring.ReferenceQueries` of ``--scorer-reference``, or None."""
+    from uclip.features.scoring import ReferenceQueries
+
+    path = ns.scorer_reference
+    return None if path is None else ReferenceQueries.from_file(path)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from uclip.app.commands.common import add_scorer_arguments, scorer_reference
 from uclip.errors import UclipError
 from uclip.eval.evaluators import Evaluator
 from uclip.features.scoring import COSINE, ReferenceQueries, ScorerSpec, parse_scorer
@@ -163,9 +164,7 @@ def run(ns: argparse.Namespace) -> int:
         protocol=ns.protocol,
         target=ns.target,
         scorer=ns.scorer,
-        reference=(
-            None if ns.scorer_reference is None else ReferenceQueries.from_file(ns.scorer_reference)
-        ),
+        reference=scorer_reference(ns),
     )
     cache = None if ns.no_cache else (ns.cache_dir or default_cache_dir() / "embeddings")
     rows = []
@@ -239,18 +238,11 @@ def register(sub: Any) -> None:
         help="retrieval: all captions, or each image's first (uCLIP's setting)",
     )
     p.add_argument("--target", default="eng_Latn", help="bitext target language (default English)")
-    p.add_argument(
-        "--scorer",
-        default="cosine",
-        help="crosslingual/bitext ranking: cosine (default, the standard protocol), csls[:k=10], "
+    add_scorer_arguments(
+        p,
+        "crosslingual/bitext ranking: cosine (default, the standard protocol), csls[:k=10], "
         "qbnorm[:beta=20] (both need --scorer-reference), or csls-transductive[:k=10] "
         "(hubness over the test queries: offline bitext mining only); see docs/evaluation.md",
-    )
-    p.add_argument(
-        "--scorer-reference",
-        metavar="FILE",
-        help="reference queries for csls/qbnorm: a UTF-8 text file, one query per line, never "
-        "the test sentences (e.g. bank M's texts or a log of queries)",
     )
     p.add_argument("--device", default="cpu", help="torch device for torch towers")
     p.add_argument(

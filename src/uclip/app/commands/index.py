@@ -6,15 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from uclip.app.commands.common import add_scorer_arguments, scorer_reference
+
 
 def run_build(ns: argparse.Namespace) -> int:
     import uclip
-    from uclip.features.scoring import ReferenceQueries
     from uclip.serve.index import build_index
 
-    reference = (
-        None if ns.scorer_reference is None else ReferenceQueries.from_file(ns.scorer_reference)
-    )
+    reference = scorer_reference(ns)
     model = uclip.load(ns.model)
     index = build_index(
         model,
@@ -59,17 +58,10 @@ def register(sub: Any) -> None:
     )
     build.add_argument("--captions", help="JSON {relative path: caption(s)} for --mode caption")
     build.add_argument("--backend", choices=("auto", "numpy", "faiss"), default="auto")
-    build.add_argument(
-        "--scorer",
-        default="cosine",
-        help="ranking: cosine (default), csls[:k=10] or qbnorm[:beta=20]; the last two store "
-        "each image's hubness penalty from --scorer-reference (docs/evaluation.md, Scorers)",
-    )
-    build.add_argument(
-        "--scorer-reference",
-        metavar="FILE",
-        help="reference queries for csls/qbnorm: UTF-8 text, one query per line (e.g. bank M's "
-        "texts or a log of past queries)",
+    add_scorer_arguments(
+        build,
+        "ranking: cosine (default), csls[:k=10] or qbnorm[:beta=20]; the last two store each "
+        "image's hubness penalty from --scorer-reference (docs/evaluation.md, Scorers)",
     )
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=run_build)
