@@ -27,16 +27,20 @@ from typing import Any
 
 import torch
 
-from uclip.app.train import dev_evaluator, fit_ridge_baseline, heads_dev_metrics, run_config
+from uclip.app.train import (
+    dev_evaluator,
+    fit_ridge_baseline,
+    heads_dev_metrics,
+    initial_heads,
+    run_config,
+)
 from uclip.data.news import NEWS_DEV_SCRIPTS, news_english
 from uclip.encoders.registry import build_encoder
 from uclip.eval.dev import DevTask, dev_ceiling, embed_dev_tasks
 from uclip.eval.report import run_metadata
 from uclip.eval.stats import sign_test
 from uclip.features.corpora import dev_sets, split_training_corpora
-from uclip.method.model import UCLIPHeads
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
-from uclip.method.ridge import init_heads_from_ridge
 from uclip.train.trainer import Trainer
 
 BASE_CONFIG = "configs/uclip-text-anchor.json"
@@ -175,10 +179,8 @@ def main() -> None:
             if (name, seed) in done:
                 continue
             t0 = time.perf_counter()
-            torch.manual_seed(seed)
-            heads = UCLIPHeads.from_config(run.model)
-            init_heads_from_ridge(heads, e_c, e_m, lam)
             train = replace(run.train, seed=seed)
+            heads = initial_heads(replace(run, train=train), e_c, e_m, lam)
             work = args.work_dir / f"{name}-s{seed}"
             shutil.rmtree(work, ignore_errors=True)
             objective = UCLIPObjective(heads, e_c, e_m, v_c, m_m, run.method)

@@ -13,7 +13,7 @@ from uclip.app import ablate
 from uclip.app.ablate import (
     DEFAULT_VARIATIONS,
     AblationArgs,
-    apply_overrides,
+    apply_variation_overrides,
     parse_variation,
     run_ablation,
     summarise,
@@ -96,8 +96,8 @@ def test_variation_configs_reject_duplicates_and_unknown_keys() -> None:
     with pytest.raises(UclipError, match="unknown key"):
         variation_configs(BASE, [parse_variation("method.temperature=1")])
     with pytest.raises(UclipError, match=r"section\.key=value"):
-        apply_overrides(BASE, ["bank=3"])
-    assert apply_overrides(BASE, ["data.n_train=20"])["data"]["n_train"] == 20
+        apply_variation_overrides(BASE, ["bank=3"])
+    assert apply_variation_overrides(BASE, ["data.n_train=20"])["data"]["n_train"] == 20
 
 
 def test_summarise_by_hand() -> None:

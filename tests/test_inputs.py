@@ -21,7 +21,9 @@ UCLIP_CONFIG = ROOT / "configs" / "uclip-text-anchor.json"
 def test_unavailable_device_refused_before_encoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = train.apply_overrides(train.load_run_config(UCLIP_CONFIG).raw, ["train.device=cuda:99"])
+    raw = train.apply_run_overrides(
+        train.load_run_config(UCLIP_CONFIG).raw, ["train.device=cuda:99"]
+    )
     run = train.run_config(raw)  # a config written for a GPU still validates anywhere
 
     def encoding(*args: object, **kwargs: object) -> None:

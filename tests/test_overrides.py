@@ -24,7 +24,7 @@ BAD = [
 
 
 def _train(specs: list[str]) -> object:
-    return train.apply_overrides(train.load_run_config(UCLIP_CONFIG).raw, specs)
+    return train.apply_run_overrides(train.load_run_config(UCLIP_CONFIG).raw, specs)
 
 
 def _quickstart(specs: list[str]) -> object:
@@ -34,7 +34,7 @@ def _quickstart(specs: list[str]) -> object:
 
 
 def _ablate(specs: list[str]) -> object:
-    return ablate.apply_overrides(train.load_run_config(UCLIP_CONFIG).raw, specs)
+    return ablate.apply_variation_overrides(train.load_run_config(UCLIP_CONFIG).raw, specs)
 
 
 def _clt(specs: list[str]) -> object:

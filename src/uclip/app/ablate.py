@@ -39,15 +39,13 @@ import torch
 from uclip.app.quickstart import EVAL_KS, eval_evaluators, pick_data_dir, recall_columns
 from uclip.app.train import (
     RunConfig,
+    apply_run_overrides,
     dev_evaluator,
     fit_ridge_baseline,
     initial_heads,
     load_run_config,
     prepare_training_data,
     run_config,
-)
-from uclip.app.train import (
-    apply_overrides as train_overrides,
 )
 from uclip.data.records import BitextDataset
 from uclip.encoders.base import combine_weights
@@ -190,15 +188,15 @@ def parse_variation(spec: str) -> Variation:
             "section.key (e.g. method.lam=0.2)"
         )
     specs = expand_shorthand(spec)
-    overrides = apply_overrides({}, specs)
+    overrides = apply_variation_overrides({}, specs)
     section, name, value = parse_override(specs[0])
     return Variation(spec, f"{section}.{name} = {value!r}", overrides)
 
 
-def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
+def apply_variation_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
     """``raw`` with ``--set`` overrides applied: ``section.key=value`` or a shorthand, which
     expands to that grammar first; then the one parser of every command."""
-    return train_overrides(raw, [s for spec in specs for s in expand_shorthand(spec)])
+    return apply_run_overrides(raw, [s for spec in specs for s in expand_shorthand(spec)])
 
 
 def variation_configs(
@@ -253,7 +251,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
     from uclip.eval.report import run_metadata
 
     started = time.perf_counter()
-    base_raw = apply_overrides(load_run_config(args.config).raw, args.overrides)
+    base_raw = apply_variation_overrides(load_run_config(args.config).raw, args.overrides)
     variations = [parse_variation(s) for s in args.variations]
     if not variations:
         raise UclipError("no variations given: name at least one (e.g. full)")

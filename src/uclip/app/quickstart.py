@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from uclip.app.dev_curve import write_dev_curve
-from uclip.app.train import apply_overrides, run_config, train_run
+from uclip.app.train import apply_run_overrides, run_config, train_run
 from uclip.data.flores200 import available_flores_codes, load_flores
 from uclip.data.languages import resolve_flores_code
 from uclip.data.xm3600 import load_xm3600, resolve_xm3600_language
@@ -249,7 +249,7 @@ def quickstart_config(args: QuickstartArgs) -> dict[str, Any]:
     raw = load_config_file(args.config)
     raw.pop("description", None)
     seed = (f"data.seed={args.seed}", f"train.seed={args.seed}")
-    raw = apply_overrides(raw, (*QUICKSTART_OVERRIDES, *seed, *args.overrides))
+    raw = apply_run_overrides(raw, (*QUICKSTART_OVERRIDES, *seed, *args.overrides))
     raw.setdefault("train", {})["progress"] = args.progress
     run_config(raw, where=f"quickstart config {args.config}")  # validates every section
     return raw

@@ -126,7 +126,7 @@ OVERRIDE_SECTIONS: dict[str, type] = {
 }
 
 
-def apply_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
+def apply_run_overrides(raw: dict[str, Any], specs: Sequence[str]) -> dict[str, Any]:
     """``raw`` with ``section.key=value`` overrides (``--set``) applied in order; an unknown
     section or key is one line (:func:`uclip.validation.apply_overrides`)."""
     return validation.apply_overrides(raw, specs, OVERRIDE_SECTIONS)
@@ -464,7 +464,7 @@ def run_training(
     it, and draw the dev curve (``out/train/dev_curve.{json,png}``) when there is one."""
     run = load_run_config(config_path, random_init)
     if overrides:
-        raw = apply_overrides(run.raw, overrides)
+        raw = apply_run_overrides(run.raw, overrides)
         raw.pop("description", None)
         run = run_config(raw, random_init, where=f"config {config_path} with overrides")
     # Cheap checks before any encoder is built: a bad path must not cost an encoding pass.
@@ -495,7 +495,7 @@ def plan_run(
 
     run = load_run_config(config_path, random_init)
     if overrides:
-        raw = apply_overrides(run.raw, overrides)
+        raw = apply_run_overrides(run.raw, overrides)
         raw.pop("description", None)
         run = run_config(raw, random_init, where=f"config {config_path} with overrides")
     return {"config": str(config_path), **plan_training(run, resolve_data_dir(data_dir))}

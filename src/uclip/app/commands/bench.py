@@ -41,7 +41,7 @@ def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_latency(ns: argparse.Namespace) -> int:
+def bench_latency(ns: argparse.Namespace) -> int:
     from uclip.app.latency import run
 
     set_threads(ns.threads)
@@ -56,4 +56,4 @@ def register(sub: Any) -> None:
         help="per-sample text→embedding latency of uCLIP vs multilingual peers (paper Table 4)",
     )
     add_latency_arguments(lat)
-    lat.set_defaults(func=run_latency)
+    lat.set_defaults(func=bench_latency)
