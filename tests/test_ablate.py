@@ -21,7 +21,7 @@ from uclip.app.ablate import (
     variation_configs,
 )
 from uclip.errors import UclipError
-from uclip.eval.evaluators import load_results
+from uclip.eval.runs import load_results
 from uclip.paths import ASSETS_DIR
 
 BASE = {

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from uclip.cli import main
-from uclip.eval.evaluators import load_results
 from uclip.eval.metrics import bitext_accuracy
+from uclip.eval.runs import load_results
 from uclip.paths import ASSETS_DIR
 
 REPO = Path(__file__).resolve().parents[1]

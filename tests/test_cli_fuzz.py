@@ -275,8 +275,8 @@ def _one_line_or_read(read: object, path: Path, name: str) -> object:
 )
 def test_readers_of_written_records_read_or_refuse_in_one_line(record, key, value, drop) -> None:
     from uclip.app.languages import read_quality, wall_time_summary
-    from uclip.eval.evaluators import load_results
     from uclip.eval.languages import index_results
+    from uclip.eval.runs import load_results
 
     base = {"run": RUN_RECORD, "wall": WALL_TIME_RECORD, "quality": QUALITY_RECORD}[record]
     changed = {k: v for k, v in base.items() if not (drop and k == key)}

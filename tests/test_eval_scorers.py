@@ -15,15 +15,9 @@ from uclip.app.commands.eval import make_evaluators
 from uclip.data.records import BitextDataset
 from uclip.data.xm3600 import load_xm3600
 from uclip.errors import UclipError
-from uclip.eval.evaluators import (
-    BitextEvaluator,
-    CrossLingualTextRetrievalEvaluator,
-    EvalResult,
-    load_results,
-    result_path,
-    save_result,
-)
+from uclip.eval.evaluators import BitextEvaluator, CrossLingualTextRetrievalEvaluator, EvalResult
 from uclip.eval.reported import report_tables
+from uclip.eval.runs import load_results, result_path, save_result
 from uclip.features.scoring import ReferenceQueries
 
 N, D = 24, 16

@@ -28,8 +28,6 @@ from uclip.eval.evaluators import (
     CrossModalRetrievalEvaluator,
     EvalResult,
     ZeroShotClassificationEvaluator,
-    load_results,
-    save_result,
     take_images,
 )
 from uclip.eval.metrics import distinct_candidates, query_ranks
@@ -39,6 +37,7 @@ from uclip.eval.models import (
     load_embedding_model,
 )
 from uclip.eval.reported import load_reported, report_tables, reported_sources
+from uclip.eval.runs import load_results, save_result
 from uclip.method.model import UCLIPConfig, UCLIPModel
 
 torch.set_num_threads(2)

@@ -25,7 +25,7 @@ from uclip.app.figures import (
 )
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
-from uclip.eval.evaluators import load_results
+from uclip.eval.runs import load_results
 
 
 @pytest.fixture(autouse=True)

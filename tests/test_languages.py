@@ -15,7 +15,8 @@ from uclip.data import languages as dl
 from uclip.data import text_quality as tq
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
-from uclip.eval.evaluators import EvalResult, run_file
+from uclip.eval.evaluators import EvalResult
+from uclip.eval.runs import run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "data"

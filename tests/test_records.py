@@ -14,7 +14,8 @@ from test_cli_fuzz import QUALITY_RECORD
 from uclip.app import languages as app_languages
 from uclip.data.io import dump_json
 from uclip.errors import UclipError
-from uclip.eval.evaluators import EvalResult, legacy_run, load_results, run_file, save_result
+from uclip.eval.evaluators import EvalResult
+from uclip.eval.runs import legacy_run, load_results, run_file, save_result
 
 
 def _result(model: str, value: float = 50.0) -> EvalResult:

@@ -535,8 +535,8 @@ def _dev_reference_rows(
 def write_ablation_tables(result: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """``ablation.{json,csv,md}`` (one row per variation), ``ablation_per_language.*`` and
     ``runs/`` (one eval run record per row, for ``uclip report``)."""
-    from uclip.eval.evaluators import save_result
     from uclip.eval.report import write_table
+    from uclip.eval.runs import save_result
 
     for record in result.get("records", []):
         save_result(record, Path(out) / "runs")

@@ -37,9 +37,10 @@ from uclip.clt.model import CLTConfig, CLTModel, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
 from uclip.data.flores200 import load_flores
 from uclip.errors import UclipError
-from uclip.eval.evaluators import BitextEvaluator, EvalResult, save_result
+from uclip.eval.evaluators import BitextEvaluator, EvalResult
 from uclip.eval.metrics import retrieval_recall
 from uclip.eval.report import run_metadata, write_table
+from uclip.eval.runs import save_result
 from uclip.paths import resolve_data_dir
 from uclip.train.args import TrainArgs, check_device, load_config_file
 from uclip.train.checkpoint import latest_checkpoint, load_checkpoint

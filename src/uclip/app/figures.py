@@ -44,8 +44,9 @@ from uclip.data.io import atomic_target
 from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
-from uclip.eval.evaluators import CrossLingualTextRetrievalEvaluator, save_result
+from uclip.eval.evaluators import CrossLingualTextRetrievalEvaluator
 from uclip.eval.models import EncoderModel
+from uclip.eval.runs import save_result
 from uclip.features.cache import TowerOptions
 from uclip.method.model import UCLIPHeads, UCLIPModel
 

@@ -34,16 +34,8 @@ from uclip.data.flores200 import available_flores_codes, load_flores
 from uclip.data.io import dump_json, locked_append, write_text_atomic
 from uclip.errors import UclipError
 from uclip.eval import languages as lg
-from uclip.eval.evaluators import (
-    BitextEvaluator,
-    CrossLingualTextRetrievalEvaluator,
-    Evaluator,
-    legacy_run,
-    load_results,
-    result_path,
-    run_file,
-    save_result,
-)
+from uclip.eval.evaluators import BitextEvaluator, CrossLingualTextRetrievalEvaluator, Evaluator
+from uclip.eval.runs import legacy_run, load_results, result_path, run_file, save_result
 from uclip.validation import check_record
 
 # The reference systems: the committed heads, their ridge baseline (same English text), the

@@ -40,10 +40,10 @@ from uclip.eval.evaluators import (
     CrossLingualTextRetrievalEvaluator,
     EmbeddingPairEvaluator,
     EvalResult,
-    save_result,
 )
 from uclip.eval.models import EncoderModel
 from uclip.eval.report import write_table
+from uclip.eval.runs import save_result
 from uclip.features.cache import EmbeddingCache, TowerOptions
 from uclip.features.corpora import BANK_M_SOURCES, M30K, TATOEBA_LANGS
 from uclip.method.model import load

@@ -54,8 +54,9 @@ def run_train(ns: argparse.Namespace) -> int:
 
 def run_eval(ns: argparse.Namespace) -> int:
     from uclip.app.clt import flores_bitext, load_clt_model
-    from uclip.eval.evaluators import EvalResult, save_result
+    from uclip.eval.evaluators import EvalResult
     from uclip.eval.report import markdown_table, write_table
+    from uclip.eval.runs import save_result
     from uclip.paths import resolve_data_dir
 
     model, _, label = load_clt_model(ns.model)

@@ -148,9 +148,9 @@ def _summary_line(result: Any, path: Path) -> str:
 
 def run(ns: argparse.Namespace) -> int:
     from uclip.data.io import default_cache_dir
-    from uclip.eval.evaluators import finished_run, save_result
     from uclip.eval.models import load_embedding_model
     from uclip.eval.report import markdown_table
+    from uclip.eval.runs import finished_run, save_result
 
     if ns.images is not None and not Path(ns.images).expanduser().is_dir():
         raise UclipError(f"--images {ns.images} is not a folder: pass the folder of the images")

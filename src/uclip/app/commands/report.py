@@ -10,9 +10,9 @@ from typing import Any
 
 
 def run(ns: argparse.Namespace) -> int:
-    from uclip.eval.evaluators import load_results
     from uclip.eval.report import markdown_table, write_table
     from uclip.eval.reported import report_tables
+    from uclip.eval.runs import load_results
 
     results = load_results(ns.runs_dir)
     out = Path(ns.out or ns.runs_dir)
