@@ -93,7 +93,8 @@ def _synthetic_folder(root: Path, n: int) -> Path:
 def serve_child(args: argparse.Namespace) -> None:
     """Child process: load or build the index, serve it on loopback, print the URL, wait."""
     from uclip.serve.app import BackgroundServer, create_app
-    from uclip.serve.index import SearchIndex, build_index
+    from uclip.serve.index.build import build_index
+    from uclip.serve.index.query import SearchIndex
 
     if args.index:
         from uclip import load

@@ -17,7 +17,9 @@ from test_serve_api import make_image_folder, make_model  # tests/ is on sys.pat
 from uclip.errors import UclipError
 from uclip.features.scoring import ReferenceQueries
 from uclip.serve.app import create_app
-from uclip.serve.index import EMBEDDINGS_FILE, INDEX_FILE, PENALTY_FILE, SearchIndex, build_index
+from uclip.serve.index.build import build_index
+from uclip.serve.index.files import EMBEDDINGS_FILE, INDEX_FILE, PENALTY_FILE
+from uclip.serve.index.query import SearchIndex
 
 REFERENCE_TEXTS = ["rojo", "rot", "red car", "rouge", "vert", "blue", "blue sky", "nothing", "x y"]
 QUERIES = ["rojo", "blue sky", "緑", "something unrelated"]

@@ -43,7 +43,9 @@ from uclip.features.sharding import (
     shard_status,
 )
 from uclip.serve.app import MAX_K, create_app
-from uclip.serve.index import EMBEDDINGS_FILE, INDEX_FILE, SearchIndex, build_index
+from uclip.serve.index.build import build_index
+from uclip.serve.index.files import EMBEDDINGS_FILE, INDEX_FILE
+from uclip.serve.index.query import SearchIndex
 
 FUZZ = settings(
     max_examples=50,

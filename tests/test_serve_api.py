@@ -28,14 +28,9 @@ from uclip.data.io import list_images
 from uclip.errors import UclipError
 from uclip.method.model import UCLIPConfig, UCLIPModel
 from uclip.serve.app import create_app
-from uclip.serve.index import (
-    EMBEDDINGS_FILE,
-    FAISS_FILE,
-    INDEX_FILE,
-    PARTIAL_DIR,
-    SearchIndex,
-    build_index,
-)
+from uclip.serve.index.build import build_index
+from uclip.serve.index.files import EMBEDDINGS_FILE, FAISS_FILE, INDEX_FILE, PARTIAL_DIR
+from uclip.serve.index.query import SearchIndex
 
 torch.set_num_threads(1)
 

@@ -18,7 +18,7 @@ import pytest
 
 from test_serve_api import make_image_folder, make_model
 from uclip.serve.app import BackgroundServer, create_app
-from uclip.serve.index import build_index
+from uclip.serve.index.build import build_index
 
 CHROMIUM = os.environ.get("UCLIP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,10 +13,11 @@ Then one all-reduce of the max and two of sums combine them exactly (log-sum-exp
 which is Eq. 1–2 over the whole bank; every exponent is <= 0, so nothing overflows for small tau.
 Communication per query block: (B + B + B*d) floats, independent of the bank size N.
 
-Approximate top-k (:class:`FaissBankIndex`, :func:`soft_retrieve_faiss`): a FAISS inner-product
-index (exact ``IndexFlatIP`` or inverted-file ``IndexIVFFlat``) returns each query's k most similar
-rows and the softmax of Eq. 1–2 runs over those k only. The dropped softmax mass p_tail bounds the
-error: ||r_k - r|| <= 2 p_tail max_k ||b_k|| = 2 p_tail for unit rows.
+Approximate top-k (:class:`FaissBankIndex`, :func:`soft_retrieve_faiss`): the project's FAISS
+inner-product index (``uclip.features.faiss_index``: exact ``IndexFlatIP`` or inverted-file
+``IndexIVFFlat``) returns each query's k most similar rows and the softmax of Eq. 1–2 runs over
+those k only. The dropped softmax mass p_tail bounds the error: ||r_k - r|| <= 2 p_tail max_k
+||b_k|| = 2 p_tail for unit rows.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from uclip.errors import UclipError
+from uclip.features.faiss_index import FaissKind, inner_product_index
 
 # The streaming state of Eq. 1–2 lives in retrieval.py; its online softmax is reused here so the
 # per-rank partial sums are bit-for-bit the single-process ones.
@@ -113,7 +115,8 @@ def soft_retrieve_distributed(
 
 
 class FaissBankIndex:
-    """A FAISS inner-product index over a bank, for approximate top-k soft retrieval.
+    """A FAISS inner-product index (:func:`inner_product_index`) over a bank, for approximate
+    top-k soft retrieval.
 
     ``kind="flat"``: ``IndexFlatIP``, exact top-k (brute force, N x d x 4 bytes of RAM).
     ``kind="ivf"``: ``IndexIVFFlat`` with ``nlist`` k-means cells trained on up to
@@ -126,35 +129,31 @@ class FaissBankIndex:
         self,
         bank: Bank,
         *,
-        kind: str = "flat",
+        kind: FaissKind = "flat",
         nlist: int | None = None,
         nprobe: int = 16,
         train_size: int = 100_000,
         chunk_size: int = 65536,
         seed: int = 0,
     ) -> None:
-        import faiss
-
-        if kind not in ("flat", "ivf"):
-            raise UclipError(f"FAISS index kind must be 'flat' or 'ivf', got {kind!r}")
         n = len(bank)
         if n == 0:
             raise UclipError("cannot index an empty bank: build the memory bank first")
         self.bank = bank
         self.dim = int(bank.shape[1] if isinstance(bank, Tensor) else bank.dim)
         self.kind = kind
-        if kind == "flat":
-            self.index = faiss.IndexFlatIP(self.dim)
-        else:
-            nlist = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
-            if nlist > n:
-                raise UclipError(f"nlist {nlist} exceeds the bank size {n}: use fewer cells")
-            quantizer = faiss.IndexFlatIP(self.dim)
-            self.index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(_training_sample(bank, self.dim, train_size, chunk_size, seed))
-            self.index.nprobe = min(nprobe, nlist)
-        for chunk in bank_chunks(bank, chunk_size, self.dim, torch.float32, torch.device("cpu")):
-            self.index.add(np.ascontiguousarray(chunk.numpy(), dtype=np.float32))
+        chunks = bank_chunks(bank, chunk_size, self.dim, torch.float32, torch.device("cpu"))
+        self.index = inner_product_index(
+            (chunk.numpy() for chunk in chunks),
+            self.dim,
+            n,
+            kind=kind,
+            train=_training_sample(bank, self.dim, train_size, chunk_size, seed)
+            if kind == "ivf"
+            else None,
+            nlist=nlist,
+            nprobe=nprobe,
+        )
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

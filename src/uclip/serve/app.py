@@ -44,7 +44,7 @@ from uclip.data.io import IMAGE_SUFFIXES
 from uclip.data.text_quality import has_visible_text
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
-from uclip.serve.index import (
+from uclip.serve.index.query import (
     ChangedImageError,
     MissingImageError,
     SearchIndex,

@@ -11,7 +11,7 @@ from uclip.app.commands.common import add_scorer_arguments, scorer_reference
 
 def run_build(ns: argparse.Namespace) -> int:
     import uclip
-    from uclip.serve.index import build_index
+    from uclip.serve.index.build import build_index
 
     reference = scorer_reference(ns)
     model = uclip.load(ns.model)
