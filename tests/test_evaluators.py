@@ -606,3 +606,21 @@ def _by_row(numbers):
     for n in numbers:
         rows.setdefault((n.dataset, n.system), []).append(n)
     return rows
+
+
+@pytest.mark.parametrize("task", ["crosslingual", "bitext"])
+def test_item_ranks_are_the_items_behind_the_primary_metric(text_tower, task):
+    """Per-item ranks (what paired bootstraps resample) reproduce the run's primary metric."""
+    model = EncoderModel(text_tower)
+    if task == "crosslingual":
+        evaluator = CrossLingualTextRetrievalEvaluator(load_xm3600("cs", DATA), limit=30)
+    else:
+        evaluator = BitextEvaluator(load_flores("ces_Latn", "eng_Latn", DATA), limit=25)
+    ranks = evaluator.item_ranks(model)
+    result = evaluator.run(model)
+    assert ranks.shape == (result.sizes.get("queries", result.sizes.get("pairs")),)
+    assert 100 * float((ranks == 0).double().mean()) == pytest.approx(result.primary)
+    if task == "crosslingual":
+        assert 100 * float((ranks < 10).double().mean()) == pytest.approx(
+            result.metrics["x2en_R@10"]
+        )

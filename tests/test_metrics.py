@@ -266,3 +266,30 @@ def test_sign_test_hand_computed() -> None:
     assert sign_test([1.0], [1.0])["p_a"] == 1.0  # all ties: no evidence either way
     with pytest.raises(UclipError):
         sign_test([1.0], [])
+
+
+def test_paired_bootstrap_against_hand_cases_and_brute_force() -> None:
+    import itertools
+
+    import numpy as np
+
+    from uclip.eval.stats import paired_bootstrap
+
+    # Identical outcomes: every replicate's difference is exactly 0.
+    same = paired_bootstrap([[1, 0, 1]], [[1, 0, 1]], n_boot=200)
+    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0
+    assert same["p_a_not_better"] == 1.0
+    # a wins on every item of both languages: the interval is one point, p = 0.
+    won = paired_bootstrap([[1, 1], [1, 1, 1]], [[0, 0], [0, 0, 0]], n_boot=200)
+    assert won["diff"] == won["ci_low"] == won["ci_high"] == 1.0 and won["p_a_not_better"] == 0
+    # One language, per-item differences (1, 0): the replicate mean over all 2^2 equally likely
+    # resamples is {1, .5, .5, 0}, so P(diff <= 0) = 1/4 and the mean of replicates is 0.5.
+    got = paired_bootstrap([[1, 1]], [[0, 1]], n_boot=20000, seed=1)
+    exact = [np.mean(s) for s in itertools.product([1.0, 0.0], repeat=2)]
+    assert got["diff"] == pytest.approx(np.mean(exact)) == 0.5
+    assert got["p_a_not_better"] == pytest.approx(np.mean([e <= 0 for e in exact]), abs=0.02)
+    # The pairing matters: unpaired noise would give a wide interval; paired is one point.
+    paired = paired_bootstrap([[1, 0] * 50], [[0, -1] * 50], n_boot=500)
+    assert paired["ci_low"] == paired["ci_high"] == 1.0
+    with pytest.raises(UclipError):
+        paired_bootstrap([[1, 0]], [[1]])

@@ -289,6 +289,11 @@ class EmbeddingPairEvaluator(Evaluator):
     ) -> tuple[dict[str, float], dict[str, int]]:
         """``(metrics as fractions, sizes)`` of embeddings aligned with :meth:`texts`."""
 
+    @abstractmethod
+    def query_ranks(self, queries: Tensor, candidates: Tensor) -> Tensor:
+        """(Q,) 0-based rank of each X -> English query's correct candidate: the per-item
+        outcome behind the primary metric (paired bootstraps over items resample it)."""
+
     _reference_embeddings: Tensor | None = None
 
     def rank(self, queries: Tensor, candidates: Tensor, correct: Sequence[int]) -> Tensor:
@@ -307,6 +312,12 @@ class EmbeddingPairEvaluator(Evaluator):
             reference_queries=self._reference_embeddings,
         )
         return query_ranks(queries, candidates, correct)
+
+    def item_ranks(self, model: EmbeddingModel) -> Tensor:
+        """(Q,) :meth:`query_ranks` of ``model``, embedded and scored as :meth:`compute` does."""
+        queries, candidates = self.encode(model)
+        self._reference_embeddings = self._embed_reference(model.encode_text)
+        return self.query_ranks(queries, candidates)
 
     def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
         queries, candidates = self.encode(model)
@@ -555,11 +566,14 @@ class CrossLingualTextRetrievalEvaluator(EmbeddingPairEvaluator):
         queries = self._timed("encode_texts_s", model.encode_text, foreign, self.lang)
         return queries, self._timed("encode_english_s", model.encode_english, english)
 
+    def query_ranks(self, queries: Tensor, candidates: Tensor) -> Tensor:
+        self._check_rows(queries, candidates)
+        return self.rank(queries, candidates[self.candidate_rows], self.correct)
+
     def score_embeddings(
         self, queries: Tensor, candidates: Tensor
     ) -> tuple[dict[str, float], dict[str, int]]:
-        self._check_rows(queries, candidates)
-        ranks = self.rank(queries, candidates[self.candidate_rows], self.correct)
+        ranks = self.query_ranks(queries, candidates)
         metrics = {f"x2en_R@{k}": v for k, v in recall_at_k(ranks, self.ks).items()}
         return metrics, {"queries": len(self.correct), "candidates": len(self.candidate_rows)}
 
@@ -621,12 +635,15 @@ class BitextEvaluator(EmbeddingPairEvaluator):
         src = self._timed("encode_texts_s", model.encode_text, self.src, self.lang)
         return src, self._timed("encode_english_s", self._encode_target, model)
 
+    def query_ranks(self, queries: Tensor, candidates: Tensor) -> Tensor:
+        self._check_rows(queries, candidates)
+        return self.rank(queries, candidates, list(range(len(self.src))))
+
     def score_embeddings(
         self, queries: Tensor, candidates: Tensor
     ) -> tuple[dict[str, float], dict[str, int]]:
-        self._check_rows(queries, candidates)
+        x2en = self.query_ranks(queries, candidates)
         diagonal = list(range(len(self.src)))
-        x2en = self.rank(queries, candidates, diagonal)
         metrics = {"x2en_acc": float((x2en == 0).double().mean())}
         # Under a reference-set scorer en2x would need English-side reference queries; the
         # transductive penalty of each X candidate is taken over the English test sentences.
