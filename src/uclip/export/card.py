@@ -114,8 +114,6 @@ def quoted_table(
 ) -> list[str]:
     """A Markdown table of numbers under the weights, data and protocol that produced them (and
     the results file they come from): the card quotes no number without them."""
-    if not (weights and data and protocol):
-        raise UclipError("a model card table needs its weights, data and protocol")
     lines = [f"- Weights: {weights}.", f"- Data: {data}.", f"- Protocol: {protocol}."]
     if source:
         lines.append(f"- Source: {source} in the uclip repository.")
@@ -230,12 +228,12 @@ def _measured(weights: str, fmt: CardFormat, entry: Mapping[str, Any]) -> list[s
             "Not measured with this model's record: score it with `uclip eval crosslingual` /",
             "`uclip eval bitext` (docs/evaluation.md in the uclip repository).",
         ]
-    heads = f"these heads (sha256 `{entry['heads_sha256']}`)" if entry.get("heads_sha256") else ""
+    sha = f" (sha256 `{entry['heads_sha256']}`)" if entry.get("heads_sha256") else ""
     lines = quoted_table(
         measured["rows"],
-        weights=f"{weights} encoder weights, as named under Weights; " + (heads or "these heads"),
+        weights=f"{weights} encoder weights, as named under Weights; these heads{sha}",
         data="the test sets named in the protocol (never used for training or model selection)",
-        protocol=f"{measured['protocol']}; numbers in %" if measured.get("protocol") else "in %",
+        protocol=f"{measured.get('protocol') or 'not recorded in the registry'}; numbers in %",
         source=str(measured.get("results", "results/")),
     )
     parity = measured.get("export_parity") or {}
