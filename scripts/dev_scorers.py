@@ -22,12 +22,11 @@ from typing import Any
 import torch
 
 import uclip
-from uclip.app.train import heads_dev_metrics, load_run_config
+from uclip.app.train import data_dev_sets, heads_dev_metrics, load_run_config, training_corpora
 from uclip.encoders.registry import build_encoder
 from uclip.eval.dev import dev_ceiling, dev_english_only, embed_dev_tasks
 from uclip.eval.report import run_metadata
 from uclip.features.cache import EmbeddingCache
-from uclip.features.corpora import dev_sets, split_training_corpora
 
 SCORERS = ("cosine", "csls:k=10", "qbnorm:beta=20")
 DOMAINS = ("score", "multi30k-val", "tatoeba-dev", "news-dev")
@@ -43,25 +42,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     run = load_run_config(args.config)
-    data = run.data
     cache = EmbeddingCache(args.cache_dir)
     anchor = build_encoder(run.model.anchor_encoder)
     multilingual = build_encoder(run.model.multilingual_encoder)
-    sets = dev_sets(
-        args.data_dir,
-        tatoeba_per_lang=int(data.get("dev_tatoeba_per_lang", 200)),
-        news_per_lang=int(data.get("dev_news_per_lang", 0)),
-    )
-    tasks = embed_dev_tasks(sets, cache, anchor, multilingual)
-    corpora = split_training_corpora(
-        args.data_dir,
-        int(data["n_train"]),
-        int(data["n_bank_v"]),
-        int(data["n_bank_m"]),
-        seed=int(data.get("seed", 0)),
-        n_general=int(data.get("n_general", 0)),
-    )
-    bank_m = corpora.bank_m_texts
+    tasks = embed_dev_tasks(data_dev_sets(run.data, args.data_dir), cache, anchor, multilingual)
+    bank_m = training_corpora(run.data, args.data_dir).bank_m_texts
     bank_m_multilingual = cache.embed(multilingual, bank_m, desc="bank M · multilingual")
     bank_m_anchor = cache.embed(anchor, bank_m, desc="bank M · anchor")
     rows: list[dict[str, Any]] = []

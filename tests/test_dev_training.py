@@ -211,7 +211,7 @@ def test_tatoeba_split_is_disjoint_in_both_languages() -> None:
 
 
 def test_dev_sets_cover_both_domains() -> None:
-    sets = dev_sets(BUNDLED, tatoeba_per_lang=50)
+    sets = dev_sets(BUNDLED, tatoeba_per_lang=50, multi30k_per_lang=None, news_per_lang=0)
     names = {(s.name, s.lang) for s in sets}
     assert {("multi30k-val", lang) for lang in DEV_MULTI30K_LANGS} <= names
     assert ("tatoeba-dev", "fi") in names

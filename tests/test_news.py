@@ -59,5 +59,6 @@ def test_news_dev_spans_four_scripts_and_is_disjoint_from_the_training_text(
         assert not {e for _, e in news_dev_pairs(shared_data, lang)} & training
     with pytest.raises(UclipError, match="holds 41921"):
         news_english(shared_data, 10**6)
-    # without news_per_lang the dev sets are the two domains of the earlier configs
-    assert {s.name for s in dev_sets(shared_data, 5, 5)} == {"multi30k-val", "tatoeba-dev"}
+    # news_per_lang 0: the dev sets are the two domains of the earlier configs
+    earlier = dev_sets(shared_data, tatoeba_per_lang=5, multi30k_per_lang=5, news_per_lang=0)
+    assert {s.name for s in earlier} == {"multi30k-val", "tatoeba-dev"}

@@ -9,6 +9,7 @@ import shutil
 import sys
 import tarfile
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -376,6 +377,7 @@ def test_a_bank_from_other_weights_of_the_same_encoder_is_refused(tmp_path, tiny
 def test_text_bank_forms_and_optional_general_text(tmp_path):
     from uclip.app.train import model_config
     from uclip.app.train_inputs import resolve_paper_inputs
+    from uclip.method.data import UCLIPData
 
     model = model_config(json.loads((REPO / PAPER_CONFIGS[0]).read_text())["model"])
     (tmp_path / "tb").mkdir()
@@ -385,15 +387,15 @@ def test_text_bank_forms_and_optional_general_text(tmp_path):
     (tmp_path / "c.txt").write_text("a dog\n")
     shutil.copy(tmp_path / "c.txt", tmp_path / "extra.txt")
     (tmp_path / "imgs").mkdir()
-    base = {"train_captions": ["c.txt"], "image_bank": "imgs"}
-    folder = resolve_paper_inputs({**base, "text_bank": "tb"}, tmp_path, model)
+    base = UCLIPData(train_captions=["c.txt"], image_bank="imgs")
+    folder = resolve_paper_inputs(replace(base, text_bank="tb"), tmp_path, model)
     assert [p.name for p in folder.text_bank] == ["a.txt.gz", "b.txt"] and folder.general == []
     listed = resolve_paper_inputs(
-        {**base, "text_bank": ["tb/b.txt", "extra.txt"], "general_text": ["extra.txt"]},
+        replace(base, text_bank=["tb/b.txt", "extra.txt"], general_text=["extra.txt"]),
         tmp_path,
         model,
     )
     assert [p.name for p in listed.text_bank] == ["b.txt", "extra.txt"]
     assert [p.name for p in listed.general] == ["extra.txt"]
     with pytest.raises(UclipError, match=r"data\.text_bank entry .*missing\.txt does not exist"):
-        resolve_paper_inputs({**base, "text_bank": ["missing.txt"]}, tmp_path, model)
+        resolve_paper_inputs(replace(base, text_bank=["missing.txt"]), tmp_path, model)

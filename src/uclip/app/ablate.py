@@ -40,6 +40,7 @@ from uclip.app.quickstart import EVAL_KS, eval_evaluators, pick_data_dir, recall
 from uclip.app.train import (
     RunConfig,
     apply_run_overrides,
+    data_dev_sets,
     dev_evaluator,
     fit_ridge_baseline,
     initial_heads,
@@ -56,7 +57,7 @@ from uclip.eval.evaluators import BitextEvaluator, EmbeddingPairEvaluator, EvalR
 from uclip.eval.models import EVAL_SHARD_SIZE
 from uclip.features.banks import MemoryBank
 from uclip.features.cache import EmbeddingCache
-from uclip.features.corpora import DevSet, dev_sets
+from uclip.features.corpora import DevSet
 from uclip.method.model import UCLIPModel
 from uclip.method.objective import UCLIPObjective, retrieve_pseudo_pairs
 from uclip.train.args import TrainArgs
@@ -289,7 +290,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
         for lang in args.langs
         for evaluator in eval_evaluators(lang, data_dir, args.xm3600_pairs, args.flores_pairs)
     ]
-    sets = dev_sets(data_dir)
+    sets = data_dev_sets(run_config(base_raw).data, data_dir)  # one dev protocol for all rows
     dev_evals = dev_evaluators(sets)
     rows: list[dict[str, Any]] = []
     records: list[EvalResult] = []

@@ -3,9 +3,9 @@
 Config sections (JSON or YAML, see ``configs/``):
 - ``model``: ``anchor_encoder``, ``multilingual_encoder``, optional ``image_encoder``,
   ``embed_dim``;
-- ``data``: either ``{"corpus": "multi30k", "n_train", "n_bank_v", "n_bank_m"}`` (text-anchor
-  setting from Multi30K, image-disjoint splits), or ``{"train_captions", "image_bank",
-  "text_bank", "general_text"}`` (paper setting, see :mod:`uclip.app.train_inputs`: banks made by
+- ``data``: :class:`UCLIPData`: either ``corpus = "multi30k"`` with its sizes (text-anchor
+  setting from Multi30K, image-disjoint splits), or ``train_captions``, ``image_bank``,
+  ``text_bank``, ``general_text`` (paper setting, see :mod:`uclip.app.train_inputs`: banks made by
   ``uclip extract`` must name the config's towers); relative paths are resolved against the data
   directory;
 - ``method``: :class:`UCLIPHyperParams`; ``train``: :class:`TrainArgs`.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -27,58 +27,24 @@ from uclip.errors import UclipError
 from uclip.eval.dev import DevTask, dev_ceiling, dev_metrics, embed_dev_tasks
 from uclip.features.banks import MemoryBank, image_files, read_text_files
 from uclip.features.cache import EmbeddingCache
-from uclip.features.corpora import dev_sets, split_training_corpora
+from uclip.features.corpora import DevSet, TrainingCorpora, dev_sets, split_training_corpora
 from uclip.features.scoring import COSINE, ScorerSpec
+from uclip.method.data import UCLIPData
 from uclip.method.model import MODEL_ALLOWED, UCLIPConfig, UCLIPHeads, UCLIPModel
 from uclip.method.objective import UCLIPHyperParams, UCLIPObjective, retrieve_pseudo_pairs
 from uclip.method.ridge import init_heads_from_ridge, ridge_config
 from uclip.paths import resolve_data_dir, writable_dir
 from uclip.train.args import TrainArgs, check_device, load_config_file
 from uclip.train.trainer import Evaluator, Trainer, TrainResult
-from uclip.validation import at_least, between, check_mapping
+from uclip.validation import check_mapping
 
 SECTIONS = {"model", "data", "method", "train", "description"}
 
 
 @dataclass
-class DataSection:
-    """The keys a ``data`` section may hold (see the module docstring); only used to check a
-    config's types and ranges when it loads, before any encoding."""
-
-    corpus: Literal["multi30k"] | None = None
-    n_train: int = 12000
-    n_bank_v: int = 4000
-    n_bank_m: int = 4000
-    n_general: int = 0
-    n_news: int = 0  # English-only WMT news sentences, after the general text
-    seed: int = 0
-    dev: bool = True
-    dev_multi30k_per_lang: int | None = None  # None: all 1,014 Multi30K val captions
-    dev_tatoeba_per_lang: int = 200
-    dev_news_per_lang: int = 0  # 0: no news dev domain (the configs before issue 22)
-    train_captions: list[str] | None = None
-    image_bank: str | None = None
-    text_bank: str | list[str] | None = None  # a folder of per-language files, files, or a .npy
-    general_text: list[str] | None = None
-
-
-DATA_ALLOWED = {
-    "n_train": at_least(1),
-    "n_bank_v": at_least(1),
-    "n_bank_m": at_least(1),
-    "n_general": at_least(0),
-    "n_news": at_least(0),
-    "dev_news_per_lang": at_least(0),
-    "dev_multi30k_per_lang": at_least(1),
-    "dev_tatoeba_per_lang": at_least(1),
-    "seed": between(0, 2**32 - 1),
-}
-
-
-@dataclass
 class RunConfig:
     model: UCLIPConfig
-    data: dict[str, Any]
+    data: UCLIPData
     method: UCLIPHyperParams
     train: TrainArgs
     raw: dict[str, Any]
@@ -120,7 +86,7 @@ def model_config(section: dict[str, Any], random_init: bool = False) -> UCLIPCon
 # The sections whose keys --set may change, with the dataclass that names the keys.
 OVERRIDE_SECTIONS: dict[str, type] = {
     "model": UCLIPConfig,
-    "data": DataSection,
+    "data": UCLIPData,
     "method": UCLIPHyperParams,
     "train": TrainArgs,
 }
@@ -148,7 +114,7 @@ def run_config(raw: dict[str, Any], random_init: bool = False, where: str = "con
         raise UclipError(f"{where} has no 'model' section")
     return RunConfig(
         model=model_config(raw["model"], random_init),
-        data=check_mapping(raw.get("data", {}), DataSection, "data", DATA_ALLOWED),
+        data=UCLIPData.from_dict(raw.get("data", {})),
         method=UCLIPHyperParams.from_dict(raw.get("method", {})),
         train=TrainArgs.from_dict(raw.get("train", {})),
         raw=raw,
@@ -200,6 +166,29 @@ def count_parameters(config: UCLIPConfig, build_frozen: bool = True) -> dict[str
     return info
 
 
+def training_corpora(data: UCLIPData, data_dir: Path) -> TrainingCorpora:
+    """The text-anchor setting's training text and banks as ``data`` sizes them."""
+    return split_training_corpora(
+        data_dir,
+        data.n_train,
+        data.n_bank_v,
+        data.n_bank_m,
+        seed=data.seed,
+        n_general=data.n_general,
+        n_news=data.n_news,
+    )
+
+
+def data_dev_sets(data: UCLIPData, data_dir: Path) -> list[DevSet]:
+    """The dev sets as ``data`` sizes them (``dev_*_per_lang``)."""
+    return dev_sets(
+        data_dir,
+        tatoeba_per_lang=data.dev_tatoeba_per_lang,
+        multi30k_per_lang=data.dev_multi30k_per_lang,
+        news_per_lang=data.dev_news_per_lang,
+    )
+
+
 def prepare_training_data(
     run: RunConfig,
     data_dir: Path,
@@ -212,9 +201,7 @@ def prepare_training_data(
     built = encoders if encoders is not None else {}
     data = run.data
     # Paths and bank sidecars are checked before a tower is built: a wrong bank costs nothing.
-    paper = None
-    if data.get("corpus") != "multi30k" and "train_captions" in data:
-        paper = resolve_paper_inputs(data, data_dir, run.model)
+    paper = resolve_paper_inputs(data, data_dir, run.model) if data.paper_setting else None
 
     def encoder(name: str) -> Any:
         if name not in built:
@@ -224,16 +211,8 @@ def prepare_training_data(
     anchor = encoder(run.model.anchor_encoder)
     multilingual = encoder(run.model.multilingual_encoder)
     text_bank: Any = None
-    if data.get("corpus") == "multi30k":
-        corpora = split_training_corpora(
-            data_dir,
-            int(data.get("n_train", 12000)),
-            int(data.get("n_bank_v", 4000)),
-            int(data.get("n_bank_m", 4000)),
-            seed=int(data.get("seed", 0)),
-            n_general=int(data.get("n_general", 0)),
-            n_news=int(data.get("n_news", 0)),
-        )
+    if data.corpus == "multi30k":
+        corpora = training_corpora(data, data_dir)
         captions, bank_m_texts = corpora.train_captions, corpora.bank_m_texts
         general, news = corpora.general_english, corpora.news_english
         image_bank: Any = cache.embed(
@@ -390,15 +369,9 @@ def train_run(
         run, data_dir, cache, run.train.progress and env.is_main, encoders
     )
     tasks: list[DevTask] | None = None
-    if run.data.get("corpus") == "multi30k" and run.data.get("dev", True):
-        sets = dev_sets(
-            data_dir,
-            tatoeba_per_lang=int(run.data.get("dev_tatoeba_per_lang", 200)),
-            multi30k_per_lang=run.data.get("dev_multi30k_per_lang"),
-            news_per_lang=int(run.data.get("dev_news_per_lang", 0)),
-        )
+    if run.data.corpus == "multi30k" and run.data.dev:
         tasks = embed_dev_tasks(
-            sets,
+            data_dev_sets(run.data, data_dir),
             cache,
             encoders[run.model.anchor_encoder],
             encoders[run.model.multilingual_encoder],
@@ -469,7 +442,7 @@ def run_training(
         run = run_config(raw, random_init, where=f"config {config_path} with overrides")
     # Cheap checks before any encoder is built: a bad path must not cost an encoding pass.
     data_root = resolve_data_dir(data_dir)
-    if run.data.get("corpus") != "multi30k" and "train_captions" in run.data:
+    if run.data.paper_setting:
         resolve_paper_inputs(run.data, data_root, run.model)
     out = writable_dir(out, "--out")
     cache = EmbeddingCache(writable_dir(cache_dir, "--cache-dir") if cache_dir else out / "cache")

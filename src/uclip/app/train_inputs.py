@@ -2,15 +2,10 @@
 ``uclip train CONFIG --dry-run``: the plan of a run (inputs, encoders, device, AMP, memory and
 time estimates) without running it.
 
-Data section keys (paths relative to the data directory):
-- ``train_captions``: a list of English caption files (one per line, ``.gz`` allowed) and
-  folders of them;
-- ``image_bank``: an image folder (embedded through the cache) or a ``.npy`` bank made by
-  ``uclip extract`` (its ``.json`` sidecar names the encoder, which must be the config's image
-  tower, else its anchor tower in the text-anchor setting);
-- ``text_bank``: a folder of per-language text files, a list of files and folders, or one
-  ``.npy`` made by ``uclip extract`` with the multilingual tower;
-- ``general_text``: optional extra English text for the heads (a list, like ``train_captions``).
+The paper setting's data keys are :class:`uclip.method.data.UCLIPData`'s ``train_captions``,
+``image_bank``, ``text_bank`` and ``general_text``. A ``.npy`` bank's ``.json`` sidecar names the
+encoder that made it, which must be the config's image tower (its anchor tower in the text-anchor
+setting) for ``image_bank`` and its multilingual tower for ``text_bank``.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ import torch
 from uclip.encoders.registry import get_spec
 from uclip.errors import UclipError
 from uclip.features.banks import bank_meta_path, read_bank_meta
+from uclip.method.data import UCLIPData
 from uclip.method.model import UCLIPConfig
 
 TEXT_SUFFIXES = (".txt", ".txt.gz")
@@ -128,22 +124,22 @@ def check_bank_weights(meta: dict[str, Any] | None, encoder: Any, npy: Path, key
     )
 
 
-def resolve_paper_inputs(data: dict[str, Any], data_dir: Path, model: UCLIPConfig) -> PaperInputs:
+def resolve_paper_inputs(data: UCLIPData, data_dir: Path, model: UCLIPConfig) -> PaperInputs:
     """Every input of a paper-setting data section, checked (existence, bank encoders)."""
-    captions = text_files(data.get("train_captions"), data_dir, "train_captions")
+    captions = text_files(data.train_captions, data_dir, "train_captions")
     if not captions:
         raise UclipError("data.train_captions is empty: list the English caption files")
-    if "image_bank" not in data:
+    if data.image_bank is None:
         raise UclipError("data.image_bank is missing: an image folder or a .npy bank")
-    if "text_bank" not in data:
+    if data.text_bank is None:
         raise UclipError("data.text_bank is missing: a folder of per-language text files")
-    image_bank = _resolve(data_dir, data["image_bank"])
+    image_bank = _resolve(data_dir, data.image_bank)
     image_meta = None
     if image_bank.suffix == ".npy":
         image_meta = check_bank_file(image_bank, model, "image_bank")
     elif not image_bank.is_dir():
         raise UclipError(f"data.image_bank {image_bank} is neither an image folder nor a .npy bank")
-    entries = data["text_bank"]
+    entries = data.text_bank
     single = entries if isinstance(entries, str) else entries[0] if len(entries) == 1 else ""
     text_meta = None
     if single.endswith(".npy"):
@@ -155,7 +151,7 @@ def resolve_paper_inputs(data: dict[str, Any], data_dir: Path, model: UCLIPConfi
             raise UclipError("data.text_bank is empty: list per-language text files or a folder")
     return PaperInputs(
         captions=captions,
-        general=text_files(data.get("general_text"), data_dir, "general_text"),
+        general=text_files(data.general_text, data_dir, "general_text"),
         image_bank=image_bank,
         text_bank=text_bank,
         image_bank_meta=image_meta,
@@ -240,13 +236,14 @@ def plan_training(run: Any, data_dir: Path) -> dict[str, Any]:
     """The plan of ``uclip train`` for ``run`` (a RunConfig): every input checked and counted,
     encoders, device and AMP, memory and time estimates. Nothing is embedded or trained."""
     model, data, train, method = run.model, run.data, run.train, run.method
-    if data.get("corpus") == "multi30k":
-        n_captions = int(data.get("n_train", 12000)) + int(data.get("n_general", 0))
-        n_v, n_m = int(data.get("n_bank_v", 4000)), int(data.get("n_bank_m", 4000))
+    if data.corpus == "multi30k":
+        # Every English text the heads train on: captions, general and news text.
+        n_captions = data.n_train + data.n_general + data.n_news
+        n_v, n_m = data.n_bank_v, data.n_bank_m
         inputs: dict[str, Any] = {"corpus": "multi30k (text-anchor setting)"}
         to_embed = 2 * n_captions + n_v + n_m
         images_to_embed = 0
-    elif "train_captions" in data:
+    elif data.paper_setting:
         paper = resolve_paper_inputs(data, data_dir, model)
         n_captions = count_lines(paper.captions) + count_lines(paper.general)
         inputs = {

@@ -36,10 +36,7 @@ DEV_MULTI30K_LANGS = ("de", "fr", "cs")
 
 
 def dev_sets(
-    data_dir: Path,
-    tatoeba_per_lang: int = 200,
-    multi30k_per_lang: int | None = None,
-    news_per_lang: int = 0,
+    data_dir: Path, *, tatoeba_per_lang: int, multi30k_per_lang: int | None, news_per_lang: int
 ) -> list[DevSet]:
     """The dev data: disjoint from every reported test set, from the banks and the training text.
 
@@ -50,7 +47,8 @@ def dev_sets(
     - with ``news_per_lang`` > 0, WMT newstest pairs of 11 languages in 4 scripts (news domain,
       :func:`uclip.data.news.news_dev_pairs`), that many per language, spread over each file.
 
-    ``multi30k_per_lang`` keeps the first captions only (a quicker, noisier dev score).
+    ``multi30k_per_lang`` keeps the first captions only (a quicker, noisier dev score); ``None``
+    keeps all. A run's sizes are its config's (:func:`uclip.app.train.data_dev_sets`).
     """
     n = multi30k_per_lang
     english = read_nonblank_lines(data_dir / M30K / "task1" / "raw" / "val.en.gz")[:n]
@@ -88,10 +86,11 @@ def split_training_corpora(
     n_train: int,
     n_bank_v: int,
     n_bank_m: int,
-    seed: int = 0,
+    *,
+    seed: int,
+    n_general: int,
+    n_news: int,
     tatoeba_per_lang: int | None = None,
-    n_general: int = 0,
-    n_news: int = 0,
 ) -> TrainingCorpora:
     """Sample the quickstart/training text from Multi30K train (+ Tatoeba for bank M).
 
