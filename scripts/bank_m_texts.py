@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uclip.app.train import load_run_config
+from uclip.app.train import load_run_config, training_corpora
 from uclip.data.io import write_text_atomic
-from uclip.features.corpora import split_training_corpora
 from uclip.paths import resolve_data_dir
 
 
@@ -25,15 +24,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--data-dir")
     args = p.parse_args()
-    data = load_run_config(args.config).data
-    corpora = split_training_corpora(
-        resolve_data_dir(args.data_dir),
-        int(data["n_train"]),
-        int(data["n_bank_v"]),
-        int(data["n_bank_m"]),
-        seed=int(data.get("seed", 0)),
-        n_general=int(data.get("n_general", 0)),
-    )
+    corpora = training_corpora(load_run_config(args.config).data, resolve_data_dir(args.data_dir))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, "".join(f"{t}\n" for t in corpora.bank_m_texts))
     print(f"{len(corpora.bank_m_texts)} bank M texts -> {args.out}")
