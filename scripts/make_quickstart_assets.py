@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from uclip.data.languages import TARGET_LANGUAGES, XM3600_TO_FLORES
+from uclip.data.news import NEWS_DEV_LANGS, news_dev_pairs, news_dev_path, news_english
 from uclip.data.tatoeba import TATOEBA_LANGS
 
 LANGS = (*TARGET_LANGUAGES, "ja", "zh", "hi", "ru", "ar", "en")
@@ -20,6 +21,10 @@ FLORES = {lang: XM3600_TO_FLORES[lang] for lang in LANGS}
 N_IMAGES = 7100  # Multi30K training images: 2,400 query + 4,000 bank-V + 667 bank-M images
 N_XM3600 = 1000
 N_FLORES = 500
+# The quickstart's news text (data.n_news) and news dev pairs (data.dev_news_per_lang): the dev
+# pairs are the ones news_dev_pairs spreads over each full file, so the subset picks the same.
+N_NEWS = 3000
+N_NEWS_DEV = 100
 
 
 def gz_lines(path: Path, n: int | None) -> list[str]:
@@ -72,6 +77,10 @@ def main() -> None:
         code = FLORES[lang]
         lines = (src / f"flores200/{code}.devtest").read_text().splitlines()[:N_FLORES]
         (out / f"flores200/{code}.devtest").write_text("\n".join(lines) + "\n")
+    write_gz(out / "news/english_news.txt.gz", news_english(src, N_NEWS))
+    for lang in NEWS_DEV_LANGS:
+        pairs = news_dev_pairs(src, lang, N_NEWS_DEV)
+        write_gz(news_dev_path(out, lang), [f"{a}\t{b}" for a, b in pairs])
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {size / 1e6:.2f} MB to {out}")
 

@@ -23,11 +23,14 @@ def run(ns: argparse.Namespace) -> int:
     if ns.full:
         # the reference recipe as configured (no quickstart shrinking), full evaluation sets
         overrides += [
+            "data.n_train=12000",
             "data.n_bank_v=4000",
             "data.n_bank_m=4000",
             "data.n_general=20000",
+            "data.n_news=10000",
             "data.dev_multi30k_per_lang=null",
             "data.dev_tatoeba_per_lang=200",
+            "data.dev_news_per_lang=300",
         ]
         args.xm3600_pairs, args.flores_pairs = 3600, 1012
         if ns.langs is None:
@@ -70,6 +73,7 @@ QUICKSTART_SHORTCUTS = {
     "n_bank_v": "data.n_bank_v",
     "n_bank_m": "data.n_bank_m",
     "n_general": "data.n_general",
+    "n_news": "data.n_news",
     "max_steps": "train.max_steps",
 }
 
@@ -89,7 +93,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--full",
         action="store_true",
-        help="the reference recipe unshrunk (banks 4k, 20k general sentences, full dev sets), "
+        help="the reference recipe unshrunk (banks 4k, 20k general + 10k news sentences, full dev "
+        "sets), "
         "all 35 non-English XM3600 languages and full eval sets",
     )
     for key in ("xm3600_pairs", "flores_pairs", *QUICKSTART_SHORTCUTS):
@@ -98,7 +103,7 @@ def register(sub: Any) -> None:
         "--set",
         action="append",
         metavar="SECTION.KEY=VALUE",
-        help="override the config (configs/uclip-text-anchor.json), e.g. --set train.lr=3e-4",
+        help="override the config (configs/uclip-text-anchor-news.json), e.g. --set train.lr=3e-4",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
