@@ -44,14 +44,18 @@ TRAINING_KEYS = ("train", "training", "train_args", "args", "data", "dataset", "
 
 
 def _resolve(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
-    """(model, recorded config.json payload or {}, its directory) from a model object or a
-    model directory (the directory is ``None`` for a model object)."""
+    """(model, recorded config.json payload or {}, its directory) from a model object or the
+    spec of a saved uCLIP model (``uclip.load``; the directory is ``None`` for a model object)."""
     if isinstance(model, str | os.PathLike):
-        from uclip.loading import load
-        from uclip.pretrained import resolve_model_dir
+        from uclip.loading import load, model_dir
 
-        loaded = load(str(model))
-        directory = resolve_model_dir(model)
+        loaded = load(model)
+        if not hasattr(loaded, "heads"):
+            raise UclipError(
+                f"export needs a uCLIP model with heads f_c and f_m: {model} holds a "
+                f"{type(loaded).__name__}"
+            )
+        directory = model_dir(model)
         try:
             payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
