@@ -40,6 +40,7 @@ ENCODER_ROLES = (
     ("image_encoder", "CLIP image tower, input of f_C"),
     ("multilingual_encoder", "multilingual text tower, input of f_M"),
 )
+UCLIP_HEADS = "a uCLIP model (heads f_c and f_m)"
 TRAINING_KEYS = ("train", "training", "train_args", "args", "data", "dataset", "datasets", "run")
 
 
@@ -47,14 +48,12 @@ def _resolve(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
     """(model, recorded config.json payload or {}, its directory) from a model object or the
     spec of a saved uCLIP model (``uclip.load``; the directory is ``None`` for a model object)."""
     if isinstance(model, str | os.PathLike):
-        from uclip.loading import load, model_dir
+        from uclip.loading import kind_refusal, load, model_dir, parse_model_spec
 
         loaded = load(model)
         if not hasattr(loaded, "heads"):
-            raise UclipError(
-                f"export needs a uCLIP model with heads f_c and f_m: {model} holds a "
-                f"{type(loaded).__name__}"
-            )
+            refusal = kind_refusal(parse_model_spec(model), "export", ("uclip",), UCLIP_HEADS)
+            raise UclipError(f"{refusal} (it holds a {type(loaded).__name__})")
         directory = model_dir(model)
         try:
             payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
@@ -62,7 +61,7 @@ def _resolve(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
             payload = {}
         return loaded, payload if isinstance(payload, dict) else {}, directory
     if not hasattr(model, "heads") or not all(hasattr(model.heads, h) for h in HEAD_NAMES):
-        raise UclipError("export needs a uCLIP model with heads f_c and f_m, or a model directory")
+        raise UclipError(f"export needs {UCLIP_HEADS}, or the spec of a saved one")
     payload = dict(getattr(model, "metadata", {}) or {})
     return model, payload, None
 

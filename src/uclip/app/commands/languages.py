@@ -22,11 +22,14 @@ def run(ns: argparse.Namespace) -> int:
 
     data_dir = resolve_data_dir(ns.data_dir)
     out = Path(ns.out)
+    from uclip.loading import parse_model_spec
+
     systems = dict(DEFAULT_SYSTEMS)
     for role in lg.ROLES:
         spec = getattr(ns, role)
-        if spec is not None:
-            systems[role] = spec
+        if spec is not None and not (role == "ridge" and spec == "none"):
+            # canonical, as runs record their model: a bare NAME names the run uclip:NAME
+            systems[role] = str(parse_model_spec(spec))
     if ns.ridge == "none":
         systems.pop("ridge")
     everything = report_languages(data_dir)
