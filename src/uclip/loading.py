@@ -102,9 +102,16 @@ def parse_model_spec(spec: str | os.PathLike[str] | ModelSpec) -> ModelSpec:
                 "dual:clip-b32-openai:image+clip-b32-openai:text"
             )
         return parsed
-    if sep and _PREFIX.fullmatch(prefix) and not Path(text).expanduser().exists():
+    if sep and _PREFIX.fullmatch(prefix) and not _exists(text):
         raise UclipError(f"unknown model kind {prefix!r} in {text!r}: use {GRAMMAR}")
     return ModelSpec("uclip", text)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except OSError:  # a name too long for the file system is no file of it
+        return False
 
 
 def _saved_method(config: dict[str, Any]) -> str:
