@@ -182,7 +182,7 @@ def load(
 def model_dir(spec: str | os.PathLike[str] | ModelSpec) -> Path:
     """The local folder of a ``uclip:`` or ``clt:`` spec (a Hub id is fetched)."""
     parsed = parse_model_spec(spec)
-    parsed.require(SAVED_KINDS, "a model folder", "uclip:NAME|DIR or clt:DIR")
+    parsed.require(SAVED_KINDS, "uclip.loading.model_dir")
     return _model_dir(parsed)
 
 
