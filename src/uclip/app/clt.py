@@ -33,7 +33,7 @@ from uclip.clt.data import (
     load_xm3600_corpus,
     split_images,
 )
-from uclip.clt.model import CLTConfig, CLTModel, build_clt_model
+from uclip.clt.model import WEIGHTS_NAME, CLTConfig, CLTModel, build_clt_model
 from uclip.clt.objective import CLTMethod, CLTObjective
 from uclip.data.flores200 import load_flores
 from uclip.errors import UclipError
@@ -362,15 +362,30 @@ def train_clt(
 # ------------------------------------------------------------------------------------ loading
 
 
-def load_clt_model(source: str | Path) -> tuple[CLTModel, CLTRunConfig, str]:
-    """A CLT model from a run directory (its latest checkpoint) or a config file (the towers as
-    built, before any training). Returns (model in eval mode, config, a label)."""
-    path = Path(source)
-    if path.is_dir():
+CLT_ACCEPTS = (
+    "a CLT model: clt:DIR (saved by CLTModel.save), a `uclip clt train` run directory or a CLT "
+    "config file"
+)
+
+
+def load_clt_model(spec: str | Path) -> CLTModel:
+    """The CLT model a ``uclip clt`` command's ``--model`` names, in eval mode, ``name`` its
+    label: a spec of the one grammar (:mod:`uclip.loading`) that holds a CLT model (``clt:DIR``,
+    or a saved CLT folder bare or as ``uclip:DIR``), or one of the training outputs these
+    commands also read: a run directory (its latest checkpoint) or a config file (the towers
+    as built, before any training)."""
+    from uclip.loading import SAVED_KINDS, kind_refusal, load, parse_model_spec
+    from uclip.method.model import HEADS_NAME
+
+    parsed = parse_model_spec(spec)
+    parsed.require(SAVED_KINDS, "uclip clt", CLT_ACCEPTS)
+    path = Path(parsed.target).expanduser()
+    saved = any((path / name).is_file() for name in (WEIGHTS_NAME, HEADS_NAME))
+    if path.is_dir() and not saved:
         if not (path / CONFIG_FILE).is_file():
             raise UclipError(
-                f"{path} is not a CLT run directory (no {CONFIG_FILE}): "
-                "pass --model DIR of `uclip clt train`"
+                f"{path} is not a CLT run directory (no {CONFIG_FILE}) nor a saved model: "
+                f"pass {CLT_ACCEPTS}"
             )
         run = parse_clt_config(json.loads((path / CONFIG_FILE).read_text()))
         ckpt = latest_checkpoint(path)
@@ -378,15 +393,18 @@ def load_clt_model(source: str | Path) -> tuple[CLTModel, CLTRunConfig, str]:
             raise UclipError(f"{path} has no checkpoint yet: train it first (uclip clt train)")
         model = build_clt_model(run.model)
         model.load_state_dict(load_checkpoint(ckpt).model_state)
-        label = f"{path.name}@{ckpt.name}"
+        model.name = f"{path.name}@{ckpt.name}"
     elif path.is_file():
-        run = load_clt_config(path)
-        model = build_clt_model(run.model)
-        label = f"{path.stem}(untrained)"
+        model = build_clt_model(load_clt_config(path).model)
+        model.name = f"{path.stem}(untrained)"
     else:
-        raise UclipError(f"--model {path} is neither a CLT run directory nor a config file")
-    model.name = label
-    return model.eval(), run, label
+        loaded = load(parsed)
+        if not isinstance(loaded, CLTModel):
+            refusal = kind_refusal(parsed, "uclip clt", ("clt",), CLT_ACCEPTS)
+            raise UclipError(f"{refusal} ({parsed.target} holds a {type(loaded).__name__})")
+        model = loaded
+        model.name = str(parsed)
+    return model.eval()
 
 
 # ------------------------------------------------------------------------------------ tables

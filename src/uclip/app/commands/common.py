@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from uclip.errors import UclipError
@@ -104,3 +105,43 @@ def scorer_reference(ns: argparse.Namespace) -> Any:
 
     path = ns.scorer_reference
     return None if path is None else ReferenceQueries.from_file(path)
+
+
+MODEL_HELP = (
+    "NAME|DIR|ORG/NAME (= uclip:...: a pretrained name from `uclip models`, a saved folder or "
+    "a Hugging Face Hub id), clt:DIR, encoder:NAME or dual:IMAGE+TEXT (docs/evaluation.md, "
+    "Models)"
+)
+"""The help of every flag that takes a model: one grammar (:mod:`uclip.loading`) everywhere."""
+
+
+def add_model_argument(parser: argparse.ArgumentParser, note: str = "", **kwargs: Any) -> None:
+    """``--model SPEC`` with the one help text; ``note`` adds what this command does with it."""
+    kwargs.setdefault("required", True)
+    parser.add_argument(
+        "--model", metavar="SPEC", help=MODEL_HELP + (f"; {note}" if note else ""), **kwargs
+    )
+
+
+def load_saved_model(
+    spec: str,
+    command: str,
+    kinds: Sequence[str] = ("uclip", "clt"),
+    model_type: type | None = None,
+    accepts: str = "",
+) -> Any:
+    """The model ``spec`` names for ``uclip <command>``, loaded by :func:`uclip.loading.load`.
+
+    A kind the command cannot use (not in ``kinds``, or a loaded model that is no
+    ``model_type``) is refused with one line saying what it takes (``accepts``, by default
+    the syntax of ``kinds``)."""
+    from uclip.loading import kind_refusal, load, parse_model_spec
+
+    parsed = parse_model_spec(spec)
+    user = f"uclip {command}"
+    parsed.require(kinds, user, accepts)
+    model = load(parsed)
+    if model_type is not None and not isinstance(model, model_type):
+        refusal = kind_refusal(parsed, user, kinds, accepts)
+        raise UclipError(f"{refusal} ({parsed.target} holds a {type(model).__name__})")
+    return model

@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from uclip.app.commands.common import add_scorer_arguments, scorer_reference
+from uclip.app.commands.common import add_model_argument, add_scorer_arguments, scorer_reference
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.errors import UclipError
 from uclip.eval.evaluators import Evaluator
 from uclip.features.scoring import COSINE, ReferenceQueries, ScorerSpec, parse_scorer
@@ -29,9 +30,6 @@ DATASETS: dict[str, tuple[str, ...]] = {
 
 
 SCORED_TASKS = ("crosslingual", "bitext")
-
-
-UCLIP_LANGS = ("cs", "fi", "hr", "hu", "ro")
 
 
 TASK_HELP = {
@@ -60,7 +58,7 @@ def _all_langs(task: str, dataset: str, data_dir: str | None) -> list[str]:
     elif dataset == "flores200":
         langs = available_flores_codes(resolve_data_dir(data_dir))
     else:
-        langs = ["en", *UCLIP_LANGS]
+        langs = ["en", *TARGET_LANGUAGES]
     drop = {"en", "eng_Latn"} if task in ("crosslingual", "bitext") else set()
     return [lang for lang in langs if lang not in drop]
 
@@ -198,13 +196,7 @@ def register(sub: Any) -> None:
         description="Evaluate one or more models; one JSON per (model, language) in --out.",
     )
     p.add_argument("task", choices=TASKS, help="; ".join(f"{t}: {h}" for t, h in TASK_HELP.items()))
-    p.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="SPEC",
-        help="uclip:DIR | encoder:NAME | dual:IMAGE+TEXT (repeat for several models)",
-    )
+    add_model_argument(p, "repeat for several models", action="append")
     p.add_argument(
         "--dataset",
         help="retrieval/crosslingual: coco5k, flickr30k, xm3600; zeroshot: cifar10, stl10; "
@@ -212,8 +204,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--langs",
-        default=",".join(UCLIP_LANGS),
-        help="comma-separated codes, or 'all' (default: uCLIP's cs,fi,hr,hu,ro)",
+        default=",".join(TARGET_LANGUAGES),
+        help=f"comma-separated codes, or 'all' (default: uCLIP's {','.join(TARGET_LANGUAGES)})",
     )
     p.add_argument("--out", default="runs", help="folder for the run JSON files (default: runs)")
     p.add_argument("--data-dir", help="data folder (default: UCLIP_DATA or ../shared/data)")

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from uclip.app.commands.common import add_model_argument
 from uclip.errors import UclipError
 
 
@@ -24,6 +25,9 @@ def run(ns: argparse.Namespace) -> int:
     missing = [flag for flag in ("model", "format", "out") if getattr(ns, flag) is None]
     if missing:
         raise UclipError(f"uclip export needs --{missing[0]} (or --verify DIR alone)")
+    from uclip.loading import parse_model_spec
+
+    parse_model_spec(ns.model).require(("uclip",), "uclip export", "a uCLIP model (uclip:NAME|DIR)")
     if ns.full and ns.format != "onnx":
         raise UclipError("--full goes with --format onnx (the whole text side as one graph)")
     if ns.format == "hf":
@@ -42,7 +46,7 @@ def run(ns: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     export = sub.add_parser("export", help="export trained heads (HF directory or ONNX)")
-    export.add_argument("--model")
+    add_model_argument(export, "uCLIP models only", required=False)
     export.add_argument("--format", choices=("hf", "onnx", "sentence-transformers"))
     export.add_argument("--out")
     export.add_argument(

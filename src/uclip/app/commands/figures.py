@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from uclip.app.commands.common import set_threads, str_list
+from uclip.app.commands.common import add_model_argument, load_saved_model, set_threads, str_list
 from uclip.data.languages import TARGET_LANGUAGES
 
 
 def run(ns: argparse.Namespace) -> int:
     from uclip.app.figures import load_pairs, text_anchor_figures, text_anchor_systems
     from uclip.features.cache import TowerOptions, as_cache
-    from uclip.method.model import load
+    from uclip.method.model import UCLIPModel
     from uclip.paths import resolve_data_dir
 
     set_threads(ns.threads)
-    model = load(ns.model)
+    model = load_saved_model(ns.model, "figures", ("uclip",), UCLIPModel, "a uCLIP model")
     # with --cache-dir, towers embed through the cache in batches of 64; else in one call
     options = TowerOptions(as_cache(ns.cache_dir), batch_size=64, progress=not ns.no_progress)
     pairs = load_pairs(ns.dataset, ns.langs, ns.pairs, resolve_data_dir(ns.data_dir))
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
         "figures",
         help="analysis figures (paper Fig. 2, 4, 5 analogues) for a trained model",
     )
-    p.add_argument("--model", required=True, help="model directory (uclip train/quickstart)")
+    add_model_argument(p, "uCLIP models only (e.g. uclip train/quickstart's model folder)")
     p.add_argument("--out", default="docs/figures", help="output directory for the PNGs")
     p.add_argument("--langs", type=str_list, default=list(TARGET_LANGUAGES))
     p.add_argument("--dataset", choices=("xm3600", "flickr30k"), default="xm3600")

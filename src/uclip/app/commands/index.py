@@ -6,15 +6,19 @@ import argparse
 import json
 from typing import Any
 
-from uclip.app.commands.common import add_scorer_arguments, scorer_reference
+from uclip.app.commands.common import (
+    add_model_argument,
+    add_scorer_arguments,
+    load_saved_model,
+    scorer_reference,
+)
 
 
 def run_build(ns: argparse.Namespace) -> int:
-    import uclip
     from uclip.serve.index.build import build_index
 
     reference = scorer_reference(ns)
-    model = uclip.load(ns.model)
+    model = load_saved_model(ns.model, "index build")
     index = build_index(
         model,
         ns.images,
@@ -46,9 +50,7 @@ def register(sub: Any) -> None:
     isub = index.add_subparsers(dest="index_command", required=True)
     build = isub.add_parser("build", help="embed a folder of images into an index")
     build.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    build.add_argument(
-        "--model", required=True, help="a model directory or a pretrained name (uclip models)"
-    )
+    add_model_argument(build, "uCLIP or CLT models only")
     build.add_argument("--out", required=True, help="index directory to write")
     build.add_argument(
         "--mode",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from uclip.app import languages as runner
+from uclip.app.commands.common import MODEL_HELP
 from uclip.app.languages import DEFAULT_SYSTEMS, build_report, report_languages, run_languages
 from uclip.data.io import default_cache_dir
 from uclip.errors import UclipError
@@ -21,11 +22,14 @@ def run(ns: argparse.Namespace) -> int:
 
     data_dir = resolve_data_dir(ns.data_dir)
     out = Path(ns.out)
+    from uclip.loading import parse_model_spec
+
     systems = dict(DEFAULT_SYSTEMS)
     for role in lg.ROLES:
         spec = getattr(ns, role)
-        if spec is not None:
-            systems[role] = spec
+        if spec is not None and not (role == "ridge" and spec == "none"):
+            # canonical, as runs record their model: a bare NAME names the run uclip:NAME
+            systems[role] = str(parse_model_spec(spec))
     if ns.ridge == "none":
         systems.pop("ridge")
     everything = report_languages(data_dir)
@@ -78,13 +82,14 @@ def register(sub: Any) -> None:
         "languages",
         help="X->English retrieval in every FLORES-200 / Flickr30k-200 language, and its report",
         description=runner.__doc__.split("\n\n")[1] if runner.__doc__ else None,
+        epilog=f"SPEC: {MODEL_HELP}",
     )
     p.add_argument("--out", default="results/languages", help="report folder (runs in OUT/runs)")
     for role in lg.ROLES:
         p.add_argument(
             f"--{role}",
             metavar="SPEC",
-            help=f"{lg.ROLE_TITLES[role]} model spec (default {DEFAULT_SYSTEMS[role]})"
+            help=f"{lg.ROLE_TITLES[role]} model SPEC (default {DEFAULT_SYSTEMS[role]})"
             + ("; 'none' leaves it out" if role == "ridge" else ""),
         )
     p.add_argument("--langs", help="comma-separated FLORES-200 codes (default: all 200)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from uclip.app.commands.common import positive, seconds
+from uclip.app.commands.common import add_model_argument, positive, seconds
 from uclip.serve.settings import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_KEEP_ALIVE_S,
@@ -14,8 +14,11 @@ from uclip.serve.settings import (
 
 
 def run(ns: argparse.Namespace) -> int:
+    from uclip.loading import SAVED_KINDS, parse_model_spec
     from uclip.serve.app import serve
 
+    # The kind is checked here, the model loaded by serve() after the address checks.
+    parse_model_spec(ns.model).require(SAVED_KINDS, "uclip serve")
     serve(
         ns.index,
         ns.model,
@@ -33,11 +36,7 @@ def run(ns: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve an index over HTTP with a search page")
     serve.add_argument("--index", required=True)
-    serve.add_argument(
-        "--model",
-        required=True,
-        help="the model (directory or pretrained name) the index was built with",
-    )
+    add_model_argument(serve, "the one the index was built with (uCLIP or CLT models only)")
     serve.add_argument(
         "--images",
         help="the image folder the index was built from (default: the index folder); the index "
