@@ -379,7 +379,7 @@ def text_anchor_figures(
         method = "tsne"
     # Fig. 5 with the requested method; a t-SNE map too when that was UMAP (shared helper).
     for key, how in [("fig5", method)] + ([("tsne", "tsne")] if method == "umap" else []):
-        maps = {lab: embed_2d(stacked[lab], how, seed=seed) for lab in map_systems}
+        maps = {lab: embed_2d(stacked[lab].double(), how, seed=seed) for lab in map_systems}
         name = f"fig5_{how}_language_modality" if key == "fig5" else "tsne_language_modality"
         paths[key] = plot_embedding_map(
             maps,

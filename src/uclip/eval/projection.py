@@ -23,11 +23,14 @@ def embed_2d(
 ) -> np.ndarray:
     """(N, d) embeddings → (N, 2) float64 with UMAP (``umap-learn``) or t-SNE (scikit-learn).
 
-    Deterministic for a given ``seed``; ``x`` is read as float64. ``method="umap"`` needs
-    ``pip install umap-learn`` (``uclip[umap]``); t-SNE uses PCA initialisation and perplexity
-    ``min(30, max(2, (N - 1) / 3))``.
+    Deterministic for a given ``seed``. The map is computed in ``x``'s precision (float32 or
+    float64; other dtypes as float64): t-SNE of the same points differs between the two.
+    ``method="umap"`` needs ``pip install umap-learn`` (``uclip[umap]``); t-SNE uses PCA
+    initialisation and perplexity ``min(30, max(2, (N - 1) / 3))``.
     """
-    data = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, "f8")
+    data = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
     if data.ndim != 2 or data.shape[0] < 4:
         raise UclipError(f"embed_2d needs an (N, d) array with N >= 4, got shape {data.shape}")
     if method == "umap":
