@@ -633,7 +633,7 @@ def test_efficientnet_lite0_tower_is_real():
 
 
 def test_tsne_figure_writes_png(tiny_model, tmp_path):
-    from uclip.app.figures import tsne_figure
+    from uclip.app.clt import tsne_figure
 
     out = tsne_figure(
         tiny_model, ["en", "cs", "jpn_Jpan"], BUNDLED, tmp_path / "t.png", n_sentences=5

@@ -1,23 +1,17 @@
-"""Analysis figures: z-score definitions vs hand computation, PNG sizes, end-to-end drawing."""
+"""Analysis figures: PNG sizes, input checks, end-to-end drawing (the statistics they plot are
+tested in test_stats.py and test_projection.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from uclip.app import figures
 from uclip.app.figures import (
     PairSet,
-    cross_language_zscore,
-    embed_2d,
-    matched_pair_zscore,
-    matched_pair_zscores,
-    pair_similarity,
     plot_embedding_map,
     plot_similarity_grid,
     plot_zscores,
@@ -41,59 +35,6 @@ def _png_size(path) -> tuple[int, int]:
     with Image.open(path) as im:
         assert im.format == "PNG"
         return im.size
-
-
-def test_matched_pair_zscores_by_hand() -> None:
-    sim = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.5, 0.4], [0.0, 0.6, 0.3]])
-    # row 0: distractors 0.1, 0.3 -> mean 0.2, population std 0.1 -> z = (0.9 - 0.2) / 0.1 = 7
-    # row 1: distractors 0.2, 0.4 -> mean 0.3, std 0.1 -> z = 2
-    # row 2: distractors 0.0, 0.6 -> mean 0.3, std 0.3 -> z = 0
-    z = matched_pair_zscores(sim)
-    assert z.tolist() == pytest.approx([7.0, 2.0, 0.0])
-    assert matched_pair_zscore(sim) == pytest.approx(3.0)
-
-
-def test_matched_pair_zscores_match_a_loop_reference() -> None:
-    sim = torch.randn(7, 7, generator=torch.Generator().manual_seed(0))
-    expected = []
-    for i in range(7):
-        others = [float(sim[i, j]) for j in range(7) if j != i]
-        mu = sum(others) / len(others)
-        sd = math.sqrt(sum((o - mu) ** 2 for o in others) / len(others))
-        expected.append((float(sim[i, i]) - mu) / sd)
-    assert matched_pair_zscores(sim).tolist() == pytest.approx(expected)
-
-
-def test_matched_pair_zscores_bad_input() -> None:
-    with pytest.raises(UclipError, match="square"):
-        matched_pair_zscores(torch.zeros(3, 4))
-    with pytest.raises(UclipError, match="n >= 3"):
-        matched_pair_zscores(torch.eye(2))
-    with pytest.raises(UclipError, match="all equal"):
-        matched_pair_zscores(torch.eye(3))
-
-
-def test_cross_language_zscore_is_the_papers_fig2_statistic() -> None:
-    scores = {"m1": {"cs": 10.0, "fi": 20.0, "ja": 30.0}, "m2": {"cs": 50.0, "fi": 70.0}}
-    # m1: mean 20, std sqrt(200/3); m2: mean 60, std 10
-    s1 = math.sqrt(200 / 3)
-    z = cross_language_zscore(scores)
-    assert z["cs"] == pytest.approx((-10 / s1 + -1.0) / 2)
-    assert z["fi"] == pytest.approx((0.0 + 1.0) / 2)
-    assert z["ja"] == pytest.approx(10 / s1)  # only m1 has ja
-    with pytest.raises(UclipError, match=">= 2 languages"):
-        cross_language_zscore({"m": {"cs": 1.0}})
-
-
-def test_pair_similarity_is_cosine() -> None:
-    a = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-    b = torch.tensor([[1.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
-    expected = torch.tensor(
-        [[1.0, 0.0, 2**-0.5], [2**-0.5, 2**-0.5, 1.0], [0.0, 1.0, 2**-0.5]], dtype=torch.float64
-    )
-    assert torch.allclose(pair_similarity(a, b), expected)
-    with pytest.raises(UclipError, match="equal shape"):
-        pair_similarity(a, b[:2])
 
 
 def test_plots_have_exact_pixel_sizes(tmp_path) -> None:
@@ -121,20 +62,6 @@ def test_plot_inputs_are_checked(tmp_path) -> None:
         )
     with pytest.raises(UclipError, match=r"expected \(3, 2\)"):
         plot_embedding_map({"a": np.zeros((2, 2))}, ["cs"] * 3, tmp_path / "y.png")
-
-
-def test_embed_2d_tsne_is_seeded_and_checks_input(monkeypatch) -> None:
-    x = torch.randn(30, 8, generator=torch.Generator().manual_seed(1))
-    a, b = embed_2d(x, "tsne", seed=3), embed_2d(x, "tsne", seed=3)
-    assert a.shape == (30, 2) and np.allclose(a, b)
-    with pytest.raises(UclipError, match="'umap' or 'tsne'"):
-        embed_2d(x, "pca")
-    with pytest.raises(UclipError, match="N >= 4"):
-        embed_2d(x[:3], "tsne")
-    # (UMAP itself is not run here: numba compiles it for minutes on first use.)
-    monkeypatch.setattr(figures, "umap_available", lambda: False)
-    with pytest.raises(UclipError, match="pip install umap-learn"):
-        embed_2d(x, "umap")
 
 
 def test_text_anchor_figures_end_to_end(tmp_path) -> None:

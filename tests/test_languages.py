@@ -136,6 +136,21 @@ def _runs(scores: dict[str, dict[str, float]]) -> list[EvalResult]:
     return out
 
 
+def test_most_frequent_first_orders_report_groups_and_figure_colours() -> None:
+    scripts = ["Latin", "Cyrillic", "Latin", "Arabic", "Cyrillic", "Latin", "Greek"]
+    # counts: Latin 3, Cyrillic 2, Arabic 1, Greek 1 (a tie: by name)
+    assert lg.most_frequent_first(scripts) == ["Latin", "Cyrillic", "Arabic", "Greek"]
+    assert lg.most_frequent_first([]) == []
+    rows = [{"script_name": s, "x": 1.0} for s in scripts]
+    groups = lg.group_means(rows, "script_name", ["x"])
+    assert [(g["script_name"], g["n"]) for g in groups] == [
+        ("Latin", 3),
+        ("Cyrillic", 2),
+        ("Arabic", 1),
+        ("Greek", 1),
+    ]
+
+
 def test_rows_ratios_and_flagged_text_left_out_of_means() -> None:
     runs = lg.index_results(
         _runs(

@@ -58,7 +58,7 @@ def _languages(spec: str, tmp: Path, monkeypatch) -> list[str]:
 
 
 def _index(spec: str, tmp: Path, monkeypatch) -> list[str]:
-    monkeypatch.setattr("uclip.serve.index.build_index", _capture)
+    monkeypatch.setattr("uclip.serve.index.build.build_index", _capture)
     return ["index", "build", "--images", str(tmp), "--model", spec, "--out", str(tmp / "i")]
 
 

@@ -18,7 +18,6 @@ PENDING = {
     "src/uclip/app/ablate.py",
     "src/uclip/app/commands/eval.py",
     "src/uclip/app/clt.py",
-    "src/uclip/app/figures.py",
     "src/uclip/app/quickstart.py",
     "src/uclip/eval/evaluators.py",
 }

@@ -1,6 +1,6 @@
 """CLT runs: train from a config, evaluate (FLORES-200 bitext, held-out image retrieval), and
-gather before/after tables. Used by ``uclip clt ...`` (the NLI probe is :mod:`uclip.eval.nli`,
-the t-SNE figure :func:`uclip.app.figures.tsne_figure`).
+gather before/after tables, and draw the t-SNE figure (:func:`tsne_figure`). Used by
+``uclip clt ...`` (the NLI probe is :mod:`uclip.eval.nli`).
 
 Config sections (JSON/YAML, see ``configs/clt-*.json``): ``model`` (:class:`CLTConfig`), ``data``
 (:class:`CLTData`), ``method`` (:class:`CLTMethod`), ``train`` (:class:`TrainArgs`), ``eval``
@@ -11,6 +11,7 @@ shares), ``checkpoints/`` and ``log.jsonl`` (the shared Trainer), ``flores_{befo
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -19,6 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from uclip.app.plotting import pyplot
 from uclip.clt.data import (
     ENGLISH,
     MODES,
@@ -39,6 +43,7 @@ from uclip.data.flores200 import load_flores
 from uclip.errors import UclipError
 from uclip.eval.evaluators import BitextEvaluator, EvalResult
 from uclip.eval.metrics import retrieval_recall
+from uclip.eval.projection import embed_2d
 from uclip.eval.report import run_metadata, write_table
 from uclip.eval.runs import save_result
 from uclip.paths import resolve_data_dir
@@ -491,3 +496,46 @@ def write_before_after(
             notes=notes,
         )["md"]
     return paths
+
+
+# ------------------------------------------------------------------------------------ figure
+
+
+def tsne_figure(
+    model: CLTModel,
+    langs: list[str],
+    data_dir: str | Path,
+    out_png: str | Path,
+    *,
+    n_sentences: int = 100,
+    space: str = "encoder",
+    seed: int = 0,
+    title: str = "",
+) -> Path:
+    """t-SNE of FLORES sentence embeddings coloured by language, translations joined by lines
+    (paper Figure 1). Writes a PNG and returns its path."""
+    bitexts = [load_flores(lang, "eng_Latn", data_dir) for lang in dict.fromkeys(langs)]
+    if len({b.src_lang for b in bitexts}) < 2:
+        raise UclipError("t-SNE needs at least two languages, e.g. --langs en,es,ja,hi")
+    langs = [b.src_lang for b in bitexts]  # label with FLORES codes: quz is plotted as quy_Latn
+    sentences = [b.src[:n_sentences] for b in bitexts]
+    n = min(len(s) for s in sentences)
+    emb = torch.cat([model.embed_sentences(s[:n], spaces=[space])[space] for s in sentences])
+    points = embed_2d(emb, "tsne", seed=seed, metric="euclidean")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 7))
+    by_lang = points.reshape(len(langs), n, 2)
+    for i in range(n):  # each clique of translations
+        for a, b in itertools.combinations(range(len(langs)), 2):
+            ax.plot(*zip(by_lang[a, i], by_lang[b, i], strict=True), color="0.8", lw=0.4, zorder=1)
+    for k, lang in enumerate(langs):
+        ax.scatter(by_lang[k, :, 0], by_lang[k, :, 1], s=10, label=lang, zorder=2)
+    ax.legend(markerscale=2)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"FLORES-200, {n} sentences per language ({space} space)")
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from uclip.app.plotting import pyplot
 from uclip.train.trainer import DEV_LOG_FILE
 
 CURVES = (("score", "dev score"), ("multi30k-val", "Multi30K val"), ("tatoeba-dev", "Tatoeba dev"))
@@ -33,11 +34,7 @@ def write_dev_curve(train_dir: Path, dev: dict[str, Any], title: str) -> dict[st
 
 
 def _plot(points: list[dict[str, Any]], refs: dict[str, Any], title: str, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     steps = [p["step"] for p in points]
     for (key, label), colour in zip(CURVES, ("black", "tab:blue", "tab:orange"), strict=True):

@@ -3,13 +3,13 @@
 - Fig. 4 analogue, :func:`plot_similarity_grid`: cosine-similarity matrices of n matched pairs
   (query i in language ℓ vs its counterpart j), one panel per (language, system). A sharp red
   diagonal on a blue background is good alignment.
-- Fig. 2 analogue, :func:`matched_pair_zscore` / :func:`plot_zscores`: how far each matched
-  pair's similarity stands out from the non-matched ones, per language; and the paper's own
-  statistic, :func:`cross_language_zscore` (per-model z-score of a metric across languages,
-  averaged over models).
-- Fig. 5 analogue, :func:`embed_2d` + :func:`plot_embedding_map`: 2-D UMAP (``umap-learn``) or
-  t-SNE (scikit-learn) of embeddings coloured by one label (language, class) and shaped by
-  another (modality). ``embed_2d`` is shared with CLT's analyses.
+- Fig. 2 analogue, :func:`plot_zscores`: how far each matched pair's similarity stands out from
+  the non-matched ones, per language; and the paper's own statistic (per-model z-score of a
+  metric across languages, averaged over models). Both statistics are computed in
+  :mod:`uclip.eval.stats`.
+- Fig. 5 analogue, :func:`plot_embedding_map`: 2-D UMAP or t-SNE maps
+  (:func:`uclip.eval.projection.embed_2d`) of embeddings coloured by one label (language,
+  class) and shaped by another (modality).
 
 :func:`text_anchor_figures` draws all of them for any embedding models (for a trained
 :class:`UCLIPModel`, :func:`text_anchor_systems`) on pairs of (non-English caption, English
@@ -17,18 +17,19 @@ caption of the same item): the non-English side goes through ``encode_text`` (f_
 multilingual tower), the English side through ``encode_english`` (f_C of the anchor tower) — the
 English caption stands in for the image, as in the text-anchor setting.
 
-Figures are PNG files written with matplotlib's Agg backend at exactly ``figsize × dpi`` pixels.
+Figures are PNG files written with matplotlib's Agg backend at exactly ``figsize × dpi`` pixels
+(:mod:`uclip.app.plotting`). The other runners' plots stand beside them: CLT's t-SNE in
+:mod:`uclip.app.clt`, the per-language report's in :mod:`uclip.app.languages`, the dev curve in
+:mod:`uclip.app.dev_curve`.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import textwrap
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,170 +38,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from uclip.clt.model import CLTModel
+from uclip.app.plotting import pyplot, save_png
 from uclip.data.flickr30k import load_flickr30k
-from uclip.data.flores200 import load_flores
-from uclip.data.io import atomic_target
+from uclip.data.languages import TARGET_LANGUAGES
 from uclip.data.xm3600 import load_xm3600
 from uclip.encoders.base import EmbeddingModel
 from uclip.errors import UclipError
 from uclip.eval.evaluators import CrossLingualTextRetrievalEvaluator
 from uclip.eval.models import EncoderModel
+from uclip.eval.projection import embed_2d, umap_available
 from uclip.eval.runs import save_result
+from uclip.eval.stats import (
+    cross_language_zscore,
+    matched_pair_zscore,
+    pair_similarity,
+    zscore_defined,
+)
 from uclip.features.cache import TowerOptions
 from uclip.method.model import UCLIPHeads, UCLIPModel
 
 log = logging.getLogger(__name__)
 
-TARGET_LANGS = ("cs", "fi", "hr", "hu", "ro")
-"""The five low-resource languages the paper targets (highlighted red, as in its Fig. 2)."""
-
 MARKERS = ("o", "^", "s", "D", "v", "P", "X")
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(x, Tensor):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-# -- statistics ----------------------------------------------------------------------------------
-
-
-def pair_similarity(queries: Tensor, candidates: Tensor) -> Tensor:
-    """(n, n) cosine similarities; row i is query i, and candidate i is its match.
-
-    Rows are L2-normalised here, so raw (unnormalised) embeddings are fine.
-    """
-    if queries.ndim != 2 or candidates.ndim != 2 or queries.shape != candidates.shape:
-        raise UclipError(
-            f"pair_similarity needs two (n, d) matrices of equal shape, got "
-            f"{tuple(queries.shape)} and {tuple(candidates.shape)}"
-        )
-    q = torch.nn.functional.normalize(queries.double(), dim=1)
-    c = torch.nn.functional.normalize(candidates.double(), dim=1)
-    return q @ c.T
-
-
-def matched_pair_zscores(sim: Tensor) -> Tensor:
-    """Per-row z-score of the matched pair against the non-matched ones.
-
-    For an (n, n) similarity matrix S whose diagonal holds the matched pairs (n >= 3)::
-
-        mu_i    = mean_{j != i} S[i, j]
-        sigma_i = sqrt( mean_{j != i} (S[i, j] - mu_i)^2 )      (population std, ddof = 0)
-        z_i     = (S[i, i] - mu_i) / sigma_i
-
-    z_i says how many standard deviations query i's true counterpart stands above its n - 1
-    distractors. Returns (n,) float64; a row whose distractors are all equal has sigma_i = 0 and
-    raises UclipError.
-    """
-    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
-        raise UclipError(
-            f"matched_pair_zscores needs a square (n, n) matrix, got {tuple(sim.shape)}"
-        )
-    n = sim.shape[0]
-    if n < 3:
-        raise UclipError(f"matched_pair_zscores needs n >= 3 pairs (got {n}) for a spread")
-    s = sim.double()
-    off = ~torch.eye(n, dtype=torch.bool, device=s.device)
-    distractors = s[off].view(n, n - 1)
-    mu = distractors.mean(dim=1)
-    sigma = distractors.std(dim=1, correction=0)
-    if bool((sigma == 0).any()):
-        raise UclipError("a row's non-matched similarities are all equal: its z-score is undefined")
-    return (s.diagonal() - mu) / sigma
-
-
-def matched_pair_zscore(sim: Tensor) -> float:
-    """Mean over rows of :func:`matched_pair_zscores` — the per-language statistic we plot."""
-    return float(matched_pair_zscores(sim).mean())
-
-
-def cross_language_zscore(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The paper's Fig. 2 statistic: ``scores[model][lang]`` (e.g. Recall@10) → z per language.
-
-    For each model m over its languages L_m: ``z_m(l) = (R_m(l) - mean_L_m R_m) / std_L_m R_m``
-    (population std, ddof = 0); then ``z(l)`` is the mean of ``z_m(l)`` over the models that
-    have l. Negative z marks a language the models under-serve.
-    """
-    if not scores:
-        raise UclipError("cross_language_zscore needs scores of at least one model")
-    per_lang: dict[str, list[float]] = {}
-    for model, by_lang in scores.items():
-        values = np.array(list(by_lang.values()), dtype=np.float64)
-        if values.size < 2 or values.std() == 0:
-            raise UclipError(
-                f"model {model!r} needs scores for >= 2 languages that are not all equal"
-            )
-        for lang, value in by_lang.items():
-            per_lang.setdefault(lang, []).append((value - values.mean()) / values.std())
-    return {lang: float(np.mean(z)) for lang, z in per_lang.items()}
-
-
-# -- 2-D maps ------------------------------------------------------------------------------------
-
-
-def umap_available() -> bool:
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def embed_2d(
-    x: Tensor | np.ndarray, method: str = "umap", *, seed: int = 0, metric: str = "cosine"
-) -> np.ndarray:
-    """(N, d) embeddings → (N, 2) with UMAP (``umap-learn``) or t-SNE (scikit-learn).
-
-    Deterministic for a given ``seed``. ``method="umap"`` needs ``pip install umap-learn``
-    (``uclip[umap]``); t-SNE uses PCA initialisation and perplexity ``min(30, (N - 1) / 3)``.
-    """
-    data = _as_numpy(x)
-    if data.ndim != 2 or data.shape[0] < 4:
-        raise UclipError(f"embed_2d needs an (N, d) array with N >= 4, got shape {data.shape}")
-    if method == "umap":
-        if not umap_available():
-            raise UclipError("UMAP needs umap-learn: pip install umap-learn, or use method='tsne'")
-        import umap
-
-        reducer = umap.UMAP(
-            n_neighbors=min(15, data.shape[0] - 1), metric=metric, random_state=seed
-        )
-        return np.asarray(reducer.fit_transform(data), dtype=np.float64)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = min(30.0, (data.shape[0] - 1) / 3)
-        tsne = TSNE(
-            n_components=2, perplexity=perplexity, init="pca", metric=metric, random_state=seed
-        )
-        return np.asarray(tsne.fit_transform(data), dtype=np.float64)
-    raise UclipError(f"unknown 2-D embedding method {method!r}: use 'umap' or 'tsne'")
-
-
 # -- plots ---------------------------------------------------------------------------------------
-
-
-def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # No bbox_inches="tight": the file keeps exactly figsize x dpi pixels. Written beside and
-    # renamed, so a report rebuilt over an old one never leaves a cut figure.
-    with atomic_target(out) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    _pyplot().close(fig)
-    return out
 
 
 def plot_similarity_grid(
@@ -223,7 +85,7 @@ def plot_similarity_grid(
     for r in rows:
         if list(panels[r]) != cols:
             raise UclipError(f"row {r!r} has columns {list(panels[r])}, expected {cols}")
-    plt = _pyplot()
+    plt = pyplot()
     figsize = figsize or (2.3 * len(cols) + 0.8, 2.2 * len(rows) + 1.2)
     fig, axes = plt.subplots(
         len(rows), len(cols), figsize=figsize, squeeze=False, layout="constrained"
@@ -239,19 +101,22 @@ def plot_similarity_grid(
         for j, c in enumerate(cols):
             ax = axes[i][j]
             image = ax.imshow(
-                _as_numpy(panels[r][c]), cmap="RdBu_r", vmin=limits[c][0], vmax=limits[c][1]
+                panels[r][c].detach().cpu().double().numpy(),
+                cmap="RdBu_r",
+                vmin=limits[c][0],
+                vmax=limits[c][1],
             )
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(c, fontsize=9)
             if j == 0:
-                ax.set_ylabel(r, fontsize=11, color="red" if r in TARGET_LANGS else "black")
+                ax.set_ylabel(r, fontsize=11, color="red" if r in TARGET_LANGUAGES else "black")
             if i == len(rows) - 1:
                 fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.05, pad=0.04)
     if title:
         fig.suptitle(textwrap.fill(title, 110), fontsize=11)
-    return _save(fig, path, dpi)
+    return save_png(fig, path, dpi)
 
 
 def plot_zscores(
@@ -260,7 +125,7 @@ def plot_zscores(
     *,
     title: str = "",
     ylabel: str = "matched-pair z-score",
-    highlight: Sequence[str] = TARGET_LANGS,
+    highlight: Sequence[str] = TARGET_LANGUAGES,
     figsize: tuple[float, float] = (10.0, 4.5),
     dpi: int = 100,
 ) -> Path:
@@ -271,7 +136,7 @@ def plot_zscores(
     langs: list[str] = []
     for s in series:
         langs += [lang for lang in zscores[s] if lang not in langs]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     width = 0.8 / len(series)
     x = np.arange(len(langs))
@@ -289,7 +154,7 @@ def plot_zscores(
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(series))
     if title:
         ax.set_title(textwrap.fill(title, 110), fontsize=10)
-    return _save(fig, path, dpi)
+    return save_png(fig, path, dpi)
 
 
 def plot_embedding_map(
@@ -299,7 +164,7 @@ def plot_embedding_map(
     *,
     marker_labels: Sequence[str] | None = None,
     title: str = "",
-    highlight: Sequence[str] = TARGET_LANGS,
+    highlight: Sequence[str] = TARGET_LANGUAGES,
     figsize: tuple[float, float] | None = None,
     dpi: int = 100,
 ) -> Path:
@@ -318,7 +183,7 @@ def plot_embedding_map(
             )
     if len(markers) != n:
         raise UclipError(f"{len(markers)} marker labels for {n} points")
-    plt = _pyplot()
+    plt = pyplot()
     figsize = figsize or (5.5 * len(maps) + 1.5, 5.5)
     fig, axes = plt.subplots(1, len(maps), figsize=figsize, squeeze=False, layout="constrained")
     colours = list(dict.fromkeys(colour_labels))
@@ -352,7 +217,7 @@ def plot_embedding_map(
     fig.legend(handles, labels, loc="outside right center", fontsize=7, markerscale=1.5)
     if title:
         fig.suptitle(textwrap.fill(title, 110), fontsize=11)
-    return _save(fig, path, dpi)
+    return save_png(fig, path, dpi)
 
 
 # -- text-anchor figures for a trained model -----------------------------------------------------
@@ -476,16 +341,12 @@ def text_anchor_figures(
     )
     # The paper's statistic is undefined for a system whose R@10 is equal in every language
     # (e.g. a ceiling at 100 %); such systems, and untrained heads, are left out of the mean.
-    cross, used = (
-        None,
-        [
-            lab
-            for lab in labels
-            if "untrained" not in lab
-            and len(langs) >= 2
-            and np.std(list(recall10[lab].values())) > 0
-        ],
-    )
+    cross = None
+    used = [
+        lab
+        for lab in labels
+        if "untrained" not in lab and zscore_defined(list(recall10[lab].values()))
+    ]
     if used:
         cross = cross_language_zscore({lab: recall10[lab] for lab in used})
         paths["fig2_paper"] = plot_zscores(
@@ -518,7 +379,7 @@ def text_anchor_figures(
         method = "tsne"
     # Fig. 5 with the requested method; a t-SNE map too when that was UMAP (shared helper).
     for key, how in [("fig5", method)] + ([("tsne", "tsne")] if method == "umap" else []):
-        maps = {lab: embed_2d(stacked[lab], how, seed=seed) for lab in map_systems}
+        maps = {lab: embed_2d(stacked[lab].double(), how, seed=seed) for lab in map_systems}
         name = f"fig5_{how}_language_modality" if key == "fig5" else "tsne_language_modality"
         paths[key] = plot_embedding_map(
             maps,
@@ -567,154 +428,3 @@ def load_pairs(
             raise UclipError(f"{dataset} {lang} has no English counterpart captions")
         pairs.append(PairSet(lang, ds.captions[:n], ds.english_captions[:n], dataset, n))
     return pairs
-
-
-# -- CLT ----------------------------------------------------------------------------------------
-
-
-def tsne_figure(
-    model: CLTModel,
-    langs: list[str],
-    data_dir: str | Path,
-    out_png: str | Path,
-    *,
-    n_sentences: int = 100,
-    space: str = "encoder",
-    seed: int = 0,
-    title: str = "",
-) -> Path:
-    """t-SNE of FLORES sentence embeddings coloured by language, translations joined by lines
-    (paper Figure 1). Writes a PNG and returns its path."""
-    plt = _pyplot()
-    from sklearn.manifold import TSNE
-
-    bitexts = [load_flores(lang, "eng_Latn", data_dir) for lang in dict.fromkeys(langs)]
-    if len({b.src_lang for b in bitexts}) < 2:
-        raise UclipError("t-SNE needs at least two languages, e.g. --langs en,es,ja,hi")
-    langs = [b.src_lang for b in bitexts]  # label with FLORES codes: quz is plotted as quy_Latn
-    sentences = [b.src[:n_sentences] for b in bitexts]
-    n = min(len(s) for s in sentences)
-    emb = torch.cat(
-        [model.embed_sentences(s[:n], spaces=[space])[space] for s in sentences]
-    ).numpy()
-    points = TSNE(
-        n_components=2,
-        perplexity=min(30.0, max(2.0, (len(emb) - 1) / 3)),
-        random_state=seed,
-        init="pca",
-    ).fit_transform(emb)
-    fig, ax = plt.subplots(figsize=(7, 7))
-    by_lang = points.reshape(len(langs), n, 2)
-    for i in range(n):  # each clique of translations
-        for a, b in itertools.combinations(range(len(langs)), 2):
-            ax.plot(*zip(by_lang[a, i], by_lang[b, i], strict=True), color="0.8", lw=0.4, zorder=1)
-    for k, lang in enumerate(langs):
-        ax.scatter(by_lang[k, :, 0], by_lang[k, :, 1], s=10, label=lang, zorder=2)
-    ax.legend(markerscale=2)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"FLORES-200, {n} sentences per language ({space} space)")
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-language report (`uclip languages`)
-
-OTHER_SCRIPTS = (0.6, 0.6, 0.6)
-
-
-def ranked_scripts(scripts: Iterable[str]) -> list[str]:
-    """Distinct script names, most frequent first (ties by name)."""
-    return [s for s, _ in sorted(Counter(scripts).items(), key=lambda kv: (-kv[1], kv[0]))]
-
-
-def script_colours(ranked: Sequence[str], limit: int = 19) -> dict[str, Any]:
-    """A tab20 colour for each of the first ``limit`` scripts of ``ranked``; the rest are drawn
-    in ``OTHER_SCRIPTS``."""
-    palette = _pyplot().get_cmap("tab20").colors
-    return {script: palette[i % len(palette)] for i, script in enumerate(ranked[:limit])}
-
-
-def plot_language_ratios(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Languages sorted by heads/ceiling ratio, bars coloured by script, with the English-only
-    tower's ratio beside them; one panel per data set."""
-    from matplotlib.patches import Patch
-
-    from uclip.eval import languages as lg
-
-    plt = _pyplot()
-    scripts = ranked_scripts(r["script_name"] for r in rows)
-    colour = script_colours(scripts)
-    fig, axes = plt.subplots(2, 1, figsize=(max(12, len(rows) * 0.11), 9), dpi=100)
-    panels = (
-        ("flores", "FLORES-200 devtest X->En top-1"),
-        ("flickr_r1", "Flickr30k-200 X->En R@1"),
-    )
-    for ax, (metric, title) in zip(axes, panels, strict=True):
-        column = f"ratio_{metric}"
-        shown = sorted(
-            (r for r in rows if lg.usable(r, column)), key=lambda r: r[column], reverse=True
-        )
-        x = range(len(shown))
-        ax.bar(
-            x,
-            [r[column] for r in shown],
-            color=[colour.get(r["script_name"], OTHER_SCRIPTS) for r in shown],
-            width=0.85,
-        )
-        baseline = [lg.ratio(r["english_" + metric], r["ceiling_" + metric]) for r in shown]
-        ax.scatter(x, baseline, color="black", marker="_", s=30, label="English-only / ceiling")
-        ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
-        ax.set_xticks(list(x), [r["lang"] for r in shown], rotation=90, fontsize=5)
-        ax.set_xlim(-0.6, len(shown) - 0.4)
-        ax.set_ylabel("heads / ceiling")
-        flagged = len(rows) - len(shown)
-        left_out = f" ({flagged} flagged, left out)" if flagged else ""
-        ax.set_title(f"{title}: {len(shown)} languages{left_out}")
-    handles = [Patch(color=c, label=s) for s, c in colour.items()]
-    if len(scripts) > len(colour):
-        handles.append(Patch(color=OTHER_SCRIPTS, label="other scripts"))
-    handles.append(axes[0].collections[0])
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 10), fontsize=7)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return _save(fig, path, dpi=100)
-
-
-def plot_ceiling_vs_ratio(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """FLORES: the ceiling's top-1 (x) against heads/ceiling (y), one dot per language coloured
-    by script; the tower-limited and heads-limited regions shaded."""
-    from uclip.eval import languages as lg
-
-    plt = _pyplot()
-    shown = [r for r in rows if lg.usable(r, "ceiling_flores") and lg.usable(r, "ratio_flores")]
-    scripts = ranked_scripts(r["script_name"] for r in shown)
-    colour = script_colours(scripts)
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
-    ax.axvspan(0, lg.TOWER_LIMIT, color="0.92", zorder=0)
-    ax.fill_between(
-        [lg.HEADS_LIMIT_CEILING, 100], 0, lg.HEADS_LIMIT_RATIO, color="mistyrose", zorder=0
-    )
-    for script in scripts:
-        members = [r for r in shown if r["script_name"] == script]
-        ax.scatter(
-            [r["ceiling_flores"] for r in members],
-            [r["ratio_flores"] for r in members],
-            s=18,
-            color=colour.get(script, OTHER_SCRIPTS),
-            label=script if script in colour else None,
-        )
-    for r in shown:
-        if r["ceiling_flores"] < lg.TOWER_LIMIT or r["ratio_flores"] < lg.HEADS_LIMIT_RATIO:
-            ax.annotate(r["lang"], (r["ceiling_flores"], r["ratio_flores"]), fontsize=6)
-    ax.set_xlabel("ceiling: multilingual-e5-small both sides, FLORES X->En top-1 (%)")
-    ax.set_ylabel("heads / ceiling")
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, max(1.05, max((r["ratio_flores"] for r in shown), default=1) + 0.05))
-    ax.set_title(f"{len(shown)} languages; grey: tower-limited, pink: heads-limited", fontsize=10)
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
-    fig.tight_layout()
-    return _save(fig, path, dpi=100)

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from uclip.app.plotting import pyplot, save_png
 from uclip.data import languages as dl
 from uclip.data import text_quality as tq
 from uclip.data.flickr30k import available_flickr200_codes, load_flickr30k
@@ -211,7 +212,6 @@ def build_report(
     out: Path, systems: Mapping[str, str], data_dir: Path, *, expected: int
 ) -> dict[str, Any]:
     """Tables, summary and figure from the runs in ``OUT/runs`` (languages with every run)."""
-    from uclip.app.figures import plot_ceiling_vs_ratio, plot_language_ratios
     from uclip.eval.report import markdown_table, write_table
 
     runs = lg.index_results(load_results(out / "runs"))
@@ -373,3 +373,94 @@ def _threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+OTHER_SCRIPTS = (0.6, 0.6, 0.6)
+
+
+def script_colours(ranked: Sequence[str], limit: int = 19) -> dict[str, Any]:
+    """A tab20 colour for each of the first ``limit`` scripts of ``ranked``; the rest are drawn
+    in ``OTHER_SCRIPTS``."""
+    palette = pyplot().get_cmap("tab20").colors
+    return {script: palette[i % len(palette)] for i, script in enumerate(ranked[:limit])}
+
+
+def plot_language_ratios(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Languages sorted by heads/ceiling ratio, bars coloured by script, with the English-only
+    tower's ratio beside them; one panel per data set."""
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    scripts = lg.most_frequent_first(r["script_name"] for r in rows)
+    colour = script_colours(scripts)
+    fig, axes = plt.subplots(2, 1, figsize=(max(12, len(rows) * 0.11), 9), dpi=100)
+    panels = (
+        ("flores", "FLORES-200 devtest X->En top-1"),
+        ("flickr_r1", "Flickr30k-200 X->En R@1"),
+    )
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        column = f"ratio_{metric}"
+        shown = sorted(
+            (r for r in rows if lg.usable(r, column)), key=lambda r: r[column], reverse=True
+        )
+        x = range(len(shown))
+        ax.bar(
+            x,
+            [r[column] for r in shown],
+            color=[colour.get(r["script_name"], OTHER_SCRIPTS) for r in shown],
+            width=0.85,
+        )
+        baseline = [lg.ratio(r["english_" + metric], r["ceiling_" + metric]) for r in shown]
+        ax.scatter(x, baseline, color="black", marker="_", s=30, label="English-only / ceiling")
+        ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
+        ax.set_xticks(list(x), [r["lang"] for r in shown], rotation=90, fontsize=5)
+        ax.set_xlim(-0.6, len(shown) - 0.4)
+        ax.set_ylabel("heads / ceiling")
+        flagged = len(rows) - len(shown)
+        left_out = f" ({flagged} flagged, left out)" if flagged else ""
+        ax.set_title(f"{title}: {len(shown)} languages{left_out}")
+    handles = [Patch(color=c, label=s) for s, c in colour.items()]
+    if len(scripts) > len(colour):
+        handles.append(Patch(color=OTHER_SCRIPTS, label="other scripts"))
+    handles.append(axes[0].collections[0])
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 10), fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return save_png(fig, path, dpi=100)
+
+
+def plot_ceiling_vs_ratio(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """FLORES: the ceiling's top-1 (x) against heads/ceiling (y), one dot per language coloured
+    by script; the tower-limited and heads-limited regions shaded."""
+
+    plt = pyplot()
+    shown = [r for r in rows if lg.usable(r, "ceiling_flores") and lg.usable(r, "ratio_flores")]
+    scripts = lg.most_frequent_first(r["script_name"] for r in shown)
+    colour = script_colours(scripts)
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
+    ax.axvspan(0, lg.TOWER_LIMIT, color="0.92", zorder=0)
+    ax.fill_between(
+        [lg.HEADS_LIMIT_CEILING, 100], 0, lg.HEADS_LIMIT_RATIO, color="mistyrose", zorder=0
+    )
+    for script in scripts:
+        members = [r for r in shown if r["script_name"] == script]
+        ax.scatter(
+            [r["ceiling_flores"] for r in members],
+            [r["ratio_flores"] for r in members],
+            s=18,
+            color=colour.get(script, OTHER_SCRIPTS),
+            label=script if script in colour else None,
+        )
+    for r in shown:
+        if r["ceiling_flores"] < lg.TOWER_LIMIT or r["ratio_flores"] < lg.HEADS_LIMIT_RATIO:
+            ax.annotate(r["lang"], (r["ceiling_flores"], r["ratio_flores"]), fontsize=6)
+    ax.set_xlabel("ceiling: multilingual-e5-small both sides, FLORES X->En top-1 (%)")
+    ax.set_ylabel("heads / ceiling")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, max(1.05, max((r["ratio_flores"] for r in shown), default=1) + 0.05))
+    ax.set_title(f"{len(shown)} languages; grey: tower-limited, pink: heads-limited", fontsize=10)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return save_png(fig, path, dpi=100)

@@ -12,7 +12,7 @@ live in :mod:`uclip.app.languages`.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -132,6 +132,12 @@ def mean(values: Iterable[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def most_frequent_first(values: Iterable[str]) -> list[str]:
+    """The distinct ``values``, most frequent first, ties by name (the order of the report's
+    groups and of its figures' script colours)."""
+    return [v for v, _ in sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def group_means(
     rows: Sequence[Mapping[str, Any]], key: str, columns: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -141,7 +147,8 @@ def group_means(
     for row in rows:
         groups[row[key]].append(row)
     out = []
-    for name, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for name in most_frequent_first(row[key] for row in rows):
+        members = groups[name]
         entry: dict[str, Any] = {key: name, "n": len(members)}
         for column in columns:
             value = mean(m[column] for m in members if usable(m, column))

@@ -138,8 +138,7 @@ def run_nli(ns: argparse.Namespace) -> int:
 
 
 def run_tsne(ns: argparse.Namespace) -> int:
-    from uclip.app.clt import load_clt_model
-    from uclip.app.figures import tsne_figure
+    from uclip.app.clt import load_clt_model, tsne_figure
     from uclip.paths import resolve_data_dir
 
     model = load_clt_model(ns.model)
