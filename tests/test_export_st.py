@@ -66,10 +66,12 @@ def test_model_card_states_weights_data_protocol_and_measured_table() -> None:
     for heading in ("## Weights", "## Training data", "## Protocol", "## Measured"):
         assert heading in card
     assert "real encoder weights" in card and entry["heads_sha256"] in card
-    assert "20,000 English-only Tatoeba sentences" in card  # training data
+    assert "10,000 English-only WMT news sentences" in card  # training data
     assert "first caption per image" in card and "FLORES-200" in card  # protocol
-    assert "| uclip-text-anchor | 8.24 | 26.38 | 81.44 | 86.20 |" in card  # measured table
-    assert "| de (Latin) | 12.22 | 12.25 | 12.25 |" in card  # export parity
+    assert "| uclip-text-anchor | 9.24 | 28.74 | 89.25 | 88.75 |" in card  # measured table
+    v1 = registry()["uclip-text-anchor-v1"]
+    card_v1 = model_card(spec, model.metadata, dims, fmt, v1)
+    assert "| de (Latin) | 12.22 | 12.25 | 12.25 |" in card_v1  # export parity
     bare = model_card(spec, model.metadata, dims, fmt, None)
     assert "Not measured with this model's record" in bare and "## Training data" in bare
 
@@ -93,7 +95,7 @@ def test_reference_model_exports_and_loads_without_uclip(tmp_path: Path) -> None
         modules = json.loads((written[side] / "modules.json").read_text())
         assert all(m["type"].startswith("sentence_transformers.") for m in modules)
         card = (written[side] / "README.md").read_text()
-        assert "f_M" in card and "## Measured" in card and "12.25" in card
+        assert "f_M" in card and "## Measured" in card and "89.25" in card
     data = ASSETS_DIR / "quickstart"
     foreign = [s for lang in LANGS for s in load_flores(lang, "eng_Latn", data_dir=data).src[:25]]
     english = load_flores("cs", "eng_Latn", data_dir=data).tgt[:200]
