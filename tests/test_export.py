@@ -322,13 +322,13 @@ def test_every_format_card_comes_from_the_one_template(
         assert headings(card) == sections, path
         assert assert_numbers_have_provenance(card) == 0  # nothing measured: no number quoted
 
-    # the previous reference: its registry entry carries dev, test and export-parity tables
-    reference = uclip.load("uclip-text-anchor-v1")
-    spec, entry = reference.spec(), registry()["uclip-text-anchor-v1"]
+    # the reference: its registry entry carries dev, test and export-parity tables
+    reference = uclip.load("uclip-text-anchor")
+    spec, entry = reference.spec(), registry()["uclip-text-anchor"]
     dims = {h: head_dims(getattr(reference.heads, h)) for h in HEAD_NAMES}
     for fmt, tables in ((HF_CARD, 2), (st_card_format(spec), 3)):  # dev, test (+ ST parity)
         card = model_card(spec, reference.metadata, dims, fmt, entry)
         assert headings(card) == sections, fmt.library_name
         assert card.startswith(f"---\nlibrary_name: {fmt.library_name}\n")
         assert assert_numbers_have_provenance(card) == tables, fmt.library_name
-        assert "| heads | 78.53 |" in card and "| uclip-text-anchor-v1 | 8.24 |" in card
+        assert "| heads | 82.22 |" in card and "| uclip-text-anchor | 9.24 |" in card
