@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from uclip.app.commands.eval import make_evaluators
 from uclip.app.languages import evaluators_for, report_languages
-from uclip.data.languages import XM3600_TO_FLORES
+from uclip.data.languages import XM3600_FLORES_CODES
 from uclip.eval.models import load_embedding_model
 from uclip.eval.report import write_table
 from uclip.eval.stats import paired_bootstrap, sign_test
@@ -35,10 +35,9 @@ from uclip.paths import resolve_data_dir
 def evaluator_sets(which: str, data_dir: Path, langs: list[str] | None) -> dict[str, list[Any]]:
     """``{data set label: [one evaluator per language]}`` of a named test set."""
     if which == "table":
-        flores = [v for k, v in XM3600_TO_FLORES.items() if k != "en"]
         return {
             "FLORES-200 X->En top-1 (35 languages)": make_evaluators(
-                "bitext", "flores200", langs or flores, data_dir=str(data_dir)
+                "bitext", "flores200", langs or list(XM3600_FLORES_CODES), data_dir=str(data_dir)
             ),
             "XM3600 X->En R@1 (35 languages)": make_evaluators(
                 "crosslingual", "xm3600", langs or ["all"], data_dir=str(data_dir)

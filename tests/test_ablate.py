@@ -16,7 +16,7 @@ from uclip.app.ablate import (
     apply_variation_overrides,
     parse_variation,
     run_ablation,
-    summarise,
+    summarise_variations,
     summary_columns,
     variation_configs,
 )
@@ -100,7 +100,7 @@ def test_variation_configs_reject_duplicates_and_unknown_keys() -> None:
     assert apply_variation_overrides(BASE, ["data.n_train=20"])["data"]["n_train"] == 20
 
 
-def test_summarise_by_hand() -> None:
+def test_summarise_variations_by_hand() -> None:
     rows = [
         {"variation": v, "seed": s, "dataset": "xm3600", "lang": lang, "R@1": r1, "R@10": r10}
         for v, s, lang, r1, r10 in (
@@ -114,7 +114,7 @@ def test_summarise_by_hand() -> None:
             ("no_text", 1, "fi", 7.0, 44.0),
         )
     ]
-    out = {r["variation"]: r for r in summarise(rows, ["full", "no_text"])}
+    out = {r["variation"]: r for r in summarise_variations(rows, ["full", "no_text"])}
     # full: seed means R@10 60 and 64 -> 62, sd of (60, 64) = 2*sqrt(2)
     assert out["full"]["xm3600 R@10"] == 62.0
     assert out["full"]["xm3600 R@10 sd"] == pytest.approx(2.83, abs=0.01)

