@@ -28,7 +28,6 @@ from uclip.data.languages import XM3600_FLORES_CODES
 from uclip.eval.models import load_embedding_model
 from uclip.eval.report import write_table
 from uclip.eval.stats import paired_bootstrap, sign_test
-from uclip.features.scoring import parse_scorer
 from uclip.paths import resolve_data_dir
 
 
@@ -61,11 +60,8 @@ def main() -> None:
     p.add_argument("--stem", default="significance")
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir", type=Path)
-    p.add_argument("--scorer", default="cosine", help="cosine (only: the standard protocol)")
     p.add_argument("--n-boot", type=int, default=2000)
     args = p.parse_args()
-    if parse_scorer(args.scorer).kind != "cosine":
-        raise SystemExit("only --scorer cosine: the reference-set scorers run through uclip eval")
     data_dir = resolve_data_dir(args.data_dir)
     langs = args.langs.split(",") if args.langs else None
     models = {s: load_embedding_model(s, cache=args.cache_dir) for s in (args.a, args.b)}
@@ -75,9 +71,11 @@ def main() -> None:
         for ev in tqdm(evaluators, desc=label, unit="lang"):
             for spec, model in models.items():
                 hits[spec].append((ev.item_ranks(model) == 0).double().numpy())
-            a, b = (float(hits[s][-1].mean() * 100) for s in (args.a, args.b))
-            per_lang.append({"data": label, "lang": ev.lang, "a": round(a, 2), "b": round(b, 2)})
         means = {s: [float(h.mean() * 100) for h in hits[s]] for s in hits}
+        per_lang += [
+            {"data": label, "lang": ev.lang, "a": round(a, 2), "b": round(b, 2)}
+            for ev, a, b in zip(evaluators, means[args.a], means[args.b], strict=True)
+        ]
         sign = sign_test(means[args.a], means[args.b])
         boot = paired_bootstrap(hits[args.a], hits[args.b], n_boot=args.n_boot)
         rows.append(
