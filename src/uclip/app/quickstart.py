@@ -46,7 +46,7 @@ from uclip.eval.report import write_table
 from uclip.eval.runs import save_result
 from uclip.features.cache import EmbeddingCache, TowerOptions
 from uclip.features.corpora import BANK_M_SOURCES, M30K, TATOEBA_LANGS
-from uclip.method.model import load
+from uclip.method.model import load_uclip
 from uclip.paths import ASSETS_DIR, CONFIGS_DIR, default_data_dir, existing_dir, writable_dir
 from uclip.train.args import load_config_file
 
@@ -171,7 +171,7 @@ def run_quickstart(args: QuickstartArgs) -> dict[str, Any]:
         resume=(out / "train" / "checkpoints").is_dir(),
         encoders=encoders,
     )
-    ridge = load(out / "ridge")
+    ridge = load_uclip(out / "ridge")
     dev = model.metadata["training"]["dev"]
     write_dev_curve(out / "train", dev, "uclip quickstart: dev score during training")
     timings["embed_and_train_s"] = time.perf_counter() - t

@@ -299,8 +299,8 @@ class UCLIPModel(nn.Module):
     def save(self, directory: str | os.PathLike[str], **metadata: Any) -> Path:
         """Write ``config.json`` + ``heads.safetensors`` into ``directory``; nothing else in it is
         touched. Each file is written to a temporary sibling and renamed over the old one; a kill
-        between the two renames leaves a new config with old heads, which ``load`` refuses (the
-        config records the heads' sha256) rather than loading a mixture."""
+        between the two renames leaves a new config with old heads, which ``load_uclip`` refuses
+        (the config records the heads' sha256) rather than loading a mixture."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
@@ -317,7 +317,7 @@ class UCLIPModel(nn.Module):
                 **self.metadata,
                 **metadata,
                 "method": "uclip",  # uclip.load dispatches on it (CLT models say "clt")
-                # Ties config.json to these exact weights: load() refuses a changed heads file.
+                # Ties config.json to these exact weights: load_uclip refuses changed heads.
                 HEADS_SHA256: file_sha256(heads_tmp),
             }
             config_tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
@@ -326,7 +326,7 @@ class UCLIPModel(nn.Module):
         return out
 
 
-def load(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPModel:
+def load_uclip(directory: str | os.PathLike[str], **config_overrides: Any) -> UCLIPModel:
     """Load a model saved by :meth:`UCLIPModel.save` (or a training run's output directory)."""
     path = Path(directory)
     config_file, heads_file = path / CONFIG_NAME, path / HEADS_NAME
